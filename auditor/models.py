@@ -1,0 +1,165 @@
+"""Loading sequence classifiers and turning texts into model inputs, with clear errors for bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BatchEncoding, PreTrainedModel
+from transformers import PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from auditor.encoders import EncoderClassifier, UnsupportedModelError
+from auditor.errors import InputError, ModelLoadError
+
+
+class ModelIdentity(BaseModel):
+    """What identifies a model's weights and shape, recorded in every artefact computed from it."""
+
+    name: str
+    model_type: str
+    weights_sha256: str
+    num_layers: int
+    num_heads: int
+    labels: list[str]
+    pruned_heads: dict[int, list[int]] = {}
+
+
+@dataclass
+class Classifier:
+    """A loaded sequence classifier with its tokenizer."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    identity: ModelIdentity
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def labels(self) -> list[str]:
+        return self.identity.labels
+
+    @property
+    def max_length(self) -> int:
+        """The longest input in tokens, special tokens included."""
+        limit = int(getattr(self.model.config, "max_position_embeddings", 512))
+        if self.identity.model_type in ("roberta", "xlm-roberta", "camembert"):
+            limit -= 2  # RoBERTa positions start after the padding index
+        tokenizer_limit = getattr(self.tokenizer, "model_max_length", limit) or limit
+        return min(limit, int(tokenizer_limit)) if tokenizer_limit < 10**9 else limit
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        text_pairs: Sequence[str | None] | None = None,
+        truncate: bool = False,
+        max_length: int | None = None,
+    ) -> BatchEncoding:
+        """Tokenize a batch (right-padded tensors on the model's device).
+
+        Raises InputError for an empty text, a missing pair on a partly paired batch, or an input longer
+        than ``max_length`` (default: the model's maximum) unless ``truncate`` is set.
+        """
+        limit = min(max_length or self.max_length, self.max_length)
+        if not texts:
+            raise InputError("no input text given")
+        pairs = list(text_pairs) if text_pairs is not None else [None] * len(texts)
+        if len(pairs) != len(texts):
+            raise InputError(f"{len(texts)} texts but {len(pairs)} text pairs")
+        for i, (text, pair) in enumerate(zip(texts, pairs)):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"input {i}: text is empty")
+            if pair is not None and (not isinstance(pair, str) or not pair.strip()):
+                raise InputError(f"input {i}: text_pair is empty")
+        if any(p is None for p in pairs) and any(p is not None for p in pairs):
+            raise InputError("either every input has a text_pair or none has")
+        second = None if pairs[0] is None else pairs
+        if not truncate:
+            with quiet_transformers():
+                lengths = [len(ids) for ids in self.tokenizer(list(texts), second, truncation=False)["input_ids"]]
+            too_long = [(i, n) for i, n in enumerate(lengths) if n > limit]
+            if too_long:
+                i, n = too_long[0]
+                raise InputError(f"input {i} has {n} tokens, more than the limit of {limit}; shorten it or pass truncate")
+        options = {"truncation": "longest_first", "max_length": limit} if truncate else {}
+        encoded = self.tokenizer(list(texts), second, padding=True, return_tensors="pt", **options)
+        return encoded.to(self.device)
+
+    def tokens(self, input_ids: torch.Tensor) -> list[str]:
+        return self.tokenizer.convert_ids_to_tokens(input_ids.tolist())
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings (long-input and loading notices) for the duration."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def weights_digest(directory: Path) -> str:
+    """SHA-256 over the weight files of a saved model (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin") or p.name == "config.json")
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def identify(model: PreTrainedModel, name: str, weights_sha256: str) -> ModelIdentity:
+    config = model.config
+    return ModelIdentity(
+        name=name,
+        model_type=config.model_type,
+        weights_sha256=weights_sha256,
+        num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
+        labels=[config.id2label[i] for i in range(config.num_labels)],
+        pruned_heads={int(k): sorted(v) for k, v in (config.pruned_heads or {}).items()},
+    )
+
+
+def load_classifier(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Classifier:
+    """Load a BERT-family sequence classifier and its tokenizer from a folder or a hub name.
+
+    ``device`` defaults to CUDA when available. Raises ModelLoadError with a readable message.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    looks_local = path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1
+    if looks_local and not path.is_dir():
+        raise ModelLoadError(f"model directory not found: {text}")
+    if looks_local and not (path / "config.json").is_file():
+        raise ModelLoadError(f"{text} is not a saved model: it has no config.json")
+    source = str(path if looks_local else text)
+    try:
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(source, attn_implementation="eager")
+            tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelLoadError(f"cannot load a sequence classifier from {text}: {error}") from None
+    try:
+        EncoderClassifier(model)
+    except UnsupportedModelError as error:
+        raise ModelLoadError(str(error)) from None
+    target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device=target, dtype=dtype).eval()
+    digest = weights_digest(path) if looks_local else hashlib.sha256(text.encode()).hexdigest()[:16]
+    return Classifier(model, tokenizer, identify(model, path.name if looks_local else text, digest))

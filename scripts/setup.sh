@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything auditor needs on a Debian machine, offline except for the package registries:
+# system packages (a Java runtime for TorchServe, Chromium for the HTML report test), a virtual
+# environment in .venv, and the package itself with its dev extra.
+#
+#   TORCH_SPEC   the torch requirement installed first (default torch==2.13.0, the CPU wheel on disk here;
+#                set e.g. TORCH_SPEC=torch to take a CUDA build on a GPU machine)
+#   PYTHON       the interpreter for the venv (default python3)
+#   SKIP_APT=1   skip the system packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ "${SKIP_APT:-0}" != 1 ] && [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing system packages ${need_apt[*]}; install them with: sudo apt-get install ${need_apt[*]}" >&2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "${PYTHON:-python3}" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+"${pip[@]}" -e '.[dev]'
+echo "setup: done ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
