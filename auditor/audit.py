@@ -224,6 +224,14 @@ def trigger_table(
     return rows
 
 
+def pattern_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSettings) -> dict[int, Attack]:
+    """Per gold label, the attribution attack trying the top patterns of the other labels."""
+    return {
+        label: pattern_attack(victim, top_patterns(triggers, label, settings.top_k), settings.budget, settings.max_words, settings.positions)
+        for label in range(len(victim.labels))
+    }
+
+
 def checkpoint_identity(victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset) -> dict:
     patterns_digest = hashlib.sha256(triggers.model_dump_json(exclude={"seconds"}).encode()).hexdigest()[:16]
     return {
@@ -255,11 +263,7 @@ def run_audit(
         raise InputError(f"the patterns were mined on a model with labels {triggers.model.labels}, the audited model has {labels}")
     if not top_patterns(triggers, None, 1):
         raise InputError("the patterns file has no pattern with a word that can be inserted")
-    pattern_attacks = {
-        label: pattern_attack(victim, top_patterns(triggers, label, settings.top_k), settings.budget, settings.max_words, settings.positions)
-        for label in range(len(labels))
-    }
-    attacks: dict[str, Callable[[int], Attack]] = {"attribution": pattern_attacks.__getitem__}
+    attacks: dict[str, Callable[[int], Attack]] = {"attribution": pattern_attacks(victim, triggers, settings).__getitem__}
     if "random" in settings.baselines:
         candidates = len(top_patterns(triggers, 0, settings.top_k))
         random_attack = random_insertion_attack(

@@ -155,3 +155,43 @@ def audit(
             highlight=False,
         )
         raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    full: str = typer.Option(..., "--full", help="the full model: directory or http://HOST:PORT/predictions/NAME"),
+    pruned: str = typer.Option(..., "--pruned", help="the pruned model: directory or endpoint"),
+    data: str = typer.Option(..., "--data", help="task name (dev split) or TSV path"),
+    out: Path = typer.Option(..., "--out", help="folder for comparison.json/.md/.html"),
+    token: str | None = typer.Option(None, "--token", envvar="AUDITOR_TOKEN", help="inference key for endpoints"),
+    patterns: Path | None = typer.Option(None, "--patterns", help="patterns from 'auditor mine' (default: mine --full)"),
+    examples: int = typer.Option(200, "--examples", min=1),
+    budget: int = typer.Option(100, "--budget", min=1),
+    max_words: int = typer.Option(3, "--max-words", min=1),
+    top_k: int = typer.Option(5, "--top-k", min=1),
+    trigger_top_k: int = typer.Option(3, "--trigger-top-k", min=0),
+    trigger_examples: int | None = typer.Option(None, "--trigger-examples", min=1),
+    mine_examples: int = typer.Option(500, "--mine-examples", min=1),
+) -> None:
+    """Compare a full and a pruned model: agreement, accuracy, robustness to the same triggers, latency."""
+    dataset = load_dataset(data, split="dev")
+    from auditor.compare import compare_models
+    from auditor.report import render_comparison_markdown, write_comparison
+    from auditor.schemas import AuditSettings
+    from auditor.victims import open_victim
+
+    triggers = _patterns_for(patterns, full, data, mine_examples, out)
+    settings = AuditSettings(
+        examples=min(examples, len(dataset)),
+        budget=budget,
+        max_words=max_words,
+        top_k=top_k,
+        positions="pattern",
+        baselines=[],
+        trigger_top_k=trigger_top_k,
+        trigger_examples=trigger_examples,
+        seed=0,
+    )
+    report = compare_models(open_victim(full, token), open_victim(pruned, token), dataset, triggers, settings, out)
+    write_comparison(report, out)
+    print(render_comparison_markdown(report))

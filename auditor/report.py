@@ -16,7 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 
-from auditor.schemas import AttackOutcome, AttackSummary, RobustnessReport
+from auditor.schemas import AttackOutcome, AttackSummary, ComparisonReport, RobustnessReport, TriggerRow
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_FILES = ("report.json", "report.schema.json", "report.md", "report.html")
@@ -27,7 +27,10 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(handle, "wb") as file:
             file.write(payload)
             file.flush()
@@ -108,11 +111,12 @@ def _png(figure: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def budget_plot(attacks: list[AttackSummary]) -> str:
+def budget_plot(curves: dict[str, AttackSummary]) -> str:
+    """Accuracy under attack vs query budget, one line per named attack."""
     figure = Figure(figsize=(6, 3.4))
     axes = figure.add_subplot()
-    for attack in attacks:
-        axes.plot([p.budget for p in attack.budget_curve], [100 * p.accuracy for p in attack.budget_curve], marker="o", label=attack.name)
+    for name, attack in curves.items():
+        axes.plot([p.budget for p in attack.budget_curve], [100 * p.accuracy for p in attack.budget_curve], marker="o", label=name)
     axes.set_xscale("log")
     axes.set_xlabel("queries per example (log scale)")
     axes.set_ylabel("accuracy under attack (%)")
@@ -136,12 +140,11 @@ def class_plot(report: RobustnessReport) -> str:
     axes.set_xticks(positions, [f"{c.name} ({c.examples})" for c in classes])
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 100)
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
     return _png(figure)
 
 
-def trigger_plot(report: RobustnessReport) -> str | None:
-    rows = report.triggers
+def trigger_plot(rows: list[TriggerRow]) -> str | None:
     if not rows:
         return None
     figure = Figure(figsize=(6, 0.45 * len(rows) + 1))
@@ -154,7 +157,7 @@ def trigger_plot(report: RobustnessReport) -> str | None:
     axes.invert_yaxis()
     axes.set_xlabel("accuracy on the class (%)")
     axes.set_xlim(0, 100)
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
     return _png(figure)
 
 
@@ -173,9 +176,9 @@ def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
         attacks=attacks,
         examples=examples,
         labels=report.victim.labels,
-        budget_plot=budget_plot(attacks),
+        budget_plot=budget_plot({a.name: a for a in attacks}),
         class_plot=class_plot(report),
-        trigger_plot=trigger_plot(report),
+        trigger_plot=trigger_plot(report.triggers),
         percent=percent,
         number=number,
         argmax=_argmax,
@@ -184,6 +187,62 @@ def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
 
 def report_schema() -> str:
     return json.dumps(RobustnessReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def render_comparison_markdown(report: ComparisonReport) -> str:
+    full, pruned = report.full, report.pruned
+    rows = [
+        ("model", full.victim.location, pruned.victim.location),
+        ("accuracy", percent(full.accuracy), percent(pruned.accuracy)),
+        ("accuracy under attribution attack", percent(full.attack.accuracy_under_attack), percent(pruned.attack.accuracy_under_attack)),
+        ("attack success rate", percent(full.attack.success_rate), percent(pruned.attack.success_rate)),
+        ("queries / success", number(full.attack.mean_queries_per_success), number(pruned.attack.mean_queries_per_success)),
+        ("ms / example", number(full.ms_per_example, 2), number(pruned.ms_per_example, 2)),
+    ]
+    lines = [
+        f"# Full vs pruned: {report.data.count} examples of {report.data.dataset} {report.data.split}",
+        "",
+        f"Prediction agreement: {percent(report.agreement)}; query budget {report.settings.budget}.",
+        "",
+        "| | full | pruned |",
+        "|---|---|---|",
+        *[f"| {name} | {a} | {b} |" for name, a, b in rows],
+    ]
+    if full.triggers:
+        lines += ["", "| trigger | inserted into | before (full) | after (full) | before (pruned) | after (pruned) |", "|---|---|---|---|---|---|"]
+        for a, b in zip(full.triggers, pruned.triggers):
+            lines.append(
+                f"| {a.pattern} | {a.target_class} ({a.examples}) | {percent(a.accuracy_before)} | {percent(a.accuracy_after)} | "
+                f"{percent(b.accuracy_before)} | {percent(b.accuracy_after)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def render_comparison_html(report: ComparisonReport) -> str:
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    return environment.get_template("comparison.html.j2").render(
+        report=report,
+        pruned_heads=[
+            None if side.victim.model is None else sum(len(h) for h in side.victim.model.pruned_heads.values())
+            for side in (report.full, report.pruned)
+        ],
+        trigger_pairs=list(zip(report.full.triggers, report.pruned.triggers)),
+        budget_plot=budget_plot({"full": report.full.attack, "pruned": report.pruned.attack}),
+        percent=percent,
+        number=number,
+    )
+
+
+def write_comparison(report: ComparisonReport, out_dir: Path) -> list[Path]:
+    """Write comparison.json, comparison.md and comparison.html into ``out_dir``."""
+    contents = {
+        "comparison.json": report.model_dump_json(indent=2),
+        "comparison.md": render_comparison_markdown(report),
+        "comparison.html": render_comparison_html(report),
+    }
+    for name, content in contents.items():
+        write_atomic(out_dir / name, content)
+    return [out_dir / name for name in contents]
 
 
 def write_report(report: RobustnessReport, out_dir: Path) -> list[Path]:

@@ -254,3 +254,27 @@ class RobustnessReport(BaseModel):
     triggers: list[TriggerRow]
     trigger_data: DataUsed
     seconds: float
+
+
+class ModelComparison(BaseModel):
+    """One side of ``auditor compare``: accuracy, latency, and robustness under the shared patterns."""
+
+    victim: VictimIdentity
+    accuracy: float
+    ms_per_example: float = Field(description="mean wall time of batched predictions, per example")
+    attack: AttackSummary
+    triggers: list[TriggerRow]
+
+
+class ComparisonReport(BaseModel):
+    """``auditor compare``: a full and a pruned model on the same examples, patterns and budget."""
+
+    schema_version: Literal[1] = 1
+    auditor_version: str
+    data: DataUsed
+    patterns: DataUsed
+    settings: AuditSettings
+    agreement: float = Field(description="fraction of examples where both models predict the same label")
+    full: ModelComparison
+    pruned: ModelComparison
+    seconds: float

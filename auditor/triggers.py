@@ -27,7 +27,8 @@ from auditor.quadrature import QuadratureMethod
 from auditor.schemas import DataUsed, TriggerElement, TriggerMiningOptions, TriggerPattern, TriggerSet
 
 WORD_EDGE_CHARACTERS = "'-_*@"
-WORD_PATTERN = re.compile(r"[\w'\-_*@]+")
+HOMOGLYPHS = "˗৭Ȣ𝟕бƼᏎƷᒿlO`ɑЬϲԁе𝚏ɡհіϳ𝒌ⅼｍոорԛⲅѕ𝚝սѵԝ×уᴢ"  # characters textattack keeps inside words
+WORD_PATTERN = re.compile(f"[\\w{re.escape(HOMOGLYPHS)}'\\-_*@]+")
 
 
 def data_used(dataset: Dataset) -> DataUsed:
@@ -43,7 +44,7 @@ def data_used(dataset: Dataset) -> DataUsed:
 
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the words TextAttack sees in ``text`` (its ``words_from_text`` rule: runs of word
-    characters, apostrophes and hyphens inside whitespace-separated chunks, trimmed of those at the ends)."""
+    characters, homoglyphs, apostrophes, hyphens, ``_*@``, trimmed of ``'-_*@`` at the ends)."""
     spans = []
     for match in WORD_PATTERN.finditer(text):
         word = match.group()
