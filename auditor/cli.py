@@ -24,7 +24,9 @@ console = Console(stderr=True)
 def main() -> None:
     """Entry point: user errors print one line and exit with status 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        exit_code = app(standalone_mode=False)  # without standalone mode click returns typer.Exit's code
+        if isinstance(exit_code, int) and exit_code:
+            sys.exit(exit_code)
     except AuditorError as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False)
         sys.exit(2)
