@@ -152,3 +152,16 @@ class Explanation(BaseModel):
     steps: int
     layers: list[LayerExplanation]
     tree: AttributionTree | None = None
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schema of every public model defined in this module (new models are included automatically)."""
+    return {
+        name: value.model_json_schema()
+        for name, value in sorted(globals().items())
+        if isinstance(value, type)
+        and issubclass(value, BaseModel)
+        and value.__module__ == __name__
+        and not name.startswith("_")
+        and value.model_fields
+    }
