@@ -24,8 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
-output = Console(highlight=False)
+console = Console(stderr=True, soft_wrap=True)  # an error stays one line however long
+output = Console(highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -80,41 +80,57 @@ def tree_drawing(tree: AttributionTree, column_width: float = 78.0, row_height: 
 
 def png_data_uri(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=96)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def heat_map(matrix: np.ndarray, tokens: Sequence[str], title: str) -> str:
-    """Head-summed attribution of one layer as a PNG data URI; rows: query token, columns: key token."""
+def layer_heat_maps(layers: Sequence[int], summed: Sequence[np.ndarray], tokens: Sequence[str]) -> str:
+    """One heat map per layer of the head-summed attribution Σ_h Attr_h (rows: query, columns: key), each on
+    its own symmetric colour scale, in one PNG data URI."""
     n = len(tokens)
-    size = min(9.0, 2.5 + 0.22 * n)
-    figure = Figure(figsize=(size + 1.2, size))
-    axes = figure.subplots()
-    limit = float(np.abs(matrix).max()) or 1.0
-    image = axes.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    axes.set_title(title, fontsize=10)
-    axes.set_xlabel("key token")
-    axes.set_ylabel("query token")
-    if n <= MAX_TICK_LABELS:
-        axes.set_xticks(range(n), list(tokens), rotation=90, fontsize=8, parse_math=False)
-        axes.set_yticks(range(n), list(tokens), fontsize=8, parse_math=False)
+    columns = min(3, len(layers))
+    rows = -(-len(layers) // columns)
+    side = min(7.0, 1.6 + 0.2 * n)
+    figure = Figure(figsize=(columns * (side + 1.6), rows * (side + 1.0)), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.flat[len(layers) :]:
+        axes.set_axis_off()
+    for axes, layer, matrix in zip(grid.flat, layers, summed):
+        limit = float(np.abs(matrix).max()) or 1.0
+        image = axes.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        figure.colorbar(image, ax=axes, shrink=0.8)
+        axes.set_title(f"layer {layer}", fontsize=11)
+        axes.set_xlabel("key token", fontsize=9)
+        axes.set_ylabel("query token", fontsize=9)
+        if n <= MAX_TICK_LABELS:
+            axes.set_xticks(range(n), list(tokens), rotation=90, fontsize=8, parse_math=False)
+            axes.set_yticks(range(n), list(tokens), fontsize=8, parse_math=False)
+        else:
+            axes.tick_params(labelsize=8)
     return png_data_uri(figure)
 
 
-def head_maps(matrices: np.ndarray, head_ids: Sequence[int]) -> str:
-    """One small heat map per head (each on its own colour scale), as a PNG data URI."""
-    heads = matrices.shape[0]
-    columns = min(6, heads)
-    rows = -(-heads // columns)
-    figure = Figure(figsize=(1.7 * columns, 1.8 * rows))
-    grid = figure.subplots(rows, columns, squeeze=False)
-    for index, axes in enumerate(grid.flat):
-        axes.set_axis_off()
-        if index < heads:
-            limit = float(np.abs(matrices[index]).max()) or 1.0
-            axes.imshow(matrices[index], cmap="RdBu_r", vmin=-limit, vmax=limit)
-            axes.set_title(f"head {head_ids[index]}", fontsize=8)
+def head_heat_maps(layers: Sequence[int], head_ids: Sequence[Sequence[int]], matrices: Sequence[np.ndarray]) -> str:
+    """Small multiples Attr_h per head (columns) and layer (rows), each tile scaled to its own largest |value|,
+    drawn as one tiled image (one PNG data URI)."""
+    n = matrices[0].shape[-1]
+    gap = max(2, n // 3)
+    heads = max(len(ids) for ids in head_ids)
+    tiles = np.full((len(layers) * (n + gap), heads * (n + gap)), np.nan)
+    for row, per_head in enumerate(matrices):
+        for column, matrix in enumerate(per_head):
+            limit = float(np.abs(matrix).max()) or 1.0
+            top, left = row * (n + gap) + gap, column * (n + gap)
+            tiles[top : top + n, left : left + n] = matrix / limit
+    width = min(16.0, 1.0 + 0.9 * heads)
+    figure = Figure(figsize=(width, width * tiles.shape[0] / tiles.shape[1] + 0.3), layout="constrained")
+    axes = figure.subplots()
+    axes.imshow(tiles, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    axes.set_axis_off()
+    for row, (layer, ids) in enumerate(zip(layers, head_ids)):
+        for column, head in enumerate(ids):
+            x, y = column * (n + gap) + n / 2 - 0.5, row * (n + gap) + gap - 1
+            axes.text(x, y, f"L{layer} h{head}", ha="center", va="bottom", fontsize=7)
     return png_data_uri(figure)
 
 
@@ -125,18 +141,16 @@ def render_html(explanations: Sequence[Explanation], title: str = "auditor: expl
     )
     pages = []
     for explanation in explanations:
-        maps = []
-        for layer in explanation.layers:
-            if layer.matrices is None:
-                continue
-            per_head = np.asarray(layer.matrices, dtype=np.float64)
-            maps.append(
-                {
-                    "layer": layer.layer,
-                    "summed": heat_map(per_head.sum(0), explanation.tokens, f"layer {layer.layer}: Σ_h Attr_h"),
-                    "heads": head_maps(per_head, layer.head_ids),
-                }
-            )
+        computed = [layer for layer in explanation.layers if layer.matrices is not None]
+        maps = None
+        if computed:
+            per_head = [np.asarray(layer.matrices, dtype=np.float64) for layer in computed]
+            layers = [layer.layer for layer in computed]
+            maps = {
+                "summed": layer_heat_maps(layers, [matrices.sum(0) for matrices in per_head], explanation.tokens),
+                "heads": head_heat_maps(layers, [layer.head_ids for layer in computed], per_head),
+                "layers": layers,
+            }
         drawing = tree_drawing(explanation.tree) if explanation.tree is not None else None
         pages.append({"explanation": explanation, "maps": maps, "tree": drawing})
     return environment.get_template("explanation.html.j2").render(title=title, pages=pages)
