@@ -53,11 +53,12 @@ def main() -> None:
 
 @app.command()
 def explain(
+    model: Annotated[str, typer.Option("--model", help="A saved sequence classifier (folder).")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to explain, one input each.", show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", help="A saved sequence classifier (folder).")] = ...,  # type: ignore[assignment]
     pair: Annotated[str | None, typer.Option("--pair", help="Second sentence, for a pair model (one TEXT).")] = None,
     input_file: Annotated[
-        Path | None, typer.Option("--input", help="Texts from a file: .tsv in GLUE format, else one per line (TAB: pair).")
+        Path | None,
+        typer.Option("--input", help="Texts from a file: .tsv in GLUE format, else one per line (a TAB starts the pair)."),
     ] = None,
     steps: Annotated[int, typer.Option(help="Quadrature nodes of the attribution integral.")] = 3,
     method: Annotated[str, typer.Option(help="Quadrature rule: " + ", ".join(QUADRATURE_METHODS) + ".")] = "gausslegendre",
@@ -91,8 +92,8 @@ def explain(
     )
     inputs, pairs = gather_inputs(texts or [], pair, input_file)
     classifier = load_classifier(model)
-    with tqdm(total=len(inputs), unit="input", desc="explaining", disable=len(inputs) < 2, file=sys.stderr) as bar:
-        explanations = explain_batch(classifier, inputs, pairs, options, truncate, batch_size, progress=bar.update)
+    with tqdm(total=len(inputs), unit="input", desc="explaining", disable=len(inputs) < 2, file=sys.stderr) as progress:
+        explanations = explain_batch(classifier, inputs, pairs, options, truncate, batch_size, progress.update)
     for explanation in explanations:
         print_explanation(explanation)
     if html_path is not None:
@@ -100,11 +101,16 @@ def explain(
         html_path.write_text(render_html(explanations), encoding="utf-8")
         console.print(f"wrote {html_path}", highlight=False)
     if json_path is not None:
-        if not matrices:
-            explanations = [e.model_copy(update={"layers": [l.model_copy(update={"matrices": None}) for l in e.layers]}) for e in explanations]
+        saved = explanations if matrices else [without_matrices(explanation) for explanation in explanations]
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_bytes(TypeAdapter(list[Explanation]).dump_json(explanations, indent=2))
+        json_path.write_bytes(TypeAdapter(list[Explanation]).dump_json(saved, indent=2))
         console.print(f"wrote {json_path}", highlight=False)
+
+
+def without_matrices(explanation: Explanation) -> Explanation:
+    """The explanation without its per-head matrices (the HTML page needs them, the JSON only on request)."""
+    layers = [layer.model_copy(update={"matrices": None}) for layer in explanation.layers]
+    return explanation.model_copy(update={"layers": layers})
 
 
 def explanation_options(**values: object) -> ExplanationOptions:
@@ -172,10 +178,12 @@ def print_explanation(explanation: Explanation) -> None:
 
     prediction = explanation.prediction
     probabilities = ", ".join(f"{label} {p:.4f}" for label, p in zip(prediction.labels, prediction.probabilities))
-    heading = Text.assemble(("\n" + explanation.text, "bold"), f"  [pair: {explanation.text_pair}]" if explanation.text_pair else "")
-    output.print(heading)
-    output.print(Text(f"prediction: {prediction.label} ({probabilities}); target {explanation.target} ({explanation.target_label})"))
-    table = Table(title=Text(f"top token pairs (query ← key), {explanation.method} {explanation.steps} steps"), title_justify="left")
+    pair = f"  [pair: {explanation.text_pair}]" if explanation.text_pair else ""
+    output.print(Text.assemble(("\n" + explanation.text, "bold"), pair))
+    target = f"target {explanation.target} ({explanation.target_label})"
+    output.print(Text(f"prediction: {prediction.label} ({probabilities}); {target}"))
+    title = Text(f"top token pairs (query ← key), {explanation.method} {explanation.steps} steps")
+    table = Table(title=title, title_justify="left")
     table.add_column("layer", justify="right")
     table.add_column("delta", justify="right")
     table.add_column("F(0·A)", justify="right")

@@ -66,16 +66,17 @@ def tree_drawing(tree: AttributionTree, column_width: float = 78.0, row_height: 
     for edge in tree.edges:
         (x1, y1), (x2, y2) = positions[edge.source], positions[edge.target]
         strength = min(1.0, max(0.0, (edge.score - tree.threshold) / span))
-        edges.append(
-            SvgEdge(x1, y1, x2, y2, 0.25 + 0.75 * strength, f"layer {edge.layer}: S̃ = {edge.score:.3f}, attribution {edge.attribution:.3g}")
-        )
+        title = f"layer {edge.layer}: S̃ = {edge.score:.3f}, attribution {edge.attribution:.3g}"
+        edges.append(SvgEdge(x1, y1, x2, y2, 0.25 + 0.75 * strength, title))
     nodes = [
         SvgNode(*positions[node.id], token=node.token, label=f"{node.token} (token {node.token_index}, level {node.layer})")
         for node in tree.nodes
     ]
-    rows = [(y(level), "output" if level == tree.num_layers else f"layer {level} input") for level in range(tree.num_layers, -1, -1)]
+    levels = range(tree.num_layers, -1, -1)
+    rows = [(y(level), "output" if level == tree.num_layers else f"layer {level} input") for level in levels]
     columns = [(x(i), token) for i, token in enumerate(tree.tokens)]
-    return TreeDrawing(left + column_width * n + 20, top + row_height * (tree.num_layers + 1) + 10, rows, columns, nodes, edges)
+    width, height = left + column_width * n + 20, top + row_height * (tree.num_layers + 1) + 10
+    return TreeDrawing(width, height, rows, columns, nodes, edges)
 
 
 def png_data_uri(figure: Figure) -> str:

@@ -42,9 +42,9 @@ def attribution_tree(
     """Build the attribution tree from head-summed attribution matrices S^l (rows: query i, columns: key j).
 
     ``matrices[k]`` belongs to encoder layer ``layers[k]`` (default: 0, 1, …); ``num_layers`` (default: the
-    highest layer + 1) is the hidden-state level of the root. Per layer, S̃^l = S^l / max(S^l[1:, :]) (see ``normalise``) and
-    the edges with S̃^l[i, j] > τ are kept. Top-down from [CLS] (token 0) at level ``num_layers``, for l from
-    the top layer down: every token i already in the tree gains, for every kept edge (i ← j) with j ≠ i and j
+    highest layer + 1) is the hidden-state level of the root. Per layer, S̃^l = S^l / max(S^l[1:, :]) (see
+    ``normalise``) and the edges with S̃^l[i, j] > τ are kept. Top-down from [CLS] (token 0) at level
+    ``num_layers``, for l from the top layer down: every token i already in the tree gains, for every kept edge (i ← j) with j ≠ i and j
     not yet in the tree, the child j at level l with an edge j → i. Children found in layer l join the tree
     after layer l, so they take children from lower layers only; a token reachable from several parents in the
     same layer is attached once, to the parent with the largest S̃ (ties: the lower token index).
