@@ -13,13 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from auditor.data import load_dataset
-from auditor.schemas import ComparisonReport, RobustnessReport
+from auditor.schemas import ComparisonReport, RobustnessReport, json_schemas
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -156,7 +157,8 @@ def test_report_files_and_exported_schema(audited: Path) -> None:
         "checkpoint.jsonl", "report.html", "report.json", "report.md", "report.schema.json"
     ]  # fmt: skip
     schema = json.loads((audited / "report.schema.json").read_text())
-    assert schema == RobustnessReport.model_json_schema()
+    assert schema == RobustnessReport.model_json_schema() == json_schemas()["RobustnessReport"]  # also in `auditor schema`
+    jsonschema.Draft202012Validator(schema).validate(json.loads((audited / "report.json").read_text()))
     assert schema == json.loads((ROOT / "docs" / "robustness-report.schema.json").read_text()), (
         "the report schema changed: bump schema_version and update docs/robustness-report.schema.json"
     )
