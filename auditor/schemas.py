@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from auditor.models import ModelIdentity
 from auditor.quadrature import QuadratureMethod
 
 
@@ -15,6 +14,18 @@ class StrictModel(BaseModel):
     """Unknown fields are an error, so a typo in a request is reported instead of ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class ModelIdentity(BaseModel):
+    """What identifies a model's weights and shape, recorded in every artefact computed from it."""
+
+    name: str
+    model_type: str
+    weights_sha256: str
+    num_layers: int
+    num_heads: int
+    labels: list[str]
+    pruned_heads: dict[int, list[int]] = {}
 
 
 class PredictionRequest(StrictModel):
