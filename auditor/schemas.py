@@ -233,6 +233,9 @@ class TriggerPattern(BaseModel):
                 merged.setdefault(element.offset, element.word)
         return sorted(merged.items())
 
+    def rank_key(self) -> tuple[int, int, float]:
+        return (sum(len(self.words(s)) for s in self.anchors), -self.count, -self.mass)
+
     @property
     def text(self) -> str:
         """Human-readable form, e.g. ``bad … film`` or ``no | not`` for a pattern spanning both sentences."""
@@ -258,7 +261,9 @@ class TriggerSet(BaseModel):
     seconds: float
 
     def ranked(self, label: int) -> list[TriggerPattern]:
-        return [p for p in self.patterns if p.label == label]
+        """Patterns of ``label``, best first: fewer words (the attack's cost is words inserted, so short
+        patterns leave room for more), then more occurrences, then more attribution mass."""
+        return sorted((p for p in self.patterns if p.label == label), key=TriggerPattern.rank_key)
 
 
 class VictimIdentity(BaseModel):

@@ -4,7 +4,8 @@ For each example, the head holding the largest self-attention attribution over a
 found, and its top token pairs (query → key, [CLS]/[SEP] excluded) form a pattern: the pairs' tokens with
 their segments and relative word positions. Patterns whose attribution mass (the sum of the pairs'
 attributions) is under a threshold are dropped; identical patterns predicted as the same label are
-aggregated over examples and ranked per label by occurrences, then by total mass.
+aggregated over examples and ranked per label (``TriggerSet.ranked``): fewer words first, then more
+occurrences, then more total mass.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def mine_triggers(
                 continue
             pattern = example_pattern(classifier, example, index, encoding, head_pairs, result.predicted)
             aggregated.setdefault(pattern.key, _Occurrences(pattern)).add(pattern, example.label)
-    patterns = sorted((o.pattern() for o in aggregated.values()), key=lambda p: (p.label, -p.count, -p.mass))
+    patterns = sorted((o.pattern() for o in aggregated.values()), key=lambda p: (p.label, p.rank_key()))
     return TriggerSet(
         model=classifier.identity,
         data=data_used(used),

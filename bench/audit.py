@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--mine-examples", type=int, default=500)
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--max-words", type=int, default=3)
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--positions", choices=["pattern", "all"], default="pattern")
     parser.add_argument("--trigger-examples", type=int, default=None, help="dev examples of the trigger table (default all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

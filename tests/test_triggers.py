@@ -72,7 +72,9 @@ def test_mined_patterns_come_from_their_examples(sst2) -> None:
         assert sum(pattern.gold_labels.values()) == pattern.count
     for label in (0, 1):
         ranked = triggers.ranked(label)
-        assert [(-p.count, -p.mass) for p in ranked] == sorted((-p.count, -p.mass) for p in ranked)
+        assert [p for p in triggers.patterns if p.label == label] == ranked  # the file keeps the ranking
+        keys = [(len({(e.segment, e.offset) for e in p.elements if any(c.isalnum() for c in e.word)}), -p.count, -p.mass) for p in ranked]
+        assert keys == sorted(keys)
     strict = mine_triggers(sst2, dataset, examples=12, threshold=sorted(p.mass for p in triggers.patterns)[-3])
     assert 1 <= len(strict.patterns) <= 3
 
