@@ -85,7 +85,7 @@ def data_vocabulary(dataset: Dataset) -> list[str]:
 def _outcome(index: int, example: Example, result, seconds: float) -> AttackOutcome:
     original, perturbed = result.original_result, result.perturbed_result
     before, after = original.attacked_text, perturbed.attacked_text
-    columns = list(after._text_input.values())
+    columns = [after.tokenizer_input] if isinstance(after.tokenizer_input, str) else list(after.tokenizer_input)
     status = (
         "skipped" if isinstance(result, SkippedAttackResult) else "succeeded" if isinstance(result, SuccessfulAttackResult) else "failed"
     )

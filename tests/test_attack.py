@@ -197,3 +197,22 @@ def test_remote_victim_times_out_on_a_silent_server() -> None:
         for connection in accepted:
             connection.close()
         server.close()
+
+
+def test_group_writable_checkout_gets_a_private_stopword_copy(tmp_path: Path, monkeypatch) -> None:
+    import auditor.textattack_env as environment
+
+    shipped = tmp_path / "nltk_data"
+    (shipped / environment.STOPWORDS.parent).mkdir(parents=True)
+    (shipped / environment.STOPWORDS).write_bytes((environment.NLTK_RESOURCES / environment.STOPWORDS).read_bytes())
+    for path in (shipped, shipped / "corpora", shipped / environment.STOPWORDS.parent):
+        path.chmod(0o755)
+    (shipped / environment.STOPWORDS).chmod(0o644)
+    monkeypatch.setattr(environment, "NLTK_RESOURCES", shipped)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert environment.nltk_data_directory() == shipped
+    (shipped / "corpora").chmod(0o775)  # as a clone made with umask 002 would be: NLTK refuses to read it
+    copy = environment.nltk_data_directory()
+    assert copy == tmp_path / "cache" / "auditor" / "nltk_data"
+    assert (copy / environment.STOPWORDS).read_bytes() == (shipped / environment.STOPWORDS).read_bytes()
+    assert all(not p.stat().st_mode & 0o077 for p in (copy, copy / "corpora", copy / environment.STOPWORDS))
