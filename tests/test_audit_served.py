@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from auditor.serving import ServedModel, TorchServe, build_archive
 from tests.test_audit import SST2, auditor
 
 OPTIONS = ["--data", "sst2", "--examples", "6", "--budget", "15", "--trigger-examples", "16", "--trigger-top-k", "1"]
@@ -44,6 +43,8 @@ def assert_same(local: object, remote: object, where: str = "report") -> None:
 
 
 def test_audit_over_http_equals_local_audit(tmp_path: Path) -> None:
+    from auditor.serving import ServedModel, TorchServe, build_archive  # the serving helper's contract
+
     patterns = tmp_path / "patterns.json"
     done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "16", "--out", str(patterns))
     assert done.returncode == 0, done.stderr
