@@ -48,7 +48,7 @@ def export_onnx(classifier: Classifier, path: Path | str, opset: int = 18) -> Pa
             str(out),
             input_names=names,
             output_names=["logits"],
-            dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names),
+            dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),  # one entry: the *inputs tuple
             opset_version=opset,
             dynamo=True,
             external_data=False,
