@@ -244,6 +244,12 @@ def _cache(cache_dir: Path | None, no_cache: bool):  # noqa: ANN202
     return None if no_cache else ImportanceCache(cache_dir)
 
 
+STEPS_OPTION = typer.Option(3, "--steps", help="quadrature nodes of the attribution")
+SEED_OPTION = typer.Option(0, "--seed", help="seed of the random baseline")
+CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="importance cache (default ~/.cache/auditor/heads)")
+NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="always recompute importances, store nothing")
+
+
 @app.command()
 def heads(
     model: str = typer.Option(..., "--model", help="saved model folder"),
@@ -251,10 +257,10 @@ def heads(
     method: str = typer.Option("attribution", "--method", help="attribution|attention|taylor|loo|random|all"),
     examples: int = typer.Option(200, "--examples", help="number of examples (the first N of the split)"),
     out: Path = typer.Option(..., "--out", help="JSON file to write (a list of results for --method all)"),
-    steps: int = typer.Option(3, "--steps", help="quadrature nodes of the attribution"),
-    seed: int = typer.Option(0, "--seed", help="seed of the random baseline"),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="importance cache (default ~/.cache/auditor/heads)"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="always recompute, store nothing"),
+    steps: int = STEPS_OPTION,
+    seed: int = SEED_OPTION,
+    cache_dir: Path | None = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
 ) -> None:
     """Importance of every attention head, target = gold label (higher = more important)."""
     from auditor.data import load_dataset
@@ -369,10 +375,10 @@ def curves(
     eval_examples: int | None = typer.Option(None, "--eval-examples", help="evaluate on the first N only"),
     fractions: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", "--fractions", help="comma-separated, each in [0, 1)"),
     allow_empty_layers: bool = typer.Option(False, "--allow-empty-layers", help="allow removing every head of a layer"),
-    steps: int = typer.Option(3, "--steps", help="quadrature nodes of the attribution"),
-    seed: int = typer.Option(0, "--seed", help="seed of the random baseline"),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="importance cache (default ~/.cache/auditor/heads)"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="always recompute importances"),
+    steps: int = STEPS_OPTION,
+    seed: int = SEED_OPTION,
+    cache_dir: Path | None = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
 ) -> None:
     """Accuracy after removing the k least important heads (global ranking) for each method, via head masks."""
     from auditor.data import load_dataset
