@@ -54,7 +54,7 @@ def main() -> None:
             print(f"{method:<12}" + "".join(f"{p.accuracy:>13.4f}" for p in points) + f"{seconds[method]:>14.1f}")
         print(f"(heads removed: {', '.join(str(p.heads_removed) for p in curves['random'])} of 72; "
               f"{time.perf_counter() - started:.0f} s for this task; importance seconds are from the run that filled the cache)")
-        plot_curves({m: [p for p in pts] for m, pts in curves.items()}, args.out / f"{task}.png", title=f"{task} dev")
+        plot_curves(curves, args.out / f"{task}.png", title=f"{task} dev")
     print(f"\nload average at end {os.getloadavg()} (2-core machine shared with other jobs)")
 
 
