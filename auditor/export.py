@@ -106,8 +106,9 @@ class OnnxClassifier:
             raise ModelLoadError(f"ONNX model not found: {path}")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        if threads is not None:
+        if threads is not None:  # a fixed thread count that yields the cores between runs (no spin-waiting)
             options.intra_op_num_threads = threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=list(providers or default_providers()))
             with quiet_transformers():

@@ -55,7 +55,7 @@ def test_attention_importance_equals_manual_softmax_maxima(sst2, train12):
 
 
 def test_attribution_importance_equals_per_example_engine_maxima(sst2, train12):
-    count = 6
+    count = 4
     importance = compute_importance(sst2, train12, "attribution", examples=count, steps=2)
     engine = SelfAttentionAttribution(sst2.model)
     reference = torch.zeros(6, 12)
