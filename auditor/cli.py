@@ -377,3 +377,201 @@ def compare(
     report = compare_models(open_victim(full, token), open_victim(pruned, token), dataset, triggers, settings, out)
     write_comparison(report, out)
     print(render_comparison_markdown(report))
+# --- head importance and pruning ------------------------------------------------------------------------
+
+def _importance_methods(method: str) -> list[str]:
+    from auditor.schemas import IMPORTANCE_METHODS
+
+    if method == "all":
+        return list(IMPORTANCE_METHODS)
+    if method not in IMPORTANCE_METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(IMPORTANCE_METHODS)} or all")
+    return [method]
+
+
+def _split_free(spec: str) -> str:
+    """``sst2:dev`` → ``sst2`` (a spec without its split), leaving file paths alone."""
+    return spec.rsplit(":", 1)[0] if ":" in spec and not Path(spec).exists() else spec
+
+
+def _cache(cache_dir: Path | None, no_cache: bool):  # noqa: ANN202
+    from auditor.heads import ImportanceCache
+
+    return None if no_cache else ImportanceCache(cache_dir)
+
+
+STEPS_OPTION = typer.Option(3, "--steps", help="quadrature nodes of the attribution")
+SEED_OPTION = typer.Option(0, "--seed", help="seed of the random baseline")
+CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="importance cache (default ~/.cache/auditor/heads)")
+NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="always recompute importances, store nothing")
+
+
+@app.command()
+def heads(
+    model: str = typer.Option(..., "--model", help="saved model folder"),
+    data: str = typer.Option(..., "--data", help="task (sst2, rte…) or TSV file/folder; split train unless given as task:split"),
+    method: str = typer.Option("attribution", "--method", help="attribution|attention|taylor|loo|random|all"),
+    examples: int = typer.Option(200, "--examples", help="number of examples (the first N of the split)"),
+    out: Path = typer.Option(..., "--out", help="JSON file to write (a list of results for --method all)"),
+    steps: int = STEPS_OPTION,
+    seed: int = SEED_OPTION,
+    cache_dir: Path | None = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
+) -> None:
+    """Importance of every attention head, target = gold label (higher = more important)."""
+    from auditor.data import load_dataset
+    from auditor.heads import compute_importance
+    from auditor.models import load_classifier
+
+    methods = _importance_methods(method)
+    classifier = load_classifier(model)
+    dataset = load_dataset(data, split="train")
+    cache = _cache(cache_dir, no_cache)
+    results = []
+    for name in methods:
+        importance = compute_importance(classifier, dataset, name, examples, steps=steps, seed=seed, cache=cache, show_progress=True)
+        console.print(f"{name}: {importance.examples.count} examples of {dataset.name} {dataset.split}, {importance.seconds:.1f} s")
+        results.append(importance.model_dump(mode="json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results[0] if method != "all" else results, indent=1) + "\n")
+    console.print(f"wrote {out}")
+
+
+def _load_importance(path: Path, method: str | None):  # noqa: ANN202
+    from pydantic import TypeAdapter, ValidationError
+
+    from auditor.schemas import HeadImportance
+
+    try:
+        content = json.loads(path.read_text())
+        found = TypeAdapter(list[HeadImportance]).validate_python(content if isinstance(content, list) else [content])
+    except OSError as error:
+        raise InputError(f"cannot read importance file {path}: {error.strerror}") from None
+    except (ValueError, ValidationError) as error:
+        raise InputError(f"{path} is not an importance file written by auditor heads: {str(error).splitlines()[0]}") from None
+    chosen = [i for i in found if method is None or i.method == method]
+    if not chosen:
+        raise InputError(f"{path} has no {method} importance (it has {', '.join(i.method for i in found)})")
+    if len(chosen) > 1:
+        raise InputError(f"{path} holds several methods ({', '.join(i.method for i in chosen)}); choose one with --method")
+    return chosen[0]
+
+
+@app.command()
+def prune(
+    model: str = typer.Option(..., "--model", help="saved model folder"),
+    importance: Path = typer.Option(..., "--importance", help="JSON written by auditor heads for this model"),
+    out: Path = typer.Option(..., "--out", help="folder for the pruned model"),
+    fraction: float | None = typer.Option(None, "--fraction", help="fraction of heads to remove, in [0, 1)"),
+    heads_count: int | None = typer.Option(None, "--heads", help="number of heads to remove"),
+    method: str | None = typer.Option(None, "--method", help="which method of a multi-method importance file"),
+    allow_empty_layers: bool = typer.Option(False, "--allow-empty-layers", help="allow removing every head of a layer"),
+    onnx: bool = typer.Option(False, "--onnx", help="also export model.onnx (dynamic batch and sequence axes)"),
+    int8: bool = typer.Option(False, "--int8", help="also write model.int8.onnx (dynamic quantisation); needs --data"),
+    data: str | None = typer.Option(None, "--data", help="evaluation set (dev split unless task:split) for accuracies"),
+) -> None:
+    """Remove the least important heads from the weights and save a reloadable model (optionally ONNX)."""
+    from auditor.data import load_dataset
+    from auditor.heads import accuracy, encode_dataset, scores_tensor
+    from auditor.models import load_classifier
+    from auditor.pruning import check_importance_matches, heads_for_fraction, prune_model, rank_heads
+
+    if (fraction is None) == (heads_count is None):
+        raise InputError("give exactly one of --fraction F or --heads K")
+    if int8 and data is None:
+        raise InputError("--int8 needs --data: a quantised model is only written with its accuracy measured")
+    chosen = _load_importance(importance, method)
+    scores = scores_tensor(chosen)
+    present = int((~scores.isnan()).sum())
+    count = heads_for_fraction(fraction, present) if fraction is not None else int(heads_count)  # type: ignore[arg-type]
+    removed = rank_heads(scores, count, keep_per_layer=0 if allow_empty_layers else 1)
+    classifier = load_classifier(model)
+    check_importance_matches(chosen, classifier)
+    metadata = {"importance_method": chosen.method, "importance_examples": chosen.examples.model_dump(), "heads_removed": count}
+    folder = prune_model(classifier, removed, out, allow_empty_layers=allow_empty_layers, metadata=metadata)
+    console.print(f"removed {count} of {present} heads ({chosen.method} order); saved {folder}")
+    report: dict[str, object] = {"heads_removed": count, "removed": {str(k): v for k, v in removed.items()}}
+    pruned = load_classifier(folder, device=classifier.device)
+    batches = None
+    if data is not None:
+        dataset = load_dataset(data)
+        batches = encode_dataset(pruned, dataset)
+        report["evaluation"] = {"dataset": dataset.name, "split": dataset.split, "examples": len(dataset)}
+        report["accuracy"] = {"full_pytorch": accuracy(classifier.model, encode_dataset(classifier, dataset)), "pruned_pytorch": accuracy(pruned.model, batches)}
+    if onnx or int8:
+        from auditor.export import OnnxClassifier, export_onnx, quantize_dynamic
+
+        onnx_path = export_onnx(pruned, folder / "model.onnx")
+        report["onnx"] = onnx_path.name
+        variants = [("pruned_onnx", onnx_path)]
+        if int8:
+            int8_path = quantize_dynamic(onnx_path, folder / "model.int8.onnx")
+            report["onnx_int8"] = int8_path.name
+            variants.append(("pruned_onnx_int8", int8_path))
+        if batches is not None:
+            for name, path in variants:
+                runner = OnnxClassifier(path, folder)
+                correct = sum(int((runner.logits(b.encoding).argmax(-1) == b.labels.cpu().numpy()).sum()) for b in batches)
+                report["accuracy"][name] = correct / sum(b.size for b in batches)  # type: ignore[index]
+    if "accuracy" in report:
+        for name, value in report["accuracy"].items():  # type: ignore[attr-defined]
+            console.print(f"accuracy {name}: {value:.4f}")
+    (folder / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+@app.command()
+def curves(
+    model: str = typer.Option(..., "--model", help="saved model folder"),
+    data: str = typer.Option(..., "--data", help="evaluation set: task or TSV (dev split unless task:split)"),
+    out: Path = typer.Option(..., "--out", help="curves JSON"),
+    plot: Path | None = typer.Option(None, "--plot", help="PNG of accuracy vs fraction pruned"),
+    method: str = typer.Option("all", "--method", help="attribution|attention|taylor|loo|random|all"),
+    examples: int = typer.Option(200, "--examples", help="importance examples (first N)"),
+    importance_data: str | None = typer.Option(None, "--importance-data", help="importance examples (default: train split of --data)"),
+    eval_examples: int | None = typer.Option(None, "--eval-examples", help="evaluate on the first N only"),
+    fractions: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", "--fractions", help="comma-separated, each in [0, 1)"),
+    allow_empty_layers: bool = typer.Option(False, "--allow-empty-layers", help="allow removing every head of a layer"),
+    steps: int = STEPS_OPTION,
+    seed: int = SEED_OPTION,
+    cache_dir: Path | None = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
+) -> None:
+    """Accuracy after removing the k least important heads (global ranking) for each method, via head masks."""
+    from auditor.data import load_dataset
+    from auditor.heads import accuracy, compute_importance, encode_dataset, examples_used, scores_tensor
+    from auditor.models import load_classifier
+    from auditor.pruning import heads_for_fraction, plot_curves, pruning_curve
+    from auditor.schemas import PruningCurves
+
+    methods = _importance_methods(method)
+    try:
+        points = tuple(float(f) for f in fractions.split(","))
+    except ValueError:
+        raise InputError(f"--fractions must be comma-separated numbers, got {fractions!r}") from None
+    for f in points:
+        heads_for_fraction(f, 1)
+    classifier = load_classifier(model)
+    evaluation = load_dataset(data).head(eval_examples)
+    importance_set = load_dataset(importance_data or _split_free(data), split="train")
+    batches = encode_dataset(classifier, evaluation)
+    cache = _cache(cache_dir, no_cache)
+    keep = 0 if allow_empty_layers else 1
+    results = {}
+    for name in methods:
+        importance = compute_importance(classifier, importance_set, name, examples, steps=steps, seed=seed, cache=cache, show_progress=True)
+        results[name] = pruning_curve(classifier.model, batches, scores_tensor(importance), points, keep, name, show_progress=True)
+        console.print(f"{name}: " + ", ".join(f"{p.fraction:.0%} {p.accuracy:.3f}" for p in results[name]))
+    report = PruningCurves(
+        model=classifier.identity,
+        evaluation=examples_used(evaluation),
+        importance_examples=examples_used(importance_set.head(examples)),
+        keep_per_layer=keep,
+        full_accuracy=accuracy(classifier.model, batches),
+        curves=results,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.model_dump_json(indent=1) + "\n")
+    console.print(f"wrote {out}")
+    if plot is not None:
+        plot_curves(results, plot, title=f"{classifier.identity.name} on {evaluation.name} {evaluation.split}")
+        console.print(f"wrote {plot}")
