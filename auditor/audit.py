@@ -38,7 +38,7 @@ from auditor.schemas import (
     TriggerRow,
     TriggerSet,
 )
-from auditor.triggers import data_used, word_spans
+from auditor.triggers import word_spans
 from auditor.victims import Victim
 from textattack import Attack
 from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
@@ -237,8 +237,8 @@ def checkpoint_identity(victim: Victim, dataset: Dataset, triggers: TriggerSet, 
     return {
         "auditor": __version__,
         "victim": victim.identity.model_dump(mode="json"),
-        "data": data_used(dataset).model_dump(mode="json"),
-        "trigger_data": data_used(trigger_data).model_dump(mode="json"),
+        "data": dataset.identity().model_dump(mode="json"),
+        "trigger_data": trigger_data.identity().model_dump(mode="json"),
         "patterns": patterns_digest,
         "settings": json.loads(settings.model_dump_json()),
     }
@@ -282,7 +282,7 @@ def run_audit(
     return RobustnessReport(
         auditor_version=__version__,
         victim=victim.identity,
-        data=data_used(dataset.head(settings.examples)),
+        data=dataset.head(settings.examples).identity(),
         patterns=triggers.data,
         patterns_model=triggers.model,
         settings=settings,
@@ -290,6 +290,6 @@ def run_audit(
         attack=summaries[0],
         baselines=summaries[1:],
         triggers=rows,
-        trigger_data=data_used(trigger_data.head(settings.trigger_examples)),
+        trigger_data=trigger_data.head(settings.trigger_examples).identity(),
         seconds=time.perf_counter() - started,
     )

@@ -538,7 +538,7 @@ def curves(
 ) -> None:
     """Accuracy after removing the k least important heads (global ranking) for each method, via head masks."""
     from auditor.data import load_dataset
-    from auditor.heads import accuracy, compute_importance, encode_dataset, examples_used, scores_tensor
+    from auditor.heads import accuracy, compute_importance, encode_dataset, scores_tensor
     from auditor.models import load_classifier
     from auditor.pruning import heads_for_fraction, plot_curves, pruning_curve
     from auditor.schemas import PruningCurves
@@ -563,8 +563,8 @@ def curves(
         console.print(f"{name}: " + ", ".join(f"{p.fraction:.0%} {p.accuracy:.3f}" for p in results[name]))
     report = PruningCurves(
         model=classifier.identity,
-        evaluation=examples_used(evaluation),
-        importance_examples=examples_used(importance_set.head(examples)),
+        evaluation=evaluation.identity(),
+        importance_examples=importance_set.head(examples).identity(),
         keep_per_layer=keep,
         full_accuracy=accuracy(classifier.model, batches),
         curves=results,

@@ -13,7 +13,6 @@ from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset
 from auditor.errors import InputError
 from auditor.schemas import AuditSettings, ComparisonReport, ModelComparison, TriggerSet
-from auditor.triggers import data_used
 from auditor.victims import Victim
 
 
@@ -50,7 +49,7 @@ def compare_models(
     agreement = sum(a == b for a, b in zip(full_predictions, pruned_predictions)) / len(full_predictions)
     return ComparisonReport(
         auditor_version=__version__,
-        data=data_used(dataset.head(settings.examples)),
+        data=dataset.head(settings.examples).identity(),
         patterns=triggers.data,
         settings=settings,
         agreement=agreement,

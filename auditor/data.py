@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from auditor.errors import DataError
+from auditor.schemas import ExamplesUsed
 
 TASK_DIRECTORIES = {"sst2": "SST-2", "rte": "RTE", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "cola": "CoLA"}
 TASK_LABELS: dict[str, list[str]] = {"rte": ["entailment", "not_entailment"], "qnli": ["entailment", "not_entailment"]}
@@ -48,6 +49,21 @@ class Dataset:
     @property
     def is_pair(self) -> bool:
         return any(e.text_pair is not None for e in self.examples)
+
+    def identity(self) -> ExamplesUsed:
+        """What identifies these examples in artefacts computed from them: the dataset, split and file
+        fingerprint, and a digest of the texts and labels themselves, so that any change is noticed."""
+        digest = hashlib.sha256()
+        for example in self.examples:
+            digest.update(repr((example.text, example.text_pair, example.label)).encode())
+        return ExamplesUsed(
+            dataset=self.name,
+            split=self.split,
+            source=self.source,
+            fingerprint=self.fingerprint,
+            count=len(self.examples),
+            digest=digest.hexdigest()[:16],
+        )
 
     def head(self, n: int | None) -> Dataset:
         """The first ``n`` examples (all when ``n`` is None), keeping the identity of the data."""
@@ -167,11 +183,3 @@ def load_from_hub(task: str, split: str) -> Dataset:
     label_names = list(features["label"].names) if "label" in features else None
     examples = [Example(row[first], None if second is None else row[second], row.get("label")) for row in hub]
     return Dataset(task, split, f"hub:nyu-mll/glue/{task}", examples, label_names, hub._fingerprint[:16])
-
-
-def examples_digest(examples: list[Example]) -> str:
-    """SHA-256 (first 16 hex digits) over the texts and labels of ``examples``, in order."""
-    digest = hashlib.sha256()
-    for example in examples:
-        digest.update(repr((example.text, example.text_pair, example.label)).encode())
-    return digest.hexdigest()[:16]

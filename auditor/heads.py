@@ -269,20 +269,6 @@ def method_options(method: ImportanceMethod, steps: int = 3, seed: int = 0) -> d
     return {}
 
 
-def examples_used(dataset: Dataset) -> ExamplesUsed:
-    digest = hashlib.sha256()
-    for example in dataset.examples:
-        digest.update(json.dumps([example.text, example.text_pair, example.label]).encode())
-    return ExamplesUsed(
-        dataset=dataset.name,
-        split=dataset.split,
-        source=dataset.source,
-        fingerprint=dataset.fingerprint,
-        count=len(dataset.examples),
-        digest=digest.hexdigest()[:16],
-    )
-
-
 def state_digest(model: torch.nn.Module) -> str:
     """SHA-256 of the model's tensors as they are in memory (names, shapes, dtypes and values)."""
     digest = hashlib.sha256()
@@ -351,7 +337,7 @@ def compute_importance(
     if steps < 1:
         raise InputError(f"the number of attribution steps must be positive, got {steps}")
     chosen = dataset.head(examples)
-    used = examples_used(chosen)
+    used = chosen.identity()
     options = method_options(method, steps, seed)
     key = ImportanceCache.key(state_digest(classifier.model), used, method, options) if cache is not None else ""
     if cache is not None and (cached := cache.load(key)) is not None:

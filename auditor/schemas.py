@@ -235,18 +235,6 @@ def json_schemas() -> dict[str, dict]:
 # --- robustness audits (auditor.triggers, auditor.attack, auditor.audit, auditor.report) -------------------
 
 
-class DataUsed(BaseModel):
-    """Which examples a computation used: dataset, split, file fingerprint, how many, and a digest of the
-    examples themselves (texts and labels)."""
-
-    dataset: str
-    split: str
-    source: str
-    fingerprint: str
-    count: int
-    digest: str
-
-
 class TriggerElement(BaseModel):
     """One token of an attribution pattern: the word piece, the whole word it belongs to in the example it
     was mined from, its segment (0 = first sentence, 1 = second), and its word offset from the pattern's
@@ -308,7 +296,7 @@ class TriggerSet(BaseModel):
     """Attribution patterns mined from one model on one dataset, ranked per label (best first)."""
 
     model: ModelIdentity
-    data: DataUsed
+    data: ExamplesUsed
     options: TriggerMiningOptions
     patterns: list[TriggerPattern]
     auditor_version: str
@@ -414,15 +402,15 @@ class RobustnessReport(BaseModel):
     schema_version: Literal[1] = 1
     auditor_version: str
     victim: VictimIdentity
-    data: DataUsed
-    patterns: DataUsed
+    data: ExamplesUsed
+    patterns: ExamplesUsed
     patterns_model: ModelIdentity
     settings: AuditSettings
     clean_accuracy: float
     attack: AttackSummary
     baselines: list[AttackSummary]
     triggers: list[TriggerRow]
-    trigger_data: DataUsed
+    trigger_data: ExamplesUsed
     seconds: float
 
 
@@ -441,8 +429,8 @@ class ComparisonReport(BaseModel):
 
     schema_version: Literal[1] = 1
     auditor_version: str
-    data: DataUsed
-    patterns: DataUsed
+    data: ExamplesUsed
+    patterns: ExamplesUsed
     settings: AuditSettings
     agreement: float = Field(description="fraction of examples where both models predict the same label")
     full: ModelComparison

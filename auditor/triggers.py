@@ -21,26 +21,15 @@ from pydantic import ValidationError
 
 from auditor import __version__
 from auditor.attribution import ExampleAttribution, SelfAttentionAttribution
-from auditor.data import Dataset, Example, examples_digest
+from auditor.data import Dataset, Example
 from auditor.errors import InputError
 from auditor.models import Classifier
 from auditor.quadrature import QuadratureMethod
-from auditor.schemas import DataUsed, TriggerElement, TriggerMiningOptions, TriggerPattern, TriggerSet
+from auditor.schemas import TriggerElement, TriggerMiningOptions, TriggerPattern, TriggerSet
 
 WORD_EDGE_CHARACTERS = "'-_*@"
 HOMOGLYPHS = "˗৭Ȣ𝟕бƼᏎƷᒿlO`ɑЬϲԁе𝚏ɡհіϳ𝒌ⅼｍոорԛⲅѕ𝚝սѵԝ×уᴢ"  # characters textattack keeps inside words
 WORD_PATTERN = re.compile(f"[\\w{re.escape(HOMOGLYPHS)}'\\-_*@]+")
-
-
-def data_used(dataset: Dataset) -> DataUsed:
-    return DataUsed(
-        dataset=dataset.name,
-        split=dataset.split,
-        source=dataset.source,
-        fingerprint=dataset.fingerprint,
-        count=len(dataset),
-        digest=examples_digest(dataset.examples),
-    )
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
@@ -188,7 +177,7 @@ def mine_triggers(
     patterns = sorted((o.pattern() for o in aggregated.values()), key=lambda p: (p.label, p.rank_key()))
     return TriggerSet(
         model=classifier.identity,
-        data=data_used(used),
+        data=used.identity(),
         options=TriggerMiningOptions(
             examples=len(used), pairs_per_example=pairs_per_example, threshold=threshold, steps=steps, method=method
         ),
