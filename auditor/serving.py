@@ -159,6 +159,50 @@ def build_archive(
     return model_store / f"{name}.mar"
 
 
+def parse_heads(spec: str) -> dict[int, list[int]]:
+    """Heads to prune, as ``layer:head,head;layer:head`` (e.g. ``0:1,2;5:0``) or a JSON file mapping layer
+    to a list of heads (``{"0": [1, 2], "5": [0]}``). InputError when it is neither."""
+    path = Path(spec)
+    try:
+        if path.suffix == ".json" or path.is_file():
+            mapping = json.loads(path.read_text())
+            if not isinstance(mapping, dict):
+                raise ValueError("the JSON file must map layers to lists of heads")
+            return {int(layer): sorted({int(head) for head in heads}) for layer, heads in mapping.items()}
+        heads: dict[int, list[int]] = {}
+        for part in filter(None, (piece.strip() for piece in spec.split(";"))):
+            layer, _, listed = part.partition(":")
+            heads[int(layer)] = sorted({int(head) for head in listed.split(",") if head.strip()})
+        if not heads or not all(heads.values()):
+            raise ValueError("name at least one head per layer")
+        return heads
+    except (OSError, ValueError, TypeError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read heads to prune from {spec!r} (want e.g. 0:1,2;5:0 or a JSON file): {error}") from None
+
+
+def package_model(
+    model_dir: Path,
+    name: str,
+    model_store: Path,
+    pruned: Mapping[int, Sequence[int]] | None = None,
+    backend: Backend = "torch",
+    limits: ServingLimits | None = None,
+    archive_format: Literal["default", "zip-store"] = "default",
+) -> Path:
+    """``auditor package``: prune the model's heads if asked, export it to ONNX for the onnx backend, and
+    build ``model_store/<name>.mar`` (see ``build_archive``)."""
+    from auditor.export import export_onnx
+    from auditor.models import load_classifier
+    from auditor.pruning import prune_model
+
+    with tempfile.TemporaryDirectory(prefix="auditor-package-") as scratch:
+        source = Path(model_dir)
+        if pruned:
+            source = prune_model(load_classifier(source, device="cpu"), {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
+        onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE) if backend == "onnx" else None
+        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format)
+
+
 # --- a real TorchServe -----------------------------------------------------------------------------------
 
 
