@@ -39,6 +39,8 @@ class ClassifierHandler(BaseHandler):
         gpu = properties.get("gpu_id")
         device = f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu"
         self.classifier = load_classifier(model_dir, device=device)
+        # answers name the model as served (the archive is unpacked into a folder with a random name)
+        self.classifier.identity = self.classifier.identity.model_copy(update={"name": context.model_name})
         self.onnx = None
         if self.settings.backend == "onnx":
             from auditor.export import OnnxClassifier
