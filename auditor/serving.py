@@ -415,15 +415,7 @@ class TorchServe:
     @property
     def running(self) -> bool:
         pid = self.pid
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid is not None and _alive(pid)
 
     def stop(self) -> None:
         """Stop the server (``torchserve --stop`` from its directory, then SIGKILL if it lingers)."""
