@@ -115,13 +115,19 @@ def read_tsv(path: Path, split: str = "dev", task: str | None = None) -> Dataset
     first, second = header.index(columns[0]), None if columns[1] is None else header.index(columns[1])
     label_column = header.index("label") if "label" in header else None
     task = task or task_key(path.parent.name)
-    label_names = TASK_LABELS.get(task)
-    examples = []
     for line_number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise DataError(f"{path}:{line_number}: expected {len(header)} tab-separated fields, got {len(row)}")
-        label = None if label_column is None else _parse_label(row[label_column], label_names, path, line_number)
-        examples.append(Example(row[first], None if second is None else row[second], label))
+    values = {row[label_column] for row in rows[1:]} if label_column is not None else set()
+    label_names = TASK_LABELS.get(task) or _label_vocabulary(values)
+    examples = [
+        Example(
+            row[first],
+            None if second is None else row[second],
+            None if label_column is None else _parse_label(row[label_column], label_names, path, line_number),
+        )
+        for line_number, row in enumerate(rows[1:], start=2)
+    ]
     return Dataset(
         name=task if task in TASK_DIRECTORIES else path.stem,
         split=split,
@@ -130,6 +136,13 @@ def read_tsv(path: Path, split: str = "dev", task: str | None = None) -> Dataset
         label_names=label_names,
         fingerprint=hashlib.sha256(raw).hexdigest()[:16],
     )
+
+
+def _label_vocabulary(values: set[str]) -> list[str] | None:
+    """The known label list that names every label string in a file of unknown task (None: integer labels)."""
+    if all(value.lstrip("-").isdigit() for value in values):
+        return None
+    return next((names for names in TASK_LABELS.values() if values <= set(names)), None)
 
 
 def _parse_label(value: str, label_names: list[str] | None, path: Path, line_number: int) -> int:

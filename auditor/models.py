@@ -9,25 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BatchEncoding, PreTrainedModel
 from transformers import PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from auditor.encoders import EncoderClassifier, UnsupportedModelError
 from auditor.errors import InputError, ModelLoadError
-
-
-class ModelIdentity(BaseModel):
-    """What identifies a model's weights and shape, recorded in every artefact computed from it."""
-
-    name: str
-    model_type: str
-    weights_sha256: str
-    num_layers: int
-    num_heads: int
-    labels: list[str]
-    pruned_heads: dict[int, list[int]] = {}
+from auditor.schemas import ModelIdentity
 
 
 @dataclass

@@ -16,6 +16,18 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ModelIdentity(BaseModel):
+    """What identifies a model's weights and shape, recorded in every artefact computed from it."""
+
+    name: str
+    model_type: str
+    weights_sha256: str
+    num_layers: int
+    num_heads: int
+    labels: list[str]
+    pruned_heads: dict[int, list[int]] = {}
+
+
 class PredictionRequest(StrictModel):
     """Body of ``POST /predictions/{model}``: one text, or a sentence pair."""
 
@@ -64,3 +76,103 @@ class ExplanationRequest(PredictionRequest):
     """Body of ``POST /explanations/{model}``: the input and the options."""
 
     options: ExplanationOptions = ExplanationOptions()
+
+
+class TreeNode(BaseModel):
+    """A token in the attribution tree, at the hidden-state ``layer`` where it enters the tree.
+
+    Layers count hidden states: ``num_layers`` is the output of the last encoder layer (where [CLS] sits),
+    and a token attached through an edge of encoder layer l (0-based) sits at ``layer`` l, the input of that
+    encoder layer.
+    """
+
+    id: str
+    layer: int
+    token_index: int
+    token: str
+
+
+class TreeEdge(BaseModel):
+    """Information flowing from ``source`` (the key token) to ``target`` (the query token) in encoder layer ``layer``.
+
+    ``score`` is the normalised attribution S̃ (> the tree's threshold); ``attribution`` the raw head-summed one.
+    """
+
+    source: str
+    target: str
+    layer: int
+    score: float
+    attribution: float
+
+
+class AttributionTree(BaseModel):
+    """The attribution tree of Hao et al. (2021, Algorithm 1): nodes are (layer, token), rooted at [CLS]."""
+
+    tokens: list[str]
+    threshold: float
+    num_layers: int
+    nodes: list[TreeNode]
+    edges: list[TreeEdge]
+
+
+class TokenPair(BaseModel):
+    """One entry of a layer's head-summed attribution matrix: how much ``query`` drawing on ``key`` mattered.
+
+    ``score`` = Σ_h Attr_h(A^l)[query_index, key_index]; ``head`` is the (original) index of the head that
+    holds the largest share of it and ``head_score`` that head's attribution.
+    """
+
+    query_index: int
+    key_index: int
+    query_token: str
+    key_token: str
+    score: float
+    head: int
+    head_score: float
+
+
+class LayerExplanation(BaseModel):
+    """Attribution summary of one encoder layer (0-based ``layer``).
+
+    ``delta`` is the completeness delta Σ Attr − (F(A) − F(0·A^l)); ``baseline_probability`` is F(0·A^l),
+    the target probability with this layer's attention zeroed. ``matrices`` (only when requested) holds
+    Attr_h per head in ``head_ids`` order, each a (tokens × tokens) list of rows (query) of columns (key).
+    """
+
+    layer: int
+    head_ids: list[int]
+    delta: float
+    baseline_probability: float
+    top_pairs: list[TokenPair]
+    matrices: list[list[list[float]]] | None = None
+
+
+class Explanation(BaseModel):
+    """Self-attention attribution of one input: the prediction, and per layer which token interactions drove
+    the ``target`` class probability."""
+
+    model: ModelIdentity
+    text: str
+    text_pair: str | None = None
+    prediction: Prediction
+    target: int
+    target_label: str
+    target_probability: float
+    tokens: list[str]
+    method: QuadratureMethod
+    steps: int
+    layers: list[LayerExplanation]
+    tree: AttributionTree | None = None
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schema of every public model defined in this module (new models are included automatically)."""
+    return {
+        name: value.model_json_schema()
+        for name, value in sorted(globals().items())
+        if isinstance(value, type)
+        and issubclass(value, BaseModel)
+        and value.__module__ == __name__
+        and not name.startswith("_")
+        and value.model_fields
+    }

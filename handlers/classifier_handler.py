@@ -21,6 +21,7 @@ from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
 from auditor.errors import AuditorError
+from auditor.explain import explain
 from auditor.models import load_classifier
 from auditor.predict import predictions_from_logits, torch_logits
 from auditor.schemas import ErrorResponse, ExplanationRequest, PredictionRequest
@@ -106,8 +107,6 @@ class ClassifierHandler(BaseHandler):
     def _explain(self, index: int, request: ExplanationRequest) -> str:
         check_limits(self.settings.limits, request.text, request.text_pair, request.options.steps)
         tokens = int(self._encode([request])["input_ids"].shape[1])
-        from auditor.explain import explain  # TODO(serve): top-level once explain lands on main
-
         start = time.perf_counter()
         explanation = explain(self.classifier, request.text, request.text_pair, request.options)
         elapsed_ms = (time.perf_counter() - start) * 1000

@@ -1,0 +1,175 @@
+"""Explanations of single predictions: self-attention attribution summarised per layer, plus the attribution tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from auditor.attribution import ExampleAttribution, SelfAttentionAttribution
+from auditor.errors import InputError
+from auditor.models import Classifier
+from auditor.schemas import Explanation, ExplanationOptions, LayerExplanation, Prediction, TokenPair
+from auditor.tree import attribution_tree
+
+Progress = Callable[[int], object]
+"""Called with the number of inputs finished after each batch (``tqdm.update`` fits)."""
+
+
+def explain(
+    classifier: Classifier,
+    text: str,
+    text_pair: str | None = None,
+    options: ExplanationOptions | None = None,
+    truncate: bool = False,
+) -> Explanation:
+    """Explain the classifier's prediction for one text (or sentence pair); see ``explain_batch``."""
+    return explain_batch(classifier, [text], None if text_pair is None else [text_pair], options, truncate)[0]
+
+
+def explain_batch(
+    classifier: Classifier,
+    texts: Sequence[str],
+    text_pairs: Sequence[str | None] | None = None,
+    options: ExplanationOptions | None = None,
+    truncate: bool = False,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> list[Explanation]:
+    """Explain many inputs, ``batch_size`` at a time, each batch one call of ``SelfAttentionAttribution``.
+
+    Raises InputError for an empty or over-long text (unless ``truncate``), a target that is not a class
+    index, or layers outside the model. Inputs longer than the model's limit are cut when ``truncate`` is set.
+    """
+    options = options or ExplanationOptions()
+    if batch_size < 1:
+        raise InputError(f"batch size must be positive, got {batch_size}")
+    layers = validate_layers(options.layers, classifier.identity.num_layers)
+    target = validate_target(options.target, classifier.labels)
+    if not texts:
+        raise InputError("no input text given")
+    pairs = list(text_pairs) if text_pairs is not None else [None] * len(texts)
+    if len(pairs) != len(texts):
+        raise InputError(f"{len(texts)} texts but {len(pairs)} text pairs")
+    attributor = SelfAttentionAttribution(classifier.model)
+    explanations: list[Explanation] = []
+    for start in range(0, len(texts), batch_size):
+        batch_texts, batch_pairs = texts[start : start + batch_size], pairs[start : start + batch_size]
+        paired = any(pair is not None for pair in batch_pairs)
+        encoding = classifier.encode(batch_texts, batch_pairs if paired else None, truncate=truncate)
+        results = attributor.attribute(
+            encoding["input_ids"],
+            encoding["attention_mask"],
+            encoding.get("token_type_ids"),
+            target=target,
+            n_steps=options.steps,
+            method=options.method,
+            layers=layers,
+        )
+        for text, pair, result in zip(batch_texts, batch_pairs, results):
+            explanations.append(summarise(classifier, text, pair, result, options))
+        if progress is not None:
+            progress(len(batch_texts))
+    return explanations
+
+
+def validate_layers(layers: Sequence[int] | None, num_layers: int) -> list[int] | None:
+    """The requested encoder layers, sorted without repeats; InputError when one is outside 0…num_layers−1."""
+    if layers is None:
+        return None
+    chosen = sorted(set(layers))
+    if not chosen:
+        raise InputError("layers must name at least one encoder layer")
+    outside = [layer for layer in chosen if not 0 <= layer < num_layers]
+    if outside:
+        raise InputError(f"layer {outside[0]} does not exist: the model has layers 0…{num_layers - 1}")
+    return chosen
+
+
+def validate_target(target: str | int, labels: Sequence[str]) -> int | None:
+    """None for "predicted", else the class index (InputError when it is not one of the model's classes)."""
+    if target == "predicted":
+        return None
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(labels):
+        choices = ", ".join(f"{i} ({label})" for i, label in enumerate(labels))
+        raise InputError(f"target must be 'predicted' or a class index: {choices}; got {target!r}")
+    return target
+
+
+def summarise(
+    classifier: Classifier, text: str, text_pair: str | None, result: ExampleAttribution, options: ExplanationOptions
+) -> Explanation:
+    """Turn one example's attribution tensors into an ``Explanation``."""
+    tokens = classifier.tokens(result.input_ids)
+    labels = classifier.labels
+    probabilities = result.probabilities.double()
+    summed = [attribution.double().sum(0) for attribution in result.attributions]
+    layers = [
+        LayerExplanation(
+            layer=layer,
+            head_ids=head_ids,
+            delta=float(result.delta[k]),
+            baseline_probability=float(result.baseline_probability[k]),
+            top_pairs=top_pairs(result.attributions[k].double(), head_ids, tokens, options.top_k),
+            matrices=result.attributions[k].tolist() if options.include_matrices else None,
+        )
+        for k, (layer, head_ids) in enumerate(zip(result.layers, result.head_ids))
+    ]
+    tree = (
+        attribution_tree(
+            [matrix.numpy() for matrix in summed],
+            tokens,
+            options.threshold,
+            layers=result.layers,
+            num_layers=classifier.identity.num_layers,
+        )
+        if options.include_tree
+        else None
+    )
+    return Explanation(
+        model=classifier.identity,
+        text=text,
+        text_pair=text_pair,
+        prediction=Prediction(
+            label=labels[result.predicted],
+            label_id=result.predicted,
+            probabilities=probabilities.tolist(),
+            labels=list(labels),
+        ),
+        target=result.target,
+        target_label=labels[result.target],
+        target_probability=result.target_probability,
+        tokens=tokens,
+        method=options.method,
+        steps=options.steps,
+        layers=layers,
+        tree=tree,
+    )
+
+
+def top_pairs(attribution: torch.Tensor, head_ids: Sequence[int], tokens: Sequence[str], k: int) -> list[TokenPair]:
+    """The ``k`` (query, key) entries with the largest head-summed attribution Σ_h Attr_h, largest first,
+    each with the head whose attribution at that entry is largest."""
+    summed = attribution.sum(0)
+    n = summed.shape[1]
+    count = min(k, summed.numel())
+    if count == 0:
+        return []
+    scores, flat = torch.topk(summed.flatten(), count)
+    pairs = []
+    for score, index in zip(scores.tolist(), flat.tolist()):
+        query, key = divmod(index, n)
+        head_scores = attribution[:, query, key]
+        head = int(head_scores.argmax())
+        pairs.append(
+            TokenPair(
+                query_index=query,
+                key_index=key,
+                query_token=tokens[query],
+                key_token=tokens[key],
+                score=score,
+                head=int(head_ids[head]),
+                head_score=float(head_scores[head]),
+            )
+        )
+    return pairs
