@@ -236,6 +236,9 @@ def package(
     max_chars: Annotated[int, typer.Option("--max-chars", help="Longest text + text_pair in characters.")] = 4096,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Most quadrature steps per explanation.")] = 20,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most inputs per forward pass.")] = 8,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Intra-op threads of the worker (default: the runtime's).")
+    ] = None,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
     from auditor.serving import ServingLimits, package_model, parse_heads, validation_message
@@ -245,5 +248,5 @@ def package(
     except ValidationError as error:
         raise InputError(validation_message(error)) from None
     heads = parse_heads(pruned) if pruned else None
-    archive = package_model(model, name, store, heads, backend, limits)
+    archive = package_model(model, name, store, heads, backend, limits, threads=threads)
     console.print(f"wrote {archive}", highlight=False)

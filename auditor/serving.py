@@ -53,6 +53,7 @@ class HandlerSettings(StrictModel):
 
     backend: Backend = "torch"
     onnx_file: str = ONNX_FILE
+    threads: int | None = Field(default=None, ge=1, description="intra-op threads of the worker (PyTorch and ONNX Runtime); default: theirs")
     limits: ServingLimits = ServingLimits()
 
     @classmethod
@@ -114,6 +115,7 @@ def build_archive(
     onnx_file: Path | None = None,
     limits: ServingLimits | None = None,
     archive_format: Literal["default", "zip-store"] = "default",
+    threads: int | None = None,
 ) -> Path:
     """Package a saved classifier as ``model_store/<name>.mar`` with torch-model-archiver.
 
@@ -131,7 +133,7 @@ def build_archive(
         raise InputError(f"archive name must be letters, digits, - and _, got {name!r}")
     model_store = Path(model_store)
     model_store.mkdir(parents=True, exist_ok=True)
-    settings = HandlerSettings(backend=backend, limits=limits or ServingLimits())
+    settings = HandlerSettings(backend=backend, threads=threads, limits=limits or ServingLimits())
     with tempfile.TemporaryDirectory(prefix="auditor-archive-") as scratch:
         staging = Path(scratch) / "files"
         staging.mkdir()
@@ -188,6 +190,7 @@ def package_model(
     backend: Backend = "torch",
     limits: ServingLimits | None = None,
     archive_format: Literal["default", "zip-store"] = "default",
+    threads: int | None = None,
 ) -> Path:
     """``auditor package``: prune the model's heads if asked, export it to ONNX for the onnx backend, and
     build ``model_store/<name>.mar`` (see ``build_archive``)."""
@@ -200,7 +203,7 @@ def package_model(
         if pruned:
             source = prune_model(load_classifier(source, device="cpu"), {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
         onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE) if backend == "onnx" else None
-        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format)
+        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads)
 
 
 # --- a real TorchServe -----------------------------------------------------------------------------------

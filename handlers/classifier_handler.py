@@ -39,6 +39,8 @@ class ClassifierHandler(BaseHandler):
         self.settings = HandlerSettings.from_model_config(context.model_yaml_config)
         gpu = properties.get("gpu_id")
         device = f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu"
+        if self.settings.threads is not None:
+            torch.set_num_threads(self.settings.threads)
         self.classifier = load_classifier(model_dir, device=device)
         # answers name the model as served (the archive is unpacked into a folder with a random name)
         self.classifier.identity = self.classifier.identity.model_copy(update={"name": context.model_name})
@@ -46,10 +48,9 @@ class ClassifierHandler(BaseHandler):
         if self.settings.backend == "onnx":
             from auditor.export import OnnxClassifier
 
-            self.onnx = OnnxClassifier(model_dir / self.settings.onnx_file, model_dir)
+            self.onnx = OnnxClassifier(model_dir / self.settings.onnx_file, model_dir, threads=self.settings.threads)
         self.initialized = True
-        logger.info("auditor handler: %s on %s, backend %s, limits %s", self.classifier.identity.name, device,
-                    self.settings.backend, self.settings.limits.model_dump())  # fmt: skip
+        logger.info("auditor handler: %s on %s, %s", self.classifier.identity.name, device, self.settings.model_dump())
 
     def handle(self, data: list[dict], context) -> list[str]:
         self.context = context
