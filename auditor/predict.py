@@ -29,10 +29,3 @@ def torch_logits(classifier: Classifier, encoding: BatchEncoding) -> np.ndarray:
     with torch.inference_mode():
         return classifier.model(**inputs).logits.float().cpu().numpy()
 
-
-def predict(
-    classifier: Classifier, texts: Sequence[str], text_pairs: Sequence[str | None] | None = None, max_length: int | None = None
-) -> list[Prediction]:
-    """Predict a batch of texts (or sentence pairs) with the PyTorch model; InputError for bad input."""
-    encoding = classifier.encode(texts, text_pairs, max_length=max_length)
-    return predictions_from_logits(torch_logits(classifier, encoding), classifier.labels)
