@@ -23,46 +23,28 @@ from typing import Literal, TypeVar
 
 import requests
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from auditor.errors import AuditorError, InputError, ModelLoadError
-from auditor.schemas import StrictModel
+from auditor.schemas import Backend, HandlerSettings, ServingLimits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HANDLER_FILE = REPO_ROOT / "handlers" / "classifier_handler.py"
 DEFAULT_CONFIG = REPO_ROOT / "config.properties"
 MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json", "added_tokens.json")
-ONNX_FILE = "model.onnx"
+ONNX_FILE = HandlerSettings().onnx_file
 
-Backend = Literal["torch", "onnx"]
 Request = TypeVar("Request", bound=BaseModel)
 
 
-class ServingLimits(StrictModel):
-    """What one request may ask of a worker; anything over a limit is answered with HTTP 400."""
-
-    max_tokens: int = Field(default=128, ge=3, description="longest input in tokens, special tokens included")
-    max_chars: int = Field(default=4096, ge=1, description="longest text + text_pair in characters (checked before tokenizing)")
-    max_steps: int = Field(default=20, ge=1, description="most quadrature steps an explanation may ask for")
-    max_batch: int = Field(default=8, ge=1, description="most inputs run through the model in one forward pass")
-
-
-class HandlerSettings(StrictModel):
-    """The ``handler:`` section of an archive's model-config.yaml."""
-
-    backend: Backend = "torch"
-    onnx_file: str = ONNX_FILE
-    threads: int | None = Field(default=None, ge=1, description="intra-op threads of the worker (PyTorch and ONNX Runtime); default: theirs")
-    limits: ServingLimits = ServingLimits()
-
-    @classmethod
-    def from_model_config(cls, model_yaml_config: Mapping[str, object] | None) -> HandlerSettings:
-        section = (model_yaml_config or {}).get("handler") or {}
-        try:
-            return cls.model_validate(section)
-        except ValidationError as error:
-            raise ModelLoadError(f"invalid handler section in model-config.yaml: {validation_message(error)}") from None
+def handler_settings(model_yaml_config: Mapping[str, object] | None) -> HandlerSettings:
+    """The ``handler:`` section of an archive's model-config.yaml (defaults when absent)."""
+    section = (model_yaml_config or {}).get("handler") or {}
+    try:
+        return HandlerSettings.model_validate(section)
+    except ValidationError as error:
+        raise ModelLoadError(f"invalid handler section in model-config.yaml: {validation_message(error)}") from None
 
 
 def validation_message(error: ValidationError) -> str:

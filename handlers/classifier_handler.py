@@ -25,7 +25,7 @@ from auditor.explain import explain
 from auditor.models import load_classifier
 from auditor.predict import predictions_from_logits, torch_logits
 from auditor.schemas import ErrorResponse, ExplanationRequest, PredictionRequest
-from auditor.serving import HandlerSettings, check_limits, parse_request
+from auditor.serving import check_limits, handler_settings, parse_request
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class ClassifierHandler(BaseHandler):
     def initialize(self, context) -> None:
         properties = context.system_properties
         model_dir = Path(properties["model_dir"])
-        self.settings = HandlerSettings.from_model_config(context.model_yaml_config)
+        self.settings = handler_settings(context.model_yaml_config)
         gpu = properties.get("gpu_id")
         device = f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu"
         if self.settings.threads is not None:
