@@ -239,6 +239,10 @@ def package(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="Intra-op threads of the worker (default: the runtime's).")
     ] = None,
+    onnx_file: Annotated[
+        Path | None,
+        typer.Option("--onnx-file", help="An exported graph to serve (e.g. model.int8.onnx of auditor prune --int8) instead of exporting."),
+    ] = None,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
     from auditor.serving import ServingLimits, package_model, parse_heads, validation_message
@@ -248,5 +252,5 @@ def package(
     except ValidationError as error:
         raise InputError(validation_message(error)) from None
     heads = parse_heads(pruned) if pruned else None
-    archive = package_model(model, name, store, heads, backend, limits, threads=threads)
+    archive = package_model(model, name, store, heads, backend, limits, threads=threads, onnx_file=onnx_file)
     console.print(f"wrote {archive}", highlight=False)

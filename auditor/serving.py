@@ -111,6 +111,8 @@ def build_archive(
         raise ModelLoadError(f"{model_dir} is not a saved model: it has no config.json")
     if backend == "onnx" and (onnx_file is None or not Path(onnx_file).is_file()):
         raise InputError(f"the onnx backend needs an exported .onnx file, got {onnx_file}")
+    if backend == "torch" and onnx_file is not None:
+        raise InputError("an .onnx file is only used with the onnx backend")
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise InputError(f"archive name must be letters, digits, - and _, got {name!r}")
     model_store = Path(model_store)
@@ -173,8 +175,10 @@ def package_model(
     limits: ServingLimits | None = None,
     archive_format: Literal["default", "zip-store"] = "default",
     threads: int | None = None,
+    onnx_file: Path | None = None,
 ) -> Path:
-    """``auditor package``: prune the model's heads if asked, export it to ONNX for the onnx backend, and
+    """``auditor package``: prune the model's heads if asked, export it to ONNX for the onnx backend (unless
+    ``onnx_file`` names a graph exported already, e.g. ``auditor prune --int8``'s model.int8.onnx), and
     build ``model_store/<name>.mar`` (see ``build_archive``)."""
     from auditor.export import export_onnx
     from auditor.models import load_classifier
@@ -184,7 +188,8 @@ def package_model(
         source = Path(model_dir)
         if pruned:
             source = prune_model(load_classifier(source, device="cpu"), {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
-        onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE) if backend == "onnx" else None
+        if backend == "onnx" and onnx_file is None:
+            onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE)
         return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads)
 
 
