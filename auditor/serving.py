@@ -184,6 +184,8 @@ def package_model(
     from auditor.models import load_classifier
     from auditor.pruning import prune_model
 
+    if pruned and onnx_file is not None:
+        raise InputError("an exported .onnx file is the graph of the model as given: prune first, then export")
     with tempfile.TemporaryDirectory(prefix="auditor-package-") as scratch:
         source = Path(model_dir)
         if pruned:
