@@ -167,3 +167,11 @@ def load_from_hub(task: str, split: str) -> Dataset:
     label_names = list(features["label"].names) if "label" in features else None
     examples = [Example(row[first], None if second is None else row[second], row.get("label")) for row in hub]
     return Dataset(task, split, f"hub:nyu-mll/glue/{task}", examples, label_names, hub._fingerprint[:16])
+
+
+def examples_digest(examples: list[Example]) -> str:
+    """SHA-256 (first 16 hex digits) over the texts and labels of ``examples``, in order."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(repr((example.text, example.text_pair, example.label)).encode())
+    return digest.hexdigest()[:16]

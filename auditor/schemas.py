@@ -200,3 +200,220 @@ def json_schemas() -> dict[str, dict]:
         and value.model_fields
     }
 
+
+# --- robustness audits (auditor.triggers, auditor.attack, auditor.audit, auditor.report) -------------------
+
+
+class DataUsed(BaseModel):
+    """Which examples a computation used: dataset, split, file fingerprint, how many, and a digest of the
+    examples themselves (texts and labels)."""
+
+    dataset: str
+    split: str
+    source: str
+    fingerprint: str
+    count: int
+    digest: str
+
+
+class TriggerElement(BaseModel):
+    """One token of an attribution pattern: the word piece, the whole word it belongs to in the example it
+    was mined from, its segment (0 = first sentence, 1 = second), and its word offset from the pattern's
+    first token in the same segment."""
+
+    token: str
+    word: str
+    segment: Literal[0, 1]
+    offset: int = Field(ge=0)
+
+
+class TriggerPattern(BaseModel):
+    """Tokens of the top attribution pairs of one head, aggregated over the examples where they recur.
+
+    ``label`` is the class the model predicted on those examples; ``anchors[segment]`` the mean relative
+    position (0 = start, 1 = end) of the pattern's first token in that segment; ``mass`` the summed
+    attribution of the pairs over all occurrences and ``count`` the number of occurrences.
+    """
+
+    label: int
+    label_name: str
+    elements: list[TriggerElement]
+    anchors: dict[int, float]
+    count: int = Field(ge=1)
+    mass: float
+    gold_labels: dict[int, int] = Field(description="gold label -> occurrences")
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        return (self.label, tuple((e.token, e.word, e.segment, e.offset) for e in self.elements))
+
+    def words(self, segment: int) -> list[tuple[int, str]]:
+        """(offset, word) of the pattern's distinct words in ``segment``, word pieces joined back into words;
+        punctuation tokens, which no word holds, are left out."""
+        merged: dict[int, str] = {}
+        for element in self.elements:
+            if element.segment == segment and any(c.isalnum() for c in element.word):
+                merged.setdefault(element.offset, element.word)
+        return sorted(merged.items())
+
+    def rank_key(self) -> tuple[int, int, float]:
+        return (sum(len(self.words(s)) for s in self.anchors), -self.count, -self.mass)
+
+    @property
+    def text(self) -> str:
+        """Human-readable form, e.g. ``bad … film`` or ``no | not`` for a pattern spanning both sentences."""
+        return " | ".join(" ".join(word for _, word in self.words(s)) for s in sorted(self.anchors) if self.words(s))
+
+
+class TriggerMiningOptions(BaseModel):
+    examples: int
+    pairs_per_example: int
+    threshold: float
+    steps: int
+    method: QuadratureMethod
+
+
+class TriggerSet(BaseModel):
+    """Attribution patterns mined from one model on one dataset, ranked per label (best first)."""
+
+    model: ModelIdentity
+    data: DataUsed
+    options: TriggerMiningOptions
+    patterns: list[TriggerPattern]
+    auditor_version: str
+    seconds: float
+
+    def ranked(self, label: int) -> list[TriggerPattern]:
+        """Patterns of ``label``, best first: fewer words (the attack's cost is words inserted, so short
+        patterns leave room for more), then more occurrences, then more attribution mass."""
+        return sorted((p for p in self.patterns if p.label == label), key=TriggerPattern.rank_key)
+
+
+class VictimIdentity(BaseModel):
+    """The audited model: a local directory (with its weights' identity), an ONNX file, or an endpoint."""
+
+    kind: Literal["local", "onnx", "endpoint"]
+    location: str
+    labels: list[str]
+    model: ModelIdentity | None = None
+
+
+class AttackOutcome(BaseModel):
+    """One example under one attack. ``status``: ``skipped`` when the model already got it wrong."""
+
+    index: int
+    label: int
+    text: str
+    text_pair: str | None = None
+    perturbed_text: str
+    perturbed_text_pair: str | None = None
+    status: Literal["succeeded", "failed", "skipped"]
+    original_probabilities: list[float]
+    perturbed_probabilities: list[float]
+    queries: int
+    word_edits: int = Field(description="word-level edit distance original -> perturbed (words inserted by insertions)")
+    inserted_words: list[str] = Field(description="words of the perturbed text that are not in the original (edit alignment)")
+    seconds: float
+
+
+class ClassBreakdown(BaseModel):
+    label: int
+    name: str
+    examples: int
+    clean_accuracy: float
+    accuracy_under_attack: float
+    success_rate: float | None
+
+
+class BudgetPoint(BaseModel):
+    """Accuracy under attack counting only attacks that succeeded within ``budget`` queries."""
+
+    budget: int
+    accuracy: float
+
+
+class AttackSummary(BaseModel):
+    """One attack over the audited examples. Rates are fractions; ``success_rate`` is over the examples the
+    model got right; query and edit means are over successful attacks (``None`` when there are none)."""
+
+    name: str
+    description: str
+    examples: int
+    clean_accuracy: float
+    accuracy_under_attack: float
+    success_rate: float | None
+    mean_queries: float | None = Field(description="queries per attacked (not skipped) example")
+    mean_queries_per_success: float | None
+    mean_word_edits: float | None = Field(description="word-level edit distance per successful attack")
+    per_class: list[ClassBreakdown]
+    budget_curve: list[BudgetPoint]
+    seconds: float
+    outcomes: list[AttackOutcome]
+
+
+class TriggerRow(BaseModel):
+    """A mined pattern inserted into every example of another class: accuracy on that class before/after."""
+
+    pattern: str
+    pattern_label: str
+    target_class: str
+    examples: int
+    accuracy_before: float
+    accuracy_after: float
+    count: int
+    mass: float
+
+
+class AuditSettings(BaseModel):
+    examples: int
+    budget: int
+    max_words: int
+    top_k: int
+    positions: Literal["pattern", "all"]
+    baselines: list[Literal["random", "deepwordbug"]]
+    trigger_top_k: int
+    trigger_examples: int | None
+    seed: int
+
+
+class RobustnessReport(BaseModel):
+    """Result of ``auditor audit``: clean accuracy, the attribution-trigger attack, the baselines run on the
+    same examples with the same query budget, and the universal-trigger table."""
+
+    schema_version: Literal[1] = 1
+    auditor_version: str
+    victim: VictimIdentity
+    data: DataUsed
+    patterns: DataUsed
+    patterns_model: ModelIdentity
+    settings: AuditSettings
+    clean_accuracy: float
+    attack: AttackSummary
+    baselines: list[AttackSummary]
+    triggers: list[TriggerRow]
+    trigger_data: DataUsed
+    seconds: float
+
+
+class ModelComparison(BaseModel):
+    """One side of ``auditor compare``: accuracy, latency, and robustness under the shared patterns."""
+
+    victim: VictimIdentity
+    accuracy: float
+    ms_per_example: float = Field(description="mean wall time of batched predictions, per example")
+    attack: AttackSummary
+    triggers: list[TriggerRow]
+
+
+class ComparisonReport(BaseModel):
+    """``auditor compare``: a full and a pruned model on the same examples, patterns and budget."""
+
+    schema_version: Literal[1] = 1
+    auditor_version: str
+    data: DataUsed
+    patterns: DataUsed
+    settings: AuditSettings
+    agreement: float = Field(description="fraction of examples where both models predict the same label")
+    full: ModelComparison
+    pruned: ModelComparison
+    seconds: float

@@ -1,0 +1,233 @@
+"""TextAttack components for attribution-pattern attacks: insert mined patterns (or, as a baseline, random
+words) into an ``AttackedText``, cap the words inserted, and assemble attacks with a query budget.
+
+Every component subclasses TextAttack's own interfaces, so it combines with any of its constraints and
+search methods that accept insertions (``GreedySearch``, ``BeamSearch``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
+from textattack import Attack
+from textattack.attack_recipes import DeepWordBugGao2018
+from textattack.constraints import Constraint
+from textattack.constraints.pre_transformation import RepeatModification
+from textattack.goal_functions import UntargetedClassification
+from textattack.models.wrappers import ModelWrapper
+from textattack.search_methods import BeamSearch, GreedySearch
+from textattack.shared import AttackedText
+from textattack.shared.utils import words_from_text
+from textattack.transformations import Transformation
+
+from auditor.schemas import TriggerPattern
+
+Positions = Literal["pattern", "all"]
+
+
+def word_edit_distance(original: Sequence[str], perturbed: Sequence[str]) -> int:
+    """Levenshtein distance over words: the fewest word insertions, deletions and substitutions turning
+    ``original`` into ``perturbed`` (an inserted phrase of k words counts k, wherever it lands)."""
+    previous = list(range(len(perturbed) + 1))
+    for i, word in enumerate(original, start=1):
+        current = [i]
+        for j, other in enumerate(perturbed, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other)))
+        previous = current
+    return previous[-1]
+
+
+def inserted_words(original: Sequence[str], perturbed: Sequence[str]) -> list[str]:
+    """Words of ``perturbed`` that an alignment with ``original`` marks as inserted or replaced."""
+    matcher = difflib.SequenceMatcher(a=list(original), b=list(perturbed), autojunk=False)
+    return [w for tag, _, _, j1, j2 in matcher.get_opcodes() if tag in ("insert", "replace") for w in perturbed[j1:j2]]
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """Insert ``word`` before word ``position`` of input column ``segment`` (at its end when ``position``
+    equals the column's word count)."""
+
+    segment: int
+    position: int
+    word: str
+
+
+def insert_words(text: AttackedText, insertions: Iterable[Insertion]) -> AttackedText:
+    """A new ``AttackedText`` with every insertion applied at once (positions refer to ``text``)."""
+    words = list(text.words)
+    starts = [0]
+    for column in text.words_per_input:
+        starts.append(starts[-1] + len(column))
+    before: dict[int, list[str]] = {}
+    after: dict[int, list[str]] = {}
+    for insertion in insertions:
+        start, end = starts[insertion.segment], starts[insertion.segment + 1]
+        if insertion.position < end - start:
+            before.setdefault(start + insertion.position, []).append(insertion.word)
+        else:
+            after.setdefault(end - 1, []).append(insertion.word)
+    for index in set(before) | set(after):
+        words[index] = " ".join([*before.get(index, []), words[index], *after.get(index, [])])
+    return text.generate_new_attacked_text(words)
+
+
+def is_insertable(word: str) -> bool:
+    """TextAttack sees exactly this one word in it (punctuation alone would be no word and break its
+    index bookkeeping)."""
+    return words_from_text(word) == [word]
+
+
+def _column_ranges(text: AttackedText) -> list[range]:
+    ranges, start = [], 0
+    for column in text.words_per_input:
+        ranges.append(range(start, start + len(column)))
+        start += len(column)
+    return ranges
+
+
+def _nearest_allowed(target: int, column: range, allowed: set[int]) -> int | None:
+    """The insertion position in ``column`` closest to ``target`` whose word may be modified (inserting at
+    the end of the column modifies its last word)."""
+    candidates = [p for p in range(len(column) + 1) if column[min(p, len(column) - 1)] in allowed] if len(column) else []
+    return min(candidates, key=lambda p: (abs(p - target), p)) if candidates else None
+
+
+class PatternInsertion(Transformation):
+    """Insert each mined pattern, its words at their relative positions in the pattern's segment.
+
+    ``positions="pattern"`` places a pattern where it was found (its mean relative position, scaled to the
+    current text): one candidate per pattern. ``"all"`` also tries every allowed position of the pattern's
+    first segment. A pattern whose segment the text lacks, or whose positions are all ruled out by the
+    pre-transformation constraints, yields no candidate.
+    """
+
+    def __init__(self, patterns: Sequence[TriggerPattern], positions: Positions = "pattern") -> None:
+        self.patterns = list(patterns)
+        self.positions = positions
+
+    def _get_transformations(self, current_text: AttackedText, indices_to_modify: set[int]) -> list[AttackedText]:
+        columns = _column_ranges(current_text)
+        transformed = []
+        for pattern in self.patterns:
+            groups = {s: [(o, w) for o, w in pattern.words(s) if is_insertable(w)] for s in pattern.anchors}
+            groups = {s: g for s, g in groups.items() if g}
+            if not groups or any(s >= len(columns) for s in groups):
+                continue
+            anchors = {}
+            for segment in groups:
+                column = columns[segment]
+                anchors[segment] = _nearest_allowed(round(pattern.anchors[segment] * len(column)), column, indices_to_modify)
+            if any(a is None for a in anchors.values()):
+                continue
+            first = min(groups)
+            options = [anchors[first]]
+            if self.positions == "all":
+                column = columns[first]
+                options += [p for p in range(len(column) + 1) if column[min(p, len(column) - 1)] in indices_to_modify and p != anchors[first]]
+            for option in options:
+                placed = {**anchors, first: option}
+                insertions = [
+                    Insertion(segment, min(placed[segment] + offset - groups[segment][0][0] - rank, len(columns[segment])), word)
+                    for segment, group in groups.items()
+                    for rank, (offset, word) in enumerate(group)
+                ]
+                transformed.append(insert_words(current_text, insertions))
+        return transformed
+
+    def extra_repr_keys(self) -> list[str]:
+        return ["positions"]
+
+
+class RandomWordInsertion(Transformation):
+    """Baseline: ``candidates`` single random vocabulary words at random allowed positions.
+
+    The draw is seeded by ``seed`` and the text itself, so the same text always gets the same candidates
+    (reproducible runs, resumable audits, and TextAttack's transformation cache stays valid).
+    """
+
+    def __init__(self, vocabulary: Sequence[str], candidates: int, seed: int = 0) -> None:
+        self.vocabulary = sorted({w for w in vocabulary if is_insertable(w)})
+        if not self.vocabulary:
+            raise ValueError("the vocabulary has no insertable word")
+        self.candidates = candidates
+        self.seed = seed
+
+    def _get_transformations(self, current_text: AttackedText, indices_to_modify: set[int]) -> list[AttackedText]:
+        rng = random.Random(f"{self.seed}\x00{current_text.text}")
+        columns = _column_ranges(current_text)
+        slots = [
+            (segment, position)
+            for segment, column in enumerate(columns)
+            for position in range(len(column) + 1)
+            if len(column) and column[min(position, len(column) - 1)] in indices_to_modify
+        ]
+        if not slots:
+            return []
+        return [
+            insert_words(current_text, [Insertion(*rng.choice(slots), rng.choice(self.vocabulary))])
+            for _ in range(self.candidates)
+        ]
+
+    def extra_repr_keys(self) -> list[str]:
+        return ["candidates", "seed"]
+
+
+class MaxInsertedWords(Constraint):
+    """At most ``max_words`` word edits from the original text (word-level edit distance, so k inserted
+    words count k wherever they land)."""
+
+    def __init__(self, max_words: int) -> None:
+        super().__init__(compare_against_original=True)
+        self.max_words = max_words
+
+    def _check_constraint(self, transformed_text: AttackedText, reference_text: AttackedText) -> bool:
+        return word_edit_distance(reference_text.words, transformed_text.words) <= self.max_words
+
+    def check_compatibility(self, transformation: Transformation) -> bool:
+        return True
+
+    def extra_repr_keys(self) -> list[str]:
+        return ["max_words"]
+
+
+def insertion_attack(
+    model_wrapper: ModelWrapper,
+    transformation: Transformation,
+    query_budget: int,
+    max_words: int,
+    beam_width: int = 1,
+) -> Attack:
+    """Untargeted attack inserting words with ``transformation``: no word modified twice, at most
+    ``max_words`` inserted, greedy (or beam) search, ``query_budget`` model queries per example."""
+    goal = UntargetedClassification(model_wrapper, query_budget=query_budget)
+    search = GreedySearch() if beam_width == 1 else BeamSearch(beam_width=beam_width)
+    return Attack(goal, [RepeatModification(), MaxInsertedWords(max_words)], transformation, search)
+
+
+def pattern_attack(
+    model_wrapper: ModelWrapper,
+    patterns: Sequence[TriggerPattern],
+    query_budget: int,
+    max_words: int,
+    positions: Positions = "pattern",
+) -> Attack:
+    return insertion_attack(model_wrapper, PatternInsertion(patterns, positions), query_budget, max_words)
+
+
+def random_insertion_attack(
+    model_wrapper: ModelWrapper, vocabulary: Sequence[str], candidates: int, query_budget: int, max_words: int, seed: int = 0
+) -> Attack:
+    return insertion_attack(model_wrapper, RandomWordInsertion(vocabulary, candidates, seed), query_budget, max_words)
+
+
+def deepwordbug_attack(model_wrapper: ModelWrapper, query_budget: int) -> Attack:
+    """TextAttack's DeepWordBug recipe (character edits, greedy word-importance search) with a query budget."""
+    attack = DeepWordBugGao2018.build(model_wrapper)
+    attack.goal_function.query_budget = query_budget
+    return attack

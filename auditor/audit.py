@@ -1,0 +1,295 @@
+"""Robustness audit: attack every example with the attribution-pattern attack and the baselines (random-word
+insertion, DeepWordBug) under one query budget, build the universal-trigger table, and summarise it all in
+a ``RobustnessReport``. Each finished example goes to a checkpoint first, so an interrupted audit resumes
+without losing or redoing work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from auditor import __version__
+from auditor.attack import (
+    PatternInsertion,
+    deepwordbug_attack,
+    inserted_words,
+    pattern_attack,
+    random_insertion_attack,
+    word_edit_distance,
+)
+from auditor.checkpoint import Checkpoint
+from auditor.data import Dataset, Example
+from auditor.errors import InputError
+from auditor.schemas import (
+    AttackOutcome,
+    AttackSummary,
+    AuditSettings,
+    BudgetPoint,
+    ClassBreakdown,
+    RobustnessReport,
+    TriggerPattern,
+    TriggerRow,
+    TriggerSet,
+)
+from auditor.triggers import data_used, word_spans
+from auditor.victims import Victim
+from textattack import Attack
+from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
+from textattack.shared import AttackedText
+
+Progress = Callable[[str, int, int], None]
+
+DESCRIPTIONS = {
+    "attribution": "insert mined attribution patterns (greedy search over the top patterns of the other classes)",
+    "random": "insert random words from the data's vocabulary (greedy search, as many candidates per step)",
+    "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy word-importance search",
+}
+
+
+def attacked_text(example: Example) -> AttackedText:
+    if example.text_pair is None:
+        return AttackedText(OrderedDict(text=example.text))
+    return AttackedText(OrderedDict(premise=example.text, hypothesis=example.text_pair))
+
+
+def insertable_patterns(triggers: TriggerSet, label: int, k: int) -> list[TriggerPattern]:
+    """The ``k`` best patterns of ``label`` that have a word to insert."""
+    return [p for p in triggers.ranked(label) if any(p.words(s) for s in p.anchors)][:k]
+
+
+def top_patterns(triggers: TriggerSet, exclude_label: int | None, k: int) -> list[TriggerPattern]:
+    """The ``k`` best insertable patterns of every label except ``exclude_label``, interleaved by rank."""
+    per_label = [
+        insertable_patterns(triggers, label, k) for label in sorted({p.label for p in triggers.patterns}) if label != exclude_label
+    ]
+    return [p for rank in range(k) for patterns in per_label if rank < len(patterns) for p in [patterns[rank]]]
+
+
+def data_vocabulary(dataset: Dataset) -> list[str]:
+    """Every distinct lower-cased word of the dataset: what the random-insertion baseline draws from."""
+    words = set()
+    for example in dataset.examples:
+        for text in (example.text, example.text_pair):
+            if text is not None:
+                words.update(text[a:b].lower() for a, b in word_spans(text))
+    return sorted(words)
+
+
+def _outcome(index: int, example: Example, result, seconds: float) -> AttackOutcome:
+    original, perturbed = result.original_result, result.perturbed_result
+    before, after = original.attacked_text, perturbed.attacked_text
+    columns = [after.tokenizer_input] if isinstance(after.tokenizer_input, str) else list(after.tokenizer_input)
+    status = (
+        "skipped" if isinstance(result, SkippedAttackResult) else "succeeded" if isinstance(result, SuccessfulAttackResult) else "failed"
+    )
+    return AttackOutcome(
+        index=index,
+        label=int(example.label),
+        text=example.text,
+        text_pair=example.text_pair,
+        perturbed_text=columns[0],
+        perturbed_text_pair=columns[1] if len(columns) > 1 else None,
+        status=status,
+        original_probabilities=[float(x) for x in original.raw_output],
+        perturbed_probabilities=[float(x) for x in perturbed.raw_output],
+        queries=int(perturbed.num_queries),
+        word_edits=word_edit_distance(before.words, after.words),
+        inserted_words=inserted_words(before.words, after.words),
+        seconds=seconds,
+    )
+
+
+def attack_examples(
+    name: str,
+    attack_for_label: Callable[[int], Attack],
+    examples: Sequence[Example],
+    checkpoint: Checkpoint,
+    seed: int,
+    progress: Progress | None = None,
+) -> list[AttackOutcome]:
+    """Attack each example (seeded by ``seed`` and its index, so a resumed run matches an uninterrupted
+    one), reusing the outcomes already in the checkpoint."""
+    outcomes = []
+    for index, example in enumerate(examples):
+        key = f"attack:{name}:{index}"
+        if key not in checkpoint:
+            random.seed(seed * 1_000_003 + index)
+            np.random.seed((seed * 1_000_003 + index) % 2**32)
+            started = time.perf_counter()
+            result = attack_for_label(int(example.label)).attack(attacked_text(example), int(example.label))
+            checkpoint.put(key, _outcome(index, example, result, time.perf_counter() - started).model_dump(mode="json"))
+        outcomes.append(AttackOutcome.model_validate(checkpoint[key]))
+        if progress:
+            progress(name, index + 1, len(examples))
+    return outcomes
+
+
+def budget_points(budget: int) -> list[int]:
+    points = sorted({b for b in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if b < budget} | {budget})
+    return points
+
+
+def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budget: int) -> AttackSummary:
+    """Accuracy under attack = examples the model got right whose attack failed, over all examples."""
+    def rate(numerator: int, denominator: int) -> float | None:
+        return numerator / denominator if denominator else None
+
+    def mean(values: list[float]) -> float | None:
+        return float(np.mean(values)) if values else None
+
+    total = len(outcomes)
+    correct = [o for o in outcomes if o.status != "skipped"]
+    succeeded = [o for o in correct if o.status == "succeeded"]
+    per_class = []
+    for label, name_ in enumerate(labels):
+        members = [o for o in outcomes if o.label == label]
+        if not members:
+            continue
+        right = [o for o in members if o.status != "skipped"]
+        won = [o for o in right if o.status == "succeeded"]
+        per_class.append(
+            ClassBreakdown(
+                label=label,
+                name=name_,
+                examples=len(members),
+                clean_accuracy=len(right) / len(members),
+                accuracy_under_attack=(len(right) - len(won)) / len(members),
+                success_rate=rate(len(won), len(right)),
+            )
+        )
+    curve = [
+        BudgetPoint(budget=b, accuracy=sum(1 for o in correct if not (o.status == "succeeded" and o.queries <= b)) / total)
+        for b in budget_points(budget)
+    ]
+    return AttackSummary(
+        name=name,
+        description=DESCRIPTIONS[name],
+        examples=total,
+        clean_accuracy=len(correct) / total,
+        accuracy_under_attack=(len(correct) - len(succeeded)) / total,
+        success_rate=rate(len(succeeded), len(correct)),
+        mean_queries=mean([o.queries for o in correct]),
+        mean_queries_per_success=mean([o.queries for o in succeeded]),
+        mean_word_edits=mean([o.word_edits for o in succeeded]),
+        per_class=per_class,
+        budget_curve=curve,
+        seconds=sum(o.seconds for o in outcomes),
+        outcomes=outcomes,
+    )
+
+
+def trigger_table(
+    victim: Victim, triggers: TriggerSet, examples: Sequence[Example], k: int, checkpoint: Checkpoint
+) -> list[TriggerRow]:
+    """Insert each of the top-``k`` patterns of every label (at its mined position) into every example of
+    each other class; accuracy on that class before and after."""
+    labels = victim.labels
+    texts = [attacked_text(e) for e in examples]
+    if "triggers:clean" not in checkpoint:
+        checkpoint.put("triggers:clean", victim([t.tokenizer_input for t in texts]).argmax(1).tolist() if texts else [])
+    clean = checkpoint["triggers:clean"]
+    rows = []
+    for pattern_label in sorted({p.label for p in triggers.patterns}):
+        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k)):
+            insertion = PatternInsertion([pattern])
+            for target in range(len(labels)):
+                members = [i for i, e in enumerate(examples) if e.label == target]
+                if target == pattern_label or not members:
+                    continue
+                key = f"triggers:{pattern_label}:{rank}:{target}"
+                if key not in checkpoint:
+                    perturbed = [insertion(texts[i]) for i in members]
+                    applied = [(i, p[0]) for i, p in zip(members, perturbed) if p]
+                    after = dict(zip([i for i, _ in applied], victim([p.tokenizer_input for _, p in applied]).argmax(1).tolist())) if applied else {}
+                    checkpoint.put(key, sum(after.get(i, clean[i]) == target for i in members))
+                rows.append(
+                    TriggerRow(
+                        pattern=pattern.text,
+                        pattern_label=labels[pattern_label],
+                        target_class=labels[target],
+                        examples=len(members),
+                        accuracy_before=sum(clean[i] == target for i in members) / len(members),
+                        accuracy_after=checkpoint[key] / len(members),
+                        count=pattern.count,
+                        mass=pattern.mass,
+                    )
+                )
+    return rows
+
+
+def pattern_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSettings) -> dict[int, Attack]:
+    """Per gold label, the attribution attack trying the top patterns of the other labels."""
+    return {
+        label: pattern_attack(victim, top_patterns(triggers, label, settings.top_k), settings.budget, settings.max_words, settings.positions)
+        for label in range(len(victim.labels))
+    }
+
+
+def checkpoint_identity(victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset) -> dict:
+    patterns_digest = hashlib.sha256(triggers.model_dump_json(exclude={"seconds"}).encode()).hexdigest()[:16]
+    return {
+        "auditor": __version__,
+        "victim": victim.identity.model_dump(mode="json"),
+        "data": data_used(dataset).model_dump(mode="json"),
+        "trigger_data": data_used(trigger_data).model_dump(mode="json"),
+        "patterns": patterns_digest,
+        "settings": json.loads(settings.model_dump_json()),
+    }
+
+
+def run_audit(
+    victim: Victim,
+    dataset: Dataset,
+    triggers: TriggerSet,
+    settings: AuditSettings,
+    checkpoint: Checkpoint,
+    trigger_data: Dataset,
+    progress: Progress | None = None,
+) -> RobustnessReport:
+    """Audit ``victim`` on the first ``settings.examples`` examples of ``dataset``."""
+    started = time.perf_counter()
+    examples = dataset.head(settings.examples).examples
+    if any(e.label is None for e in examples) or any(e.label is None for e in trigger_data.examples):
+        raise InputError(f"{dataset.name} {dataset.split} has unlabelled examples; an audit needs gold labels")
+    labels = victim.labels
+    if triggers.model.labels != labels:
+        raise InputError(f"the patterns were mined on a model with labels {triggers.model.labels}, the audited model has {labels}")
+    if not top_patterns(triggers, None, 1):
+        raise InputError("the patterns file has no pattern with a word that can be inserted")
+    attacks: dict[str, Callable[[int], Attack]] = {"attribution": pattern_attacks(victim, triggers, settings).__getitem__}
+    if "random" in settings.baselines:
+        candidates = len(top_patterns(triggers, 0, settings.top_k))
+        random_attack = random_insertion_attack(
+            victim, data_vocabulary(dataset), candidates, settings.budget, settings.max_words, settings.seed
+        )
+        attacks["random"] = lambda _: random_attack
+    if "deepwordbug" in settings.baselines:
+        dwb = deepwordbug_attack(victim, settings.budget)
+        attacks["deepwordbug"] = lambda _: dwb
+    summaries = [
+        summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, progress), labels, settings.budget)
+        for name, attack in attacks.items()
+    ]
+    table_examples = trigger_data.head(settings.trigger_examples).examples
+    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint)
+    return RobustnessReport(
+        auditor_version=__version__,
+        victim=victim.identity,
+        data=data_used(dataset.head(settings.examples)),
+        patterns=triggers.data,
+        patterns_model=triggers.model,
+        settings=settings,
+        clean_accuracy=summaries[0].clean_accuracy,
+        attack=summaries[0],
+        baselines=summaries[1:],
+        triggers=rows,
+        trigger_data=data_used(trigger_data.head(settings.trigger_examples)),
+        seconds=time.perf_counter() - started,
+    )

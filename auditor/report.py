@@ -1,0 +1,260 @@
+"""Robustness reports as files: JSON (``RobustnessReport``, with its JSON Schema beside it), a short Markdown
+summary for CI logs, and a self-contained HTML page (inline PNG plots, no external resources). Every file
+is written atomically: to a temporary file in the same folder, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from matplotlib.figure import Figure
+
+from auditor.schemas import AttackOutcome, AttackSummary, ComparisonReport, RobustnessReport, TriggerRow
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+REPORT_FILES = ("report.json", "report.schema.json", "report.md", "report.html")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
+    """A short summary: one row per attack, the per-class rows of the attribution attack, a few examples."""
+    attacks = [report.attack, *report.baselines]
+    lines = [
+        f"# Robustness audit: {report.victim.location}",
+        "",
+        f"{report.data.count} examples of {report.data.dataset} {report.data.split}; query budget {report.settings.budget}, "
+        f"at most {report.settings.max_words} inserted words; clean accuracy {percent(report.clean_accuracy)}.",
+        "",
+        "| attack | accuracy under attack | success rate | queries / attack | queries / success | words edited / success | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a in attacks:
+        lines.append(
+            f"| {a.name} | {percent(a.accuracy_under_attack)} | {percent(a.success_rate)} | {number(a.mean_queries)} | "
+            f"{number(a.mean_queries_per_success)} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
+        )
+    lines += ["", "| class | examples | clean | under attribution attack |", "|---|---|---|---|"]
+    lines += [f"| {c.name} | {c.examples} | {percent(c.clean_accuracy)} | {percent(c.accuracy_under_attack)} |" for c in report.attack.per_class]
+    if report.triggers:
+        lines += ["", "| trigger | label | inserted into | accuracy before | after |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {t.pattern} | {t.pattern_label} | {t.target_class} ({t.examples}) | {percent(t.accuracy_before)} | {percent(t.accuracy_after)} |"
+            for t in report.triggers
+        ]
+    successes = [o for o in report.attack.outcomes if o.status == "succeeded"][:max_examples]
+    if successes:
+        lines += ["", "Successful attribution attacks:"]
+        labels = report.victim.labels
+        for o in successes:
+            lines.append(
+                f"- {_joined(o.text, o.text_pair)!r} → {_joined(o.perturbed_text, o.perturbed_text_pair)!r} "
+                f"({labels[o.label]} → {labels[_argmax(o.perturbed_probabilities)]}, inserted: {' '.join(o.inserted_words)})"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _joined(text: str, pair: str | None) -> str:
+    return text if pair is None else f"{text} || {pair}"
+
+
+def _argmax(values: list[float]) -> int:
+    return max(range(len(values)), key=values.__getitem__)
+
+
+def highlighted(original: str, perturbed: str) -> list[tuple[str, bool]]:
+    """Whitespace tokens of ``perturbed``, each marked True when an alignment with ``original`` shows it
+    inserted or changed."""
+    before, after = original.split(), perturbed.split()
+    marks = [False] * len(after)
+    for tag, _, _, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+        if tag in ("insert", "replace"):
+            marks[j1:j2] = [True] * (j2 - j1)
+    return list(zip(after, marks))
+
+
+def _png(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def budget_plot(curves: dict[str, AttackSummary]) -> str:
+    """Accuracy under attack vs query budget, one line per named attack."""
+    figure = Figure(figsize=(6, 3.4))
+    axes = figure.add_subplot()
+    for name, attack in curves.items():
+        axes.plot([p.budget for p in attack.budget_curve], [100 * p.accuracy for p in attack.budget_curve], marker="o", label=name)
+    axes.set_xscale("log")
+    axes.set_xlabel("queries per example (log scale)")
+    axes.set_ylabel("accuracy under attack (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _png(figure)
+
+
+def class_plot(report: RobustnessReport) -> str:
+    attacks = [report.attack, *report.baselines]
+    classes = report.attack.per_class
+    figure = Figure(figsize=(6, 3.4))
+    axes = figure.add_subplot()
+    width = 0.8 / (len(attacks) + 1)
+    positions = list(range(len(classes)))
+    axes.bar([x - 0.4 + width / 2 for x in positions], [100 * c.clean_accuracy for c in classes], width, label="clean")
+    for i, attack in enumerate(attacks, start=1):
+        values = [100 * c.accuracy_under_attack for c in attack.per_class]
+        axes.bar([x - 0.4 + width / 2 + i * width for x in positions], values, width, label=attack.name)
+    axes.set_xticks(positions, [f"{c.name} ({c.examples})" for c in classes])
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
+    return _png(figure)
+
+
+def trigger_plot(rows: list[TriggerRow]) -> str | None:
+    if not rows:
+        return None
+    figure = Figure(figsize=(6, 0.45 * len(rows) + 1))
+    axes = figure.add_subplot()
+    names = [f"{r.pattern[:30]} → {r.target_class}" for r in rows]
+    positions = list(range(len(rows)))
+    axes.barh([y + 0.2 for y in positions], [100 * r.accuracy_before for r in rows], 0.4, label="before")
+    axes.barh([y - 0.2 for y in positions], [100 * r.accuracy_after for r in rows], 0.4, label="after")
+    axes.set_yticks(positions, names)
+    axes.invert_yaxis()
+    axes.set_xlabel("accuracy on the class (%)")
+    axes.set_xlim(0, 100)
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
+    return _png(figure)
+
+
+def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    attacks = [report.attack, *report.baselines]
+    examples: list[tuple[AttackSummary, AttackOutcome, list[list[tuple[str, bool]]]]] = []
+    for attack in attacks:
+        for outcome in [o for o in attack.outcomes if o.status == "succeeded"][:max_examples]:
+            segments = [highlighted(outcome.text, outcome.perturbed_text)]
+            if outcome.text_pair is not None and outcome.perturbed_text_pair is not None:
+                segments.append(highlighted(outcome.text_pair, outcome.perturbed_text_pair))
+            examples.append((attack, outcome, segments))
+    return environment.get_template("robustness.html.j2").render(
+        report=report,
+        attacks=attacks,
+        examples=examples,
+        labels=report.victim.labels,
+        budget_plot=budget_plot({a.name: a for a in attacks}),
+        class_plot=class_plot(report),
+        trigger_plot=trigger_plot(report.triggers),
+        percent=percent,
+        number=number,
+        argmax=_argmax,
+    )
+
+
+def report_schema() -> str:
+    return json.dumps(RobustnessReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def render_comparison_markdown(report: ComparisonReport) -> str:
+    full, pruned = report.full, report.pruned
+    rows = [
+        ("model", full.victim.location, pruned.victim.location),
+        ("accuracy", percent(full.accuracy), percent(pruned.accuracy)),
+        ("accuracy under attribution attack", percent(full.attack.accuracy_under_attack), percent(pruned.attack.accuracy_under_attack)),
+        ("attack success rate", percent(full.attack.success_rate), percent(pruned.attack.success_rate)),
+        ("queries / success", number(full.attack.mean_queries_per_success), number(pruned.attack.mean_queries_per_success)),
+        ("ms / example", number(full.ms_per_example, 2), number(pruned.ms_per_example, 2)),
+    ]
+    lines = [
+        f"# Full vs pruned: {report.data.count} examples of {report.data.dataset} {report.data.split}",
+        "",
+        f"Prediction agreement: {percent(report.agreement)}; query budget {report.settings.budget}.",
+        "",
+        "| | full | pruned |",
+        "|---|---|---|",
+        *[f"| {name} | {a} | {b} |" for name, a, b in rows],
+    ]
+    if full.triggers:
+        lines += ["", "| trigger | inserted into | before (full) | after (full) | before (pruned) | after (pruned) |", "|---|---|---|---|---|---|"]
+        for a, b in zip(full.triggers, pruned.triggers):
+            lines.append(
+                f"| {a.pattern} | {a.target_class} ({a.examples}) | {percent(a.accuracy_before)} | {percent(a.accuracy_after)} | "
+                f"{percent(b.accuracy_before)} | {percent(b.accuracy_after)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def render_comparison_html(report: ComparisonReport) -> str:
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    return environment.get_template("comparison.html.j2").render(
+        report=report,
+        pruned_heads=[
+            None if side.victim.model is None else sum(len(h) for h in side.victim.model.pruned_heads.values())
+            for side in (report.full, report.pruned)
+        ],
+        trigger_pairs=list(zip(report.full.triggers, report.pruned.triggers)),
+        budget_plot=budget_plot({"full": report.full.attack, "pruned": report.pruned.attack}),
+        percent=percent,
+        number=number,
+    )
+
+
+def write_comparison(report: ComparisonReport, out_dir: Path) -> list[Path]:
+    """Write comparison.json, comparison.md and comparison.html into ``out_dir``."""
+    contents = {
+        "comparison.json": report.model_dump_json(indent=2),
+        "comparison.md": render_comparison_markdown(report),
+        "comparison.html": render_comparison_html(report),
+    }
+    for name, content in contents.items():
+        write_atomic(out_dir / name, content)
+    return [out_dir / name for name in contents]
+
+
+def write_report(report: RobustnessReport, out_dir: Path) -> list[Path]:
+    """Write report.json, report.schema.json, report.md and report.html into ``out_dir``."""
+    contents = {
+        "report.json": report.model_dump_json(indent=2),
+        "report.schema.json": report_schema(),
+        "report.md": render_markdown(report),
+        "report.html": render_html(report),
+    }
+    paths = []
+    for name in REPORT_FILES:
+        write_atomic(out_dir / name, contents[name])
+        paths.append(out_dir / name)
+    return paths

@@ -1,0 +1,223 @@
+"""``auditor mine`` / ``audit`` / ``compare`` end to end on the SST-2 fixture: the report's numbers against
+an independent recomputation (the Hugging Face model run directly, TextAttack's own word edit distance),
+exit codes for CI gating, resuming from an interrupted checkpoint, the exported schema, and the HTML page
+in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from auditor.data import load_dataset
+from auditor.schemas import ComparisonReport, RobustnessReport, json_schemas
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SST2 = SHARED / "models" / "minilm-sst2"
+EXAMPLES, BUDGET, TRIGGER_EXAMPLES = 8, 20, 24
+AUDIT_OPTIONS = ["--data", "sst2", "--examples", str(EXAMPLES), "--budget", str(BUDGET), "--trigger-examples", str(TRIGGER_EXAMPLES), "--trigger-top-k", "2"]
+
+
+def auditor(*arguments: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run([sys.executable, "-m", "auditor", *arguments], capture_output=True, text=True, cwd=ROOT, env=environment, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="auditor-audit-test-") as directory:
+        yield Path(directory)
+
+
+@pytest.fixture(scope="module")
+def patterns(workdir: Path) -> Path:
+    path = workdir / "patterns.json"
+    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "16", "--out", str(path))
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def audited(workdir: Path, patterns: Path) -> Path:
+    out = workdir / "report"
+    done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS)
+    assert done.returncode == 0, done.stderr
+    assert "| attribution |" in done.stdout  # the Markdown summary goes to the CI log
+    return out
+
+
+def hf_probabilities(model_dir: Path, texts: list[str]) -> np.ndarray:
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            rows.append(torch.softmax(model(**tokenizer(text, return_tensors="pt")).logits[0].double(), -1).numpy())
+    return np.array(rows)
+
+
+def test_report_numbers_recomputed_independently(audited: Path) -> None:
+    import auditor.textattack_env  # noqa: F401
+    from textattack.shared import AttackedText
+
+    report = RobustnessReport.model_validate_json((audited / "report.json").read_bytes())
+    examples = load_dataset("sst2").head(EXAMPLES).examples
+    clean = hf_probabilities(SST2, [e.text for e in examples])
+    gold = np.array([e.label for e in examples])
+    assert report.clean_accuracy == pytest.approx(float((clean.argmax(1) == gold).mean()))
+    assert [a.name for a in [report.attack, *report.baselines]] == ["attribution", "random", "deepwordbug"]
+    for attack in [report.attack, *report.baselines]:
+        outcomes = attack.outcomes
+        assert [o.index for o in outcomes] == list(range(EXAMPLES))
+        np.testing.assert_allclose([o.original_probabilities for o in outcomes], clean, atol=1e-5)
+        succeeded = [o for o in outcomes if o.status == "succeeded"]
+        attacked = [o for o in outcomes if o.status != "skipped"]
+        assert all(o.status == "skipped" for o, p in zip(outcomes, clean.argmax(1)) if p != o.label)
+        assert all(o.queries <= BUDGET for o in outcomes)
+        assert attack.accuracy_under_attack == pytest.approx((len(attacked) - len(succeeded)) / EXAMPLES)
+        if attacked:
+            assert attack.success_rate == pytest.approx(len(succeeded) / len(attacked))
+        if succeeded:
+            after = hf_probabilities(SST2, [o.perturbed_text for o in succeeded])
+            assert all(p != o.label for p, o in zip(after.argmax(1), succeeded))  # the model really flips
+            distances = [AttackedText(o.text).words_diff_num(AttackedText(o.perturbed_text)) for o in succeeded]
+            assert attack.mean_word_edits == pytest.approx(float(np.mean(distances)))
+            assert attack.mean_queries_per_success == pytest.approx(float(np.mean([o.queries for o in succeeded])))
+        if attack.name != "deepwordbug":
+            assert all(o.word_edits <= 3 and len(o.inserted_words) == o.word_edits for o in outcomes)
+        for row in attack.per_class:
+            members = [i for i, e in enumerate(examples) if e.label == row.label]
+            assert row.examples == len(members)
+            assert row.clean_accuracy == pytest.approx(float((clean.argmax(1)[members] == row.label).mean()))
+        assert attack.budget_curve[-1].budget == BUDGET
+        assert attack.budget_curve[-1].accuracy == pytest.approx(attack.accuracy_under_attack)
+    trigger_examples = load_dataset("sst2").head(TRIGGER_EXAMPLES).examples
+    trigger_clean = hf_probabilities(SST2, [e.text for e in trigger_examples]).argmax(1)
+    assert report.triggers
+    for row in report.triggers:
+        target = report.victim.labels.index(row.target_class)
+        members = [i for i, e in enumerate(trigger_examples) if e.label == target]
+        assert row.pattern_label != row.target_class and row.examples == len(members)
+        assert row.accuracy_before == pytest.approx(float((trigger_clean[members] == target).mean()))
+
+
+def test_fail_under_gates_ci(audited: Path, patterns: Path) -> None:
+    report = RobustnessReport.model_validate_json((audited / "report.json").read_bytes())
+    worst = min(a.accuracy_under_attack for a in [report.attack, *report.baselines])
+    resumed = ["audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(audited), *AUDIT_OPTIONS]
+    failing = auditor(*resumed, "--fail-under", str(min(1.0, worst + 0.01)))
+    assert failing.returncode == 1 and "below --fail-under" in failing.stderr
+    passing = auditor(*resumed, "--fail-under", str(worst))
+    assert passing.returncode == 0, passing.stderr
+    for bad in (["--fail-under", "70"], ["--endpoint", "http://127.0.0.1:9/predictions/x"], ["--baselines", "textfooler"]):
+        refused = auditor(*resumed, *bad)
+        assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: Path, patterns: Path, workdir: Path) -> None:
+    out = workdir / "resumed"
+    out.mkdir()
+    lines = (audited / "checkpoint.jsonl").read_bytes().splitlines(keepends=True)
+    kept = lines[:6]  # the header and five finished examples, then a record cut short by a crash
+    (out / "checkpoint.jsonl").write_bytes(b"".join(kept) + lines[6][: len(lines[6]) // 2])
+    done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS)
+    assert done.returncode == 0, done.stderr
+    resumed_lines = (out / "checkpoint.jsonl").read_bytes().splitlines(keepends=True)
+    assert resumed_lines[:6] == kept and all(line.endswith(b"\n") for line in resumed_lines)
+    keys = [json.loads(line)["key"] for line in resumed_lines[1:]]
+    assert len(keys) == len(set(keys))  # nothing was done twice
+
+    def without_timing(path: Path) -> dict:
+        data = json.loads(path.read_text())
+        data.pop("seconds")
+        for attack in [data["attack"], *data["baselines"]]:
+            attack.pop("seconds")
+            for outcome in attack["outcomes"]:
+                outcome.pop("seconds")
+        return data
+
+    assert without_timing(out / "report.json") == without_timing(audited / "report.json")
+    other = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS[:-2], "--trigger-top-k", "1")
+    assert other.returncode == 2 and "different audit" in other.stderr
+
+
+def test_report_files_and_exported_schema(audited: Path) -> None:
+    assert sorted(p.name for p in audited.iterdir() if not p.name.startswith(".")) == [
+        "checkpoint.jsonl", "report.html", "report.json", "report.md", "report.schema.json"
+    ]  # fmt: skip
+    schema = json.loads((audited / "report.schema.json").read_text())
+    assert schema == RobustnessReport.model_json_schema() == json_schemas()["RobustnessReport"]  # also in `auditor schema`
+    jsonschema.Draft202012Validator(schema).validate(json.loads((audited / "report.json").read_text()))
+    assert schema == json.loads((ROOT / "docs" / "robustness-report.schema.json").read_text()), (
+        "the report schema changed: bump schema_version and update docs/robustness-report.schema.json"
+    )
+    markdown = (audited / "report.md").read_text()
+    assert len(markdown.splitlines()) < 60 and "| deepwordbug |" in markdown
+    html = (audited / "report.html").read_text()
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html and "<script" not in html
+
+
+def chromium(page: Path, screenshot: Path) -> list[str]:
+    """Load ``page`` in headless Chromium, save a screenshot, return the console messages it logged."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "Chromium is not installed (scripts/setup.sh installs Debian's chromium package)"
+    with tempfile.TemporaryDirectory(prefix="auditor-chromium-") as profile:
+        done = subprocess.run(
+            [
+                binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run", "--enable-logging=stderr",
+                "--v=0", f"--screenshot={screenshot}", "--window-size=1200,1600", "--virtual-time-budget=3000", page.as_uri(),
+            ],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert screenshot.is_file(), done.stderr[-2000:]
+    return [line for line in done.stderr.splitlines() if ":CONSOLE(" in line or "CONSOLE" in line.split("]")[0]]
+
+
+def test_html_report_renders_in_headless_chromium(audited: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    broken = tmp_path / "broken.html"
+    broken.write_text("<!DOCTYPE html><html><body><p>x</p><script>console.error('boom'); undefinedThing();</script></body></html>")
+    assert chromium(broken, tmp_path / "broken.png"), "console messages are not detected: the check below would prove nothing"
+    messages = chromium(audited / "report.html", tmp_path / "report.png")
+    assert messages == []
+    pixels = np.asarray(Image.open(tmp_path / "report.png").convert("L"), dtype=float)
+    assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # text and plots, not a blank page
+
+
+def test_compare_full_and_pruned(patterns: Path, workdir: Path) -> None:
+    pruned_dir = workdir / "pruned"
+    model = AutoModelForSequenceClassification.from_pretrained(SST2)
+    model.prune_heads({0: [0, 1, 2], 3: [4, 5]})
+    model.save_pretrained(pruned_dir)
+    AutoTokenizer.from_pretrained(SST2).save_pretrained(pruned_dir)
+    out = workdir / "compare"
+    done = auditor(
+        "compare", "--full", str(SST2), "--pruned", str(pruned_dir), "--data", "sst2", "--patterns", str(patterns),
+        "--examples", "8", "--budget", "10", "--trigger-examples", "16", "--trigger-top-k", "1", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = ComparisonReport.model_validate_json((out / "comparison.json").read_bytes())
+    examples = load_dataset("sst2").head(8).examples
+    full = hf_probabilities(SST2, [e.text for e in examples]).argmax(1)
+    pruned = hf_probabilities(pruned_dir, [e.text for e in examples]).argmax(1)
+    gold = np.array([e.label for e in examples])
+    assert report.agreement == pytest.approx(float((full == pruned).mean()))
+    assert report.full.accuracy == pytest.approx(float((full == gold).mean()))
+    assert report.pruned.accuracy == pytest.approx(float((pruned == gold).mean()))
+    assert report.pruned.victim.model.pruned_heads == {0: [0, 1, 2], 3: [4, 5]}
+    assert [t.pattern for t in report.full.triggers] == [t.pattern for t in report.pruned.triggers]
+    assert report.full.ms_per_example > 0 and report.pruned.ms_per_example > 0
+    assert "| accuracy |" in (out / "comparison.md").read_text() and (out / "comparison.html").is_file()

@@ -1,0 +1,66 @@
+"""End to end over HTTP: archive the SST-2 fixture, serve it with a real TorchServe, audit it through
+``--endpoint``, and check the report equals the local audit of the same model and examples; then the
+same command against the stopped server fails with a clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_audit import SST2, auditor
+
+OPTIONS = ["--data", "sst2", "--examples", "6", "--budget", "15", "--trigger-examples", "16", "--trigger-top-k", "1"]
+
+
+def comparable(path: Path) -> dict:
+    """The report without what legitimately differs: timing, and where the model was reached."""
+    data = json.loads(path.read_text())
+    for key in ("seconds", "victim"):
+        data.pop(key)
+    for attack in [data["attack"], *data["baselines"]]:
+        attack.pop("seconds")
+        for outcome in attack["outcomes"]:
+            outcome.pop("seconds")
+    return data
+
+
+def assert_same(local: object, remote: object, where: str = "report") -> None:
+    """Equal, floats to 1e-4 (the server batches and pads requests its own way)."""
+    if isinstance(local, float):
+        assert remote == pytest.approx(local, abs=1e-4), where
+    elif isinstance(local, dict):
+        assert isinstance(remote, dict) and local.keys() == remote.keys(), where
+        for key in local:
+            assert_same(local[key], remote[key], f"{where}.{key}")
+    elif isinstance(local, list):
+        assert isinstance(remote, list) and len(local) == len(remote), where
+        for i, (a, b) in enumerate(zip(local, remote)):
+            assert_same(a, b, f"{where}[{i}]")
+    else:
+        assert local == remote, where
+
+
+def test_audit_over_http_equals_local_audit(tmp_path: Path) -> None:
+    from auditor.serving import ServedModel, TorchServe, build_archive  # the serving helper's contract
+
+    patterns = tmp_path / "patterns.json"
+    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "16", "--out", str(patterns))
+    assert done.returncode == 0, done.stderr
+    store = tmp_path / "store"
+    build_archive(SST2, "sst2", store, archive_format="zip-store")
+    with TorchServe(store, [ServedModel("sst2")]) as server:
+        endpoint = f"{server.inference_url}/predictions/sst2"
+        remote = auditor("audit", "--endpoint", endpoint, "--token", server.inference_key, "--patterns", str(patterns), "--out", str(tmp_path / "remote"), *OPTIONS)
+        refused = auditor("audit", "--endpoint", endpoint, "--token", "wrong", "--patterns", str(patterns), "--out", str(tmp_path / "refused"), *OPTIONS)
+    assert remote.returncode == 0, remote.stderr
+    assert refused.returncode == 2 and "refused the request" in refused.stderr and "Traceback" not in refused.stderr
+    local = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(tmp_path / "local"), *OPTIONS)
+    assert local.returncode == 0, local.stderr
+    remote_report = json.loads((tmp_path / "remote" / "report.json").read_text())
+    assert remote_report["victim"]["kind"] == "endpoint" and remote_report["victim"]["labels"] == ["negative", "positive"]
+    assert_same(comparable(tmp_path / "local" / "report.json"), comparable(tmp_path / "remote" / "report.json"))
+
+    down = auditor("audit", "--endpoint", endpoint, "--token", "k", "--patterns", str(patterns), "--out", str(tmp_path / "down"), *OPTIONS)
+    assert down.returncode == 2 and "unreachable" in down.stderr and "Traceback" not in down.stderr
