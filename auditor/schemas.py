@@ -219,6 +219,29 @@ class PruningCurves(BaseModel):
     curves: dict[str, list[CurvePoint]]
 
 
+# --- serving (auditor.serving, handlers/) -----------------------------------------------------------------
+
+Backend = Literal["torch", "onnx"]
+
+
+class ServingLimits(StrictModel):
+    """What one request may ask of a worker; anything over a limit is answered with HTTP 400."""
+
+    max_tokens: int = Field(default=128, ge=3, description="longest input in tokens, special tokens included")
+    max_chars: int = Field(default=4096, ge=1, description="longest text + text_pair in characters (checked before tokenizing)")
+    max_steps: int = Field(default=20, ge=1, description="most quadrature steps an explanation may ask for")
+    max_batch: int = Field(default=8, ge=1, description="most inputs run through the model in one forward pass")
+
+
+class HandlerSettings(StrictModel):
+    """The ``handler:`` section of a TorchServe archive's model-config.yaml: prediction backend, worker threads, limits."""
+
+    backend: Backend = "torch"
+    onnx_file: str = "model.onnx"
+    threads: int | None = Field(default=None, ge=1, description="intra-op threads of the worker (PyTorch and ONNX Runtime); default: theirs")
+    limits: ServingLimits = ServingLimits()
+
+
 def json_schemas() -> dict[str, dict]:
     """JSON Schema of every public model defined in this module (new models are included automatically)."""
     return {

@@ -1,0 +1,259 @@
+"""The TorchServe handler against a real ``torchserve`` (no mocks): archives built from the fixture models
+(full and head-pruned, PyTorch and ONNX Runtime backends), one server for the whole module, answers compared
+with in-process inference and attribution through the library."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import torch
+
+from auditor.data import load_dataset
+from auditor.explain import explain
+from auditor.errors import InputError, ModelLoadError
+from auditor.export import OnnxClassifier
+from auditor.models import Classifier, load_classifier
+from auditor.pruning import prune_model
+from auditor.schemas import ErrorResponse, Explanation, ExplanationOptions, Prediction
+from auditor.serving import ServedModel, ServingLimits, TorchServe, build_archive, package_model
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO.parent / "shared" / "models"
+PRUNED_HEADS = {0: [0, 3, 7], 2: [1, 2], 5: [4, 5, 6, 11]}
+RTE_LIMITS = ServingLimits(max_tokens=192, max_chars=1000, max_steps=4, max_batch=3)
+
+
+@dataclass
+class Served:
+    """An archive on the server and the in-process classifier it must agree with."""
+
+    name: str
+    classifier: Classifier
+    pair: bool
+    onnx: OnnxClassifier | None = None
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """One TorchServe with four archives: SST-2 full (torch) and pruned (onnx), RTE full and pruned (torch)."""
+    work = tmp_path_factory.mktemp("serving")
+    store = work / "model_store"
+    sst2_dir, rte_dir = MODELS / "minilm-sst2", MODELS / "minilm-rte"
+    build_archive(sst2_dir, "sst2", store, archive_format="zip-store")
+    build_archive(rte_dir, "rte", store, limits=RTE_LIMITS, archive_format="zip-store")
+    package_model(sst2_dir, "sst2-pruned-onnx", store, PRUNED_HEADS, backend="onnx", archive_format="zip-store")
+    package_model(rte_dir, "rte-pruned", store, PRUNED_HEADS, limits=RTE_LIMITS, archive_format="zip-store")
+    # independent references: the same models loaded (and pruned) here
+    sst2_pruned = load_classifier(prune_model(load_classifier(sst2_dir, device="cpu"), PRUNED_HEADS, work / "sst2-pruned"))
+    rte_pruned = load_classifier(prune_model(load_classifier(rte_dir, device="cpu"), PRUNED_HEADS, work / "rte-pruned"))
+    models = {
+        "sst2": Served("sst2", load_classifier(sst2_dir), pair=False),
+        "rte": Served("rte", load_classifier(rte_dir), pair=True),
+        "sst2-pruned-onnx": Served("sst2-pruned-onnx", sst2_pruned, pair=False),
+        "rte-pruned": Served("rte-pruned", rte_pruned, pair=True),
+    }
+    batching = [ServedModel("sst2", batch_size=8, max_batch_delay_ms=300)]
+    batching += [ServedModel(name, batch_size=4, max_batch_delay_ms=20) for name in ("rte", "sst2-pruned-onnx", "rte-pruned")]
+    with TorchServe(store, batching) as server:
+        yield server, models
+
+
+def inputs(pair: bool, n: int) -> list[dict[str, str]]:
+    dataset = load_dataset("rte" if pair else "sst2").head(n)
+    return [{"text": e.text, **({"text_pair": e.text_pair} if pair else {})} for e in dataset.examples]
+
+
+def reference_probabilities(classifier: Classifier, bodies: list[dict[str, str]]) -> list[list[float]]:
+    """softmax of the PyTorch model's logits, computed here without the package's prediction code."""
+    pairs = [body["text_pair"] for body in bodies] if "text_pair" in bodies[0] else None
+    encoding = classifier.encode([body["text"] for body in bodies], pairs)
+    with torch.no_grad():
+        return classifier.model(**encoding).logits.double().softmax(-1).tolist()
+
+
+def assert_close(served_value: object, local_value: object, path: str = "", tolerance: float = 1e-4) -> None:
+    """Recursive equality of two JSON values, floats within ``tolerance`` (relative to max(1, |x|))."""
+    if isinstance(local_value, float) or isinstance(served_value, float):
+        assert math.isclose(served_value, local_value, rel_tol=tolerance, abs_tol=tolerance), f"{path}: {served_value} != {local_value}"
+    elif isinstance(local_value, dict):
+        assert isinstance(served_value, dict) and served_value.keys() == local_value.keys(), path
+        for key in local_value:
+            assert_close(served_value[key], local_value[key], f"{path}.{key}", tolerance)
+    elif isinstance(local_value, list):
+        assert isinstance(served_value, list) and len(served_value) == len(local_value), path
+        for i, (a, b) in enumerate(zip(served_value, local_value)):
+            assert_close(a, b, f"{path}[{i}]", tolerance)
+    else:
+        assert served_value == local_value, f"{path}: {served_value!r} != {local_value!r}"
+
+
+@pytest.mark.parametrize("name", ["sst2", "rte", "sst2-pruned-onnx", "rte-pruned"])
+def test_predictions_equal_in_process_inference(served, name: str) -> None:
+    server, models = served
+    model = models[name]
+    bodies = inputs(model.pair, 6)
+    labels = model.classifier.labels
+    for body, expected in zip(bodies, reference_probabilities(model.classifier, bodies)):
+        answer = server.post(f"/predictions/{name}", body)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("application/json")
+        got = Prediction.model_validate_json(answer.text)
+        best = max(range(len(labels)), key=expected.__getitem__)
+        assert (got.label, got.label_id, got.labels) == (labels[best], best, labels)
+        # ONNX Runtime against the PyTorch model: float32 kernels differ in the last bits
+        assert got.probabilities == pytest.approx(expected, abs=1e-6)
+
+
+def test_onnx_archive_predicts_with_onnx_runtime(served, tmp_path: Path) -> None:
+    """The onnx archive answers exactly as ONNX Runtime does on the same graph here, which differs from the
+    PyTorch model's answer in the last bits: predictions do run on ONNX Runtime."""
+    from auditor.export import export_onnx
+
+    server, models = served
+    model = models["sst2-pruned-onnx"]
+    runtime = OnnxClassifier(export_onnx(model.classifier, tmp_path / "model.onnx"), MODELS / "minilm-sst2")
+    for body in inputs(False, 3):
+        logits = torch.from_numpy(runtime.logits(model.classifier.encode([body["text"]])))
+        on_runtime = logits.double().softmax(-1)[0].tolist()
+        on_torch = reference_probabilities(model.classifier, [body])[0]
+        got = Prediction.model_validate_json(server.post("/predictions/sst2-pruned-onnx", body).text)
+        assert got.probabilities == pytest.approx(on_runtime, abs=1e-12)
+        assert got.probabilities != pytest.approx(on_torch, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sst2", "rte-pruned", "sst2-pruned-onnx"])
+def test_explanations_equal_library_attribution(served, name: str) -> None:
+    server, models = served
+    model = models[name]
+    body = inputs(model.pair, 1)[0]
+    options = {"steps": 2, "layers": [0, 2, 5], "top_k": 4, "include_matrices": True, "include_tree": True, "target": 1}
+    answer = server.post(f"/explanations/{name}", {**body, "options": options})
+    assert answer.status_code == 200, answer.text
+    expected = explain(model.classifier, body["text"], body.get("text_pair"), ExplanationOptions(**options))
+    got = Explanation.model_validate_json(answer.text)
+    assert got.layers[1].head_ids == [h for h in range(12) if "pruned" not in name or h not in PRUNED_HEADS[2]]
+    local = expected.model_dump(mode="json")
+    local["model"]["name"] = name  # the served model is named as on the server
+    assert_close(json.loads(answer.text), local)
+    assert got.target == 1 and [layer.layer for layer in got.layers] == [0, 2, 5]
+
+
+def test_explanation_defaults(served) -> None:
+    server, models = served
+    answer = server.post("/explanations/rte", inputs(True, 1)[0])
+    assert answer.status_code == 200, answer.text
+    got = Explanation.model_validate_json(answer.text)
+    assert got.tree is not None and all(layer.matrices is None for layer in got.layers)
+    assert len(got.layers) == models["rte"].classifier.identity.num_layers
+
+
+def test_attribution_metrics_are_reported(served) -> None:
+    server, _ = served
+    assert server.post("/explanations/sst2", {"text": "a quiet, moving film", "options": {"steps": 1}}).status_code == 200
+    metrics = (server.logs / "model_metrics.log").read_text()
+    assert re.search(r"AttributionTime\.Milliseconds:[0-9.]+\|#ModelName:sst2,", metrics), metrics[-2000:]
+    assert re.search(r"AttributionTokens\.Count:7\.0\|#ModelName:sst2,", metrics), metrics[-2000:]  # [CLS] a quiet , moving film [SEP]
+
+
+def test_requests_without_the_key_are_refused(served) -> None:
+    server, _ = served
+    for headers in ({}, {"Authorization": "Bearer not-the-key"}):
+        answer = requests.post(f"{server.inference_url}/predictions/sst2", json={"text": "fine"}, headers=headers, timeout=30)
+        assert answer.status_code == 400 and answer.json()["type"] == "InvalidKeyException"
+    answer = requests.post(f"{server.inference_url}/explanations/sst2", json={"text": "fine"}, timeout=30)
+    assert answer.status_code == 400 and answer.json()["type"] == "InvalidKeyException"
+
+
+BAD_PREDICTIONS = {
+    "empty text": {"text": ""},
+    "blank text": {"text": "   "},
+    "no text": {"text_pair": "a"},
+    "text not a string": {"text": 3},
+    "text a list": {"text": ["a", "b"]},
+    "pair not a string": {"text": "a", "text_pair": 7},
+    "empty pair": {"text": "a", "text_pair": ""},
+    "unknown field": {"text": "a", "txt": "b"},
+    "not an object": ["a"],
+    "a JSON string": "a film",
+    "null": None,
+    "invalid JSON": b'{"text": "a',
+    "not UTF-8": b'{"text": "caf\xe9"}',
+    "empty body": b"",
+    "over max_tokens": {"text": "word " * 195, "text_pair": "a"},
+    "over max_chars": {"text": "a" * 999, "text_pair": "bc"},
+}
+BAD_EXPLANATIONS = {
+    "steps over max_steps": {"text": "a", "text_pair": "b", "options": {"steps": 5}},
+    "steps zero": {"text": "a", "text_pair": "b", "options": {"steps": 0}},
+    "steps a string": {"text": "a", "text_pair": "b", "options": {"steps": "many"}},
+    "unknown target": {"text": "a", "text_pair": "b", "options": {"target": 2}},
+    "layer outside the model": {"text": "a", "text_pair": "b", "options": {"layers": [6]}},
+    "unknown method": {"text": "a", "text_pair": "b", "options": {"method": "simpson"}},
+    "unknown option": {"text": "a", "text_pair": "b", "options": {"stepz": 2}},
+    "over max_tokens": {"text": "word " * 195, "text_pair": "a"},
+    "empty text": {"text": "", "options": {}},
+    "not UTF-8": b"\xff\xfe",
+}
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [("predictions", body) for body in BAD_PREDICTIONS.values()] + [("explanations", body) for body in BAD_EXPLANATIONS.values()],
+    ids=[f"predictions: {k}" for k in BAD_PREDICTIONS] + [f"explanations: {k}" for k in BAD_EXPLANATIONS],
+)
+def test_bad_input_gets_400_and_the_server_keeps_answering(served, route: str, body: object) -> None:
+    server, _ = served
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = server.post(f"/{route}/rte", data)
+    assert answer.status_code == 400, answer.text
+    error = ErrorResponse.model_validate_json(answer.text)
+    assert error.code == 400 and error.type == "InputError" and error.message
+    assert server.post("/predictions/rte", {"text": "A man sleeps.", "text_pair": "A man rests."}).status_code == 200
+
+
+def test_batch_answers_each_request_and_fails_only_the_bad_one(served) -> None:
+    server, models = served
+    bodies: list[object] = inputs(False, 7)
+    bodies.insert(3, {"text": ""})
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: server.post("/predictions/sst2", body), bodies))
+    expected = iter(reference_probabilities(models["sst2"].classifier, [body for body in bodies if body["text"]]))
+    for body, answer in zip(bodies, answers):
+        if not body["text"]:
+            assert answer.status_code == 400 and answer.json()["type"] == "InputError"
+            continue
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["probabilities"] == pytest.approx(next(expected), abs=1e-6)
+    sizes = [int(n) for n in re.findall(r"batch of (\d+) requests", (server.logs / "model_log.log").read_text())]
+    assert max(sizes) > 1, "the server never batched requests"
+
+
+def test_package_command_rejects_bad_options(tmp_path: Path) -> None:
+    model = str(MODELS / "minilm-sst2")
+    for arguments, message in [
+        (["--pruned", "zero:1"], "cannot read heads"),
+        (["--max-tokens", "0"], "max_tokens"),
+    ]:
+        command = [sys.executable, "-m", "auditor", "package", "--model", model, "--name", "x", "--store", str(tmp_path), *arguments]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_build_archive_rejects_a_folder_without_a_model_and_a_bad_name(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        build_archive(tmp_path, "x", tmp_path / "store")
+    with pytest.raises(InputError, match="archive name"):
+        build_archive(MODELS / "minilm-sst2", "bad/name", tmp_path / "store")
+    with pytest.raises(InputError, match="needs an exported .onnx file"):
+        build_archive(MODELS / "minilm-sst2", "x", tmp_path / "store", backend="onnx")
