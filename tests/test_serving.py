@@ -9,6 +9,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,9 +160,18 @@ def test_explanation_defaults(served) -> None:
 def test_attribution_metrics_are_reported(served) -> None:
     server, _ = served
     assert server.post("/explanations/sst2", {"text": "a quiet, moving film", "options": {"steps": 1}}).status_code == 200
-    metrics = (server.logs / "model_metrics.log").read_text()
-    assert re.search(r"AttributionTime\.Milliseconds:[0-9.]+\|#ModelName:sst2,", metrics), metrics[-2000:]
-    assert re.search(r"AttributionTokens\.Count:7\.0\|#ModelName:sst2,", metrics), metrics[-2000:]  # [CLS] a quiet , moving film [SEP]
+    patterns = (
+        r"AttributionTime\.Milliseconds:[0-9.]+\|#ModelName:sst2,",
+        r"AttributionTokens\.Count:7\.0\|#ModelName:sst2,",  # [CLS] a quiet , moving film [SEP]
+    )
+    deadline = time.monotonic() + 20  # the frontend writes the metrics log asynchronously
+    while True:
+        metrics = (server.logs / "model_metrics.log").read_text()
+        if all(re.search(pattern, metrics) for pattern in patterns) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for pattern in patterns:
+        assert re.search(pattern, metrics), metrics[-2000:]
 
 
 def test_requests_without_the_key_are_refused(served) -> None:
