@@ -216,3 +216,18 @@ def test_group_writable_checkout_gets_a_private_stopword_copy(tmp_path: Path, mo
     assert copy == tmp_path / "cache" / "auditor" / "nltk_data"
     assert (copy / environment.STOPWORDS).read_bytes() == (shipped / environment.STOPWORDS).read_bytes()
     assert all(not p.stat().st_mode & 0o077 for p in (copy, copy / "corpora", copy / environment.STOPWORDS))
+
+
+def test_onnx_victim_answers_like_the_local_model(victim: LocalVictim, tmp_path: Path) -> None:
+    import shutil
+
+    from auditor.export import export_onnx
+    from auditor.victims import OnnxVictim, open_victim
+
+    folder = shutil.copytree(SHARED / "models" / "minilm-sst2", tmp_path / "minilm-sst2")
+    onnx_file = export_onnx(victim.classifier, folder / "model.onnx")
+    onnx_victim = open_victim(str(onnx_file), batch_size=2)
+    assert isinstance(onnx_victim, OnnxVictim) and onnx_victim.identity.kind == "onnx"
+    texts = ["a gripping, beautifully acted film", "dull", "the plot is thin and the jokes fall flat ."]
+    np.testing.assert_allclose(onnx_victim(texts), victim(texts), atol=1e-4)
+    assert onnx_victim.inputs == 3
