@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import requests
-import torch
 
 import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
 from textattack.models.wrappers import ModelWrapper
 
 from auditor.errors import AuditorError, InputError
 from auditor.models import Classifier, load_classifier
+from auditor.predict import softmax, torch_logits
 from auditor.schemas import Prediction, VictimIdentity
 
 TextInput = str | tuple[str, ...]
@@ -74,12 +74,6 @@ class Victim(ModelWrapper):
         return result
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """p_i = exp(z_i − max z) / Σ_j exp(z_j − max z), per row."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 class LocalVictim(Victim):
     def __init__(self, classifier: Classifier, batch_size: int = 32, location: str | None = None) -> None:
         super().__init__()
@@ -94,10 +88,7 @@ class LocalVictim(Victim):
         return self._identity
 
     def probabilities(self, texts: list[str], text_pairs: list[str] | None) -> np.ndarray:
-        encoding = self.classifier.encode(texts, text_pairs, truncate=True)
-        with torch.inference_mode():
-            logits = self.classifier.model(**encoding).logits
-        return softmax(logits.double().cpu().numpy())
+        return softmax(torch_logits(self.classifier, self.classifier.encode(texts, text_pairs, truncate=True)))
 
 
 class OnnxVictim(Victim):
@@ -116,7 +107,7 @@ class OnnxVictim(Victim):
 
     def probabilities(self, texts: list[str], text_pairs: list[str] | None) -> np.ndarray:
         encoding = self.tokenizer(texts, text_pairs, padding=True, truncation=True, return_tensors="np")
-        return softmax(np.asarray(self.onnx.logits(encoding), dtype=np.float64))
+        return softmax(self.onnx.logits(encoding))
 
 
 ENDPOINT_PATTERN = re.compile(r"^https?://[^/]+(/.*)?/predictions/[^/]+/?$")
