@@ -1,7 +1,8 @@
-"""Robustness audit: attack every example with the attribution-pattern attack and the baselines (random-word
-insertion, DeepWordBug) under one query budget, build the universal-trigger table, and summarise it all in
-a ``RobustnessReport``. Each finished example goes to a checkpoint first, so an interrupted audit resumes
-without losing or redoing work.
+"""Robustness audit: attack every example with the attribution-guided attack and the baselines (random-word
+insertion, DeepWordBug) under one query budget and one set of validity constraints (``auditor.validity``:
+no label-carrying word inserted, substituted or deleted; at most ``max_words`` words edited), build the
+universal-trigger table from label-free patterns, and summarise it all in a ``RobustnessReport``. Each
+finished example goes to a checkpoint first, so an interrupted audit resumes without losing or redoing work.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import numpy as np
 
 from auditor import __version__
 from auditor.attack import (
+    MaxInsertedWords,
     PatternInsertion,
+    attribution_attack,
     deepwordbug_attack,
     inserted_words,
-    pattern_attack,
     random_insertion_attack,
     word_edit_distance,
 )
@@ -33,12 +35,15 @@ from auditor.schemas import (
     AuditSettings,
     BudgetPoint,
     ClassBreakdown,
+    LabelLexicon,
+    LexiconSummary,
     RobustnessReport,
     TriggerPattern,
     TriggerRow,
     TriggerSet,
 )
 from auditor.triggers import word_spans
+from auditor.validity import LabelWordConstraint
 from auditor.victims import Victim
 from textattack import Attack
 from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
@@ -47,9 +52,9 @@ from textattack.shared import AttackedText
 Progress = Callable[[str, int, int], None]
 
 DESCRIPTIONS = {
-    "attribution": "insert mined attribution patterns (greedy search over the top patterns of the other classes)",
+    "attribution": "edit words in order of their attribution into [CLS] (one explanation per example, no ranking query)",
     "random": "insert random words from the data's vocabulary (greedy search, as many candidates per step)",
-    "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy word-importance search",
+    "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy leave-one-out word-importance search",
 }
 
 
@@ -59,15 +64,22 @@ def attacked_text(example: Example) -> AttackedText:
     return AttackedText(OrderedDict(premise=example.text, hypothesis=example.text_pair))
 
 
-def insertable_patterns(triggers: TriggerSet, label: int, k: int) -> list[TriggerPattern]:
-    """The ``k`` best patterns of ``label`` that have a word to insert."""
-    return [p for p in triggers.ranked(label) if any(p.words(s) for s in p.anchors)][:k]
+def label_free(pattern: TriggerPattern, lexicon: LabelLexicon | None) -> bool:
+    """The pattern inserts no word of the label-word lexicon."""
+    return lexicon is None or not any(w.lower() in lexicon.words for s in pattern.anchors for _, w in pattern.words(s))
 
 
-def top_patterns(triggers: TriggerSet, exclude_label: int | None, k: int) -> list[TriggerPattern]:
-    """The ``k`` best insertable patterns of every label except ``exclude_label``, interleaved by rank."""
+def insertable_patterns(triggers: TriggerSet, label: int, k: int, lexicon: LabelLexicon | None = None) -> list[TriggerPattern]:
+    """The ``k`` best patterns of ``label`` that have a word to insert and no label-carrying word."""
+    return [p for p in triggers.ranked(label) if any(p.words(s) for s in p.anchors) and label_free(p, lexicon)][:k]
+
+
+def top_patterns(triggers: TriggerSet, exclude_label: int | None, k: int, lexicon: LabelLexicon | None = None) -> list[TriggerPattern]:
+    """The ``k`` best insertable, label-free patterns of every label except ``exclude_label``, interleaved by rank."""
     per_label = [
-        insertable_patterns(triggers, label, k) for label in sorted({p.label for p in triggers.patterns}) if label != exclude_label
+        insertable_patterns(triggers, label, k, lexicon)
+        for label in sorted({p.label for p in triggers.patterns})
+        if label != exclude_label
     ]
     return [p for rank in range(k) for patterns in per_label if rank < len(patterns) for p in [patterns[rank]]]
 
@@ -82,7 +94,7 @@ def data_vocabulary(dataset: Dataset) -> list[str]:
     return sorted(words)
 
 
-def _outcome(index: int, example: Example, result, seconds: float) -> AttackOutcome:
+def _outcome(index: int, example: Example, result, seconds: float, explanations: int, rejected: int) -> AttackOutcome:
     original, perturbed = result.original_result, result.perturbed_result
     before, after = original.attacked_text, perturbed.attacked_text
     columns = [after.tokenizer_input] if isinstance(after.tokenizer_input, str) else list(after.tokenizer_input)
@@ -100,6 +112,8 @@ def _outcome(index: int, example: Example, result, seconds: float) -> AttackOutc
         original_probabilities=[float(x) for x in original.raw_output],
         perturbed_probabilities=[float(x) for x in perturbed.raw_output],
         queries=int(perturbed.num_queries),
+        explanations=explanations,
+        rejected=rejected,
         word_edits=word_edit_distance(before.words, after.words),
         inserted_words=inserted_words(before.words, after.words),
         seconds=seconds,
@@ -115,16 +129,29 @@ def attack_examples(
     progress: Progress | None = None,
 ) -> list[AttackOutcome]:
     """Attack each example (seeded by ``seed`` and its index, so a resumed run matches an uninterrupted
-    one), reusing the outcomes already in the checkpoint."""
+    one), reusing the outcomes already in the checkpoint; counts the explanation calls and the candidates
+    the label-word constraint rejected for each."""
     outcomes = []
     for index, example in enumerate(examples):
         key = f"attack:{name}:{index}"
         if key not in checkpoint:
             random.seed(seed * 1_000_003 + index)
             np.random.seed((seed * 1_000_003 + index) % 2**32)
+            attack = attack_for_label(int(example.label))
+            validity = [c for c in attack.constraints if isinstance(c, LabelWordConstraint)]
+            victim = attack.goal_function.model
+            explained, rejected = getattr(victim, "explanations", 0), sum(c.rejected for c in validity)
             started = time.perf_counter()
-            result = attack_for_label(int(example.label)).attack(attacked_text(example), int(example.label))
-            checkpoint.put(key, _outcome(index, example, result, time.perf_counter() - started).model_dump(mode="json"))
+            result = attack.attack(attacked_text(example), int(example.label))
+            outcome = _outcome(
+                index,
+                example,
+                result,
+                time.perf_counter() - started,
+                getattr(victim, "explanations", 0) - explained,
+                sum(c.rejected for c in validity) - rejected,
+            )
+            checkpoint.put(key, outcome.model_dump(mode="json"))
         outcomes.append(AttackOutcome.model_validate(checkpoint[key]))
         if progress:
             progress(name, index + 1, len(examples))
@@ -178,6 +205,9 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
         mean_queries=mean([o.queries for o in correct]),
         mean_queries_per_success=mean([o.queries for o in succeeded]),
         mean_word_edits=mean([o.word_edits for o in succeeded]),
+        queries=sum(o.queries for o in outcomes),
+        explanations=sum(o.explanations for o in outcomes),
+        rejected=sum(o.rejected for o in outcomes),
         per_class=per_class,
         budget_curve=curve,
         seconds=sum(o.seconds for o in outcomes),
@@ -186,10 +216,15 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
 
 
 def trigger_table(
-    victim: Victim, triggers: TriggerSet, examples: Sequence[Example], k: int, checkpoint: Checkpoint
+    victim: Victim,
+    triggers: TriggerSet,
+    examples: Sequence[Example],
+    k: int,
+    checkpoint: Checkpoint,
+    lexicon: LabelLexicon | None = None,
 ) -> list[TriggerRow]:
-    """Insert each of the top-``k`` patterns of every label (at its mined position) into every example of
-    each other class; accuracy on that class before and after."""
+    """Insert each of the top-``k`` label-free patterns of every label (at its mined position) into every
+    example of each other class; accuracy on that class before and after."""
     labels = victim.labels
     texts = [attacked_text(e) for e in examples]
     if "triggers:clean" not in checkpoint:
@@ -197,7 +232,7 @@ def trigger_table(
     clean = checkpoint["triggers:clean"]
     rows = []
     for pattern_label in sorted({p.label for p in triggers.patterns}):
-        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k)):
+        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k, lexicon)):
             insertion = PatternInsertion([pattern])
             for target in range(len(labels)):
                 members = [i for i, e in enumerate(examples) if e.label == target]
@@ -224,17 +259,64 @@ def trigger_table(
     return rows
 
 
-def pattern_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSettings) -> dict[int, Attack]:
-    """Per gold label, the attribution attack trying the top patterns of the other labels."""
+def validity_constraints(lexicon: LabelLexicon, max_words: int) -> list:
+    """The constraints every attack of an audit shares: no label-carrying word inserted, substituted or
+    deleted, and at most ``max_words`` words edited."""
+    return [LabelWordConstraint(lexicon), MaxInsertedWords(max_words)]
+
+
+def attribution_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon) -> dict[int, Attack]:
+    """Per gold label, the attribution-guided attack (pattern insertion tries the top label-free patterns of
+    the other labels)."""
     return {
-        label: pattern_attack(victim, top_patterns(triggers, label, settings.top_k), settings.budget, settings.max_words, settings.positions)
+        label: attribution_attack(
+            victim,
+            settings.transformations,
+            settings.budget,
+            validity_constraints(lexicon, settings.max_words),
+            top_patterns(triggers, label, settings.top_k, lexicon),
+            settings.steps,
+        )
         for label in range(len(victim.labels))
     }
 
 
-def checkpoint_identity(victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset) -> dict:
+def audit_attacks(
+    victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon, vocabulary: Sequence[str]
+) -> dict[str, Callable[[int], Attack]]:
+    """The attribution-guided attack and the requested baselines, all under ``validity_constraints``; each
+    maps a gold label to its attack."""
+    attacks: dict[str, Callable[[int], Attack]] = {"attribution": attribution_attacks(victim, triggers, settings, lexicon).__getitem__}
+    if "random" in settings.baselines:
+        candidates = max(1, len(top_patterns(triggers, 0, settings.top_k)))
+        random_attack = random_insertion_attack(
+            victim, vocabulary, candidates, settings.budget, settings.max_words, settings.seed, [LabelWordConstraint(lexicon)]
+        )
+        attacks["random"] = lambda _: random_attack
+    if "deepwordbug" in settings.baselines:
+        dwb = deepwordbug_attack(victim, settings.budget, validity_constraints(lexicon, settings.max_words))
+        attacks["deepwordbug"] = lambda _: dwb
+    return attacks
+
+
+def lexicon_summary(lexicon: LabelLexicon) -> LexiconSummary:
+    return LexiconSummary(
+        data=lexicon.data,
+        options=lexicon.options,
+        words=len(lexicon.words),
+        phrase_words=lexicon.phrase_words,
+        associated_words=lexicon.associated_words,
+        user_words=lexicon.user_words,
+    )
+
+
+def checkpoint_identity(
+    victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset, lexicon: LabelLexicon
+) -> dict:
     patterns_digest = hashlib.sha256(triggers.model_dump_json(exclude={"seconds"}).encode()).hexdigest()[:16]
+    lexicon_digest = hashlib.sha256(lexicon.model_dump_json().encode()).hexdigest()[:16]
     return {
+        "lexicon": lexicon_digest,
         "auditor": __version__,
         "victim": victim.identity.model_dump(mode="json"),
         "data": dataset.identity().model_dump(mode="json"),
@@ -251,6 +333,7 @@ def run_audit(
     settings: AuditSettings,
     checkpoint: Checkpoint,
     trigger_data: Dataset,
+    lexicon: LabelLexicon,
     progress: Progress | None = None,
 ) -> RobustnessReport:
     """Audit ``victim`` on the first ``settings.examples`` examples of ``dataset``."""
@@ -261,28 +344,24 @@ def run_audit(
     labels = victim.labels
     if triggers.model.labels != labels:
         raise InputError(f"the patterns were mined on a model with labels {triggers.model.labels}, the audited model has {labels}")
-    if not top_patterns(triggers, None, 1):
-        raise InputError("the patterns file has no pattern with a word that can be inserted")
-    attacks: dict[str, Callable[[int], Attack]] = {"attribution": pattern_attacks(victim, triggers, settings).__getitem__}
-    if "random" in settings.baselines:
-        candidates = len(top_patterns(triggers, 0, settings.top_k))
-        random_attack = random_insertion_attack(
-            victim, data_vocabulary(dataset), candidates, settings.budget, settings.max_words, settings.seed
-        )
-        attacks["random"] = lambda _: random_attack
-    if "deepwordbug" in settings.baselines:
-        dwb = deepwordbug_attack(victim, settings.budget)
-        attacks["deepwordbug"] = lambda _: dwb
+    if "pattern" in settings.transformations and not top_patterns(triggers, None, 1, lexicon):
+        raise InputError("the patterns file has no label-free pattern with a word that can be inserted")
+    if lexicon.labels != labels:
+        raise InputError(f"the label-word lexicon has labels {lexicon.labels}, the audited model has {labels}")
+    attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(dataset))
+    resumed = sum(f"attack:{name}:{i}" in checkpoint for name in attacks for i in range(len(examples)))
     summaries = [
         summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, progress), labels, settings.budget)
         for name, attack in attacks.items()
     ]
     table_examples = trigger_data.head(settings.trigger_examples).examples
-    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint)
+    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon)
     return RobustnessReport(
         auditor_version=__version__,
         victim=victim.identity,
         data=dataset.head(settings.examples).identity(),
+        lexicon=lexicon_summary(lexicon),
+        resumed=resumed,
         patterns=triggers.data,
         patterns_model=triggers.model,
         settings=settings,

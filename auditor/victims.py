@@ -6,6 +6,9 @@ inputs (a string, or a (text, text_pair) tuple for pair tasks).
 - ``OnnxVictim``: an ONNX Runtime session (``auditor.export.OnnxClassifier``) with the model's tokenizer.
 - ``RemoteVictim``: a model deployed behind TorchServe's ``POST /predictions/{name}``: concurrent requests
   with a bearer token, a timeout and bounded retries; a server that cannot be reached is an AuditorError.
+
+Every victim also explains an input (``explain``: self-attention attribution by the engine, or the same
+server's ``POST /explanations/{name}``); explanation calls are counted apart from classified inputs.
 """
 
 from __future__ import annotations
@@ -27,14 +30,14 @@ from textattack.models.wrappers import ModelWrapper
 from auditor.errors import AuditorError, InputError
 from auditor.models import Classifier, load_classifier
 from auditor.predict import softmax, torch_logits
-from auditor.schemas import Prediction, VictimIdentity
+from auditor.schemas import Explanation, ExplanationOptions, Prediction, VictimIdentity
 
 TextInput = str | tuple[str, ...]
 
 
 class Victim(ModelWrapper):
     """Probabilities (inputs × classes, label-id order) for TextAttack inputs, in batches of ``batch_size``;
-    counts the inputs it classified and the seconds it spent."""
+    counts the inputs it classified, the explanations it gave and the seconds it spent on each."""
 
     batch_size: int = 32
 
@@ -42,6 +45,8 @@ class Victim(ModelWrapper):
         self.model = self  # TextAttack's goal functions look the model up here
         self.inputs = 0
         self.seconds = 0.0
+        self.explanations = 0
+        self.explanation_seconds = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -73,6 +78,19 @@ class Victim(ModelWrapper):
             self.seconds += time.perf_counter() - started
         return result
 
+    def explain(self, text_input: TextInput, options: ExplanationOptions) -> Explanation:
+        """Self-attention attribution of one input (counted in ``explanations``)."""
+        started = time.perf_counter()
+        text, pair = (text_input, None) if isinstance(text_input, str) else (text_input[0], text_input[1])
+        explanation = self._explain(text, pair, options)
+        with self._lock:
+            self.explanations += 1
+            self.explanation_seconds += time.perf_counter() - started
+        return explanation
+
+    @abstractmethod
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation: ...
+
 
 class LocalVictim(Victim):
     def __init__(self, classifier: Classifier, batch_size: int = 32, location: str | None = None) -> None:
@@ -90,16 +108,33 @@ class LocalVictim(Victim):
     def probabilities(self, texts: list[str], text_pairs: list[str] | None) -> np.ndarray:
         return softmax(torch_logits(self.classifier, self.classifier.encode(texts, text_pairs, truncate=True)))
 
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
+        from auditor.explain import explain
+
+        return explain(self.classifier, text, text_pair, options, truncate=True)
+
 
 class OnnxVictim(Victim):
-    """``onnx_classifier.logits(encoding)`` on batches tokenized by ``tokenizer`` (padded to the longest)."""
+    """``onnx_classifier.logits(encoding)`` on batches tokenized by ``tokenizer`` (padded to the longest).
+    Explanations come from the engine on the PyTorch weights in ``model_dir`` (loaded on first use)."""
 
-    def __init__(self, onnx_classifier, tokenizer, labels: list[str], location: str, batch_size: int = 32) -> None:
+    def __init__(
+        self, onnx_classifier, tokenizer, labels: list[str], location: str, batch_size: int = 32, model_dir: Path | None = None
+    ) -> None:
         super().__init__()
         self.onnx = onnx_classifier
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.model_dir = model_dir
+        self._explainer: LocalVictim | None = None
         self._identity = VictimIdentity(kind="onnx", location=location, labels=labels)
+
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
+        if self._explainer is None:
+            if self.model_dir is None:
+                raise InputError(f"{self._identity.location}: explanations need the PyTorch weights beside the ONNX file")
+            self._explainer = LocalVictim(load_classifier(self.model_dir))
+        return self._explainer._explain(text, text_pair, options)
 
     @property
     def identity(self) -> VictimIdentity:
@@ -158,12 +193,23 @@ class RemoteVictim(Victim):
 
     def _predict(self, text: str, text_pair: str | None) -> Prediction:
         body = {"text": text} if text_pair is None else {"text": text, "text_pair": text_pair}
+        return self._post(self.url, body, Prediction)
+
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
+        """The same server's ``POST /explanations/{name}``."""
+        body = {"text": text, "options": options.model_dump(mode="json")}
+        if text_pair is not None:
+            body["text_pair"] = text_pair
+        head, _, name = self.url.rpartition("/predictions/")
+        return self._post(f"{head}/explanations/{name}", body, Explanation)
+
+    def _post(self, url: str, body: dict, answer: type[Prediction] | type[Explanation]):
         failure = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                response = self.session.post(self.url, json=body, timeout=self.timeout)
+                response = self.session.post(url, json=body, timeout=self.timeout)
             except requests.Timeout:
                 failure = f"no answer within {self.timeout:g} s"
                 continue
@@ -174,11 +220,12 @@ class RemoteVictim(Victim):
                 failure = f"HTTP {response.status_code}: {response.text[:200]}"
                 continue
             if response.status_code != 200:
-                raise AuditorError(f"{self.url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
+                raise AuditorError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
             try:
-                return Prediction.model_validate_json(response.content)
+                return answer.model_validate_json(response.content)
             except ValueError:
-                raise AuditorError(f"{self.url} did not answer with a prediction: {response.text[:300]}") from None
+                what = "a prediction" if answer is Prediction else "an explanation"
+                raise AuditorError(f"{url} did not answer with {what}: {response.text[:300]}") from None
         raise AuditorError(f"{self.url} is unreachable after {self.retries + 1} attempts: {failure}; is the server running?")
 
     def close(self) -> None:
@@ -205,5 +252,5 @@ def open_victim(location: str, token: str | None = None, batch_size: int = 32) -
         config = AutoConfig.from_pretrained(path.parent)
         labels = [config.id2label[i] for i in range(config.num_labels)]
         tokenizer = AutoTokenizer.from_pretrained(path.parent)
-        return OnnxVictim(OnnxClassifier(path, path.parent), tokenizer, labels, str(path), batch_size)
+        return OnnxVictim(OnnxClassifier(path, path.parent), tokenizer, labels, str(path), batch_size, model_dir=path.parent)
     return LocalVictim(load_classifier(location), batch_size=batch_size, location=str(location))
