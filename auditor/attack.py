@@ -23,7 +23,7 @@ from textattack.constraints import Constraint
 from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
 from textattack.goal_functions import UntargetedClassification
 from textattack.models.wrappers import ModelWrapper
-from textattack.search_methods import BeamSearch, GreedySearch
+from textattack.search_methods import BeamSearch
 from textattack.shared import AttackedText
 from textattack.shared.utils import words_from_text
 from textattack.transformations import (
@@ -209,6 +209,17 @@ class MaxInsertedWords(Constraint):
         return ["max_words"]
 
 
+class BudgetedBeamSearch(BeamSearch):
+    """TextAttack's ``BeamSearch`` (``GreedySearch`` at width 1), except that it returns the initial result
+    when the initial query already spent the budget: TextAttack 0.3.11 would take the argmax of no results.
+    (Later steps are safe: the goal function reports the search over when a step spends the last query.)"""
+
+    def perform_search(self, initial_result):
+        if self.goal_function.num_queries >= self.goal_function.query_budget:
+            return initial_result
+        return super().perform_search(initial_result)
+
+
 def insertion_attack(
     model_wrapper: ModelWrapper,
     transformation: Transformation,
@@ -221,7 +232,7 @@ def insertion_attack(
     ``max_words`` inserted, the extra ``constraints``, greedy (or beam) search, ``query_budget`` model
     queries per example."""
     goal = UntargetedClassification(model_wrapper, query_budget=query_budget)
-    search = GreedySearch() if beam_width == 1 else BeamSearch(beam_width=beam_width)
+    search = BudgetedBeamSearch(beam_width=beam_width)
     return Attack(goal, [RepeatModification(), MaxInsertedWords(max_words), *constraints], transformation, search)
 
 

@@ -6,7 +6,8 @@ a query per word before the first edit. ``AttributionGreedySearch`` asks the vic
 (``Victim.explain``: the engine for a local or ONNX model, ``POST /explanations`` for an endpoint) and
 visits words in order of their attribution into [CLS] (``auditor.explain.word_importance``), so ranking
 costs no prediction query. It then edits one word at a time like ``GreedyWordSwapWIR``: the best candidate
-is kept when it raises the goal score, and the search stops at success or when the query budget is spent.
+is kept when it raises the goal score, and the search stops at success or when the query budget is spent;
+a word's candidates are queried one by one, so the step that succeeds stops at its first successful one.
 Unlike ``GreedyWordSwapWIR`` it follows each ranked word through earlier insertions and deletions
 (``original_index_map``), so insertion and deletion transformations edit the word that was ranked.
 """
@@ -59,15 +60,26 @@ class AttributionGreedySearch(SearchMethod):
             )
             if not candidates:
                 continue
-            results, search_over = self.get_goal_results(candidates)
+            results, search_over = self.query_until_success(candidates)
             if not results:
                 break
-            best = max(results, key=lambda r: r.score)
+            best = max(results, key=lambda r: (r.goal_status == GoalFunctionResultStatus.SUCCEEDED, r.score))
             if best.score > current.score:
                 current = best
                 if current.goal_status == GoalFunctionResultStatus.SUCCEEDED:
                     break
         return current
+
+    def query_until_success(self, candidates: list[AttackedText]) -> tuple[list, bool]:
+        """Query the candidates one at a time, in the transformation's order, stopping at the first success
+        (``GreedyWordSwapWIR`` queries them all): the same search, fewer queries in its last step."""
+        results: list = []
+        for candidate in candidates:
+            found, search_over = self.get_goal_results([candidate])
+            results += found
+            if search_over or any(r.goal_status == GoalFunctionResultStatus.SUCCEEDED for r in found):
+                return results, search_over
+        return results, False
 
     @property
     def is_black_box(self) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,9 +150,13 @@ def mine_triggers(
     steps: int = 3,
     method: QuadratureMethod = "gausslegendre",
     batch_size: int = 16,
+    exclude: set[str] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> TriggerSet:
     """Mine attribution patterns from the first ``examples`` examples of ``dataset`` (target: the predicted
-    label), drop those with mass under ``threshold``, aggregate and rank them per label."""
+    label), drop those with mass under ``threshold`` or with a word of ``exclude`` (lower-cased: the words
+    that carry a label by themselves, ``auditor.validity``), aggregate and rank them per label.
+    ``progress`` is called with the number of examples finished after each batch."""
     if examples < 1:
         raise InputError(f"the number of examples must be positive, got {examples}")
     if pairs_per_example < 1:
@@ -173,7 +177,11 @@ def mine_triggers(
             if head_pairs.mass < threshold:
                 continue
             pattern = example_pattern(classifier, example, index, encoding, head_pairs, result.predicted)
+            if exclude and any(e.word.lower() in exclude for e in pattern.elements):
+                continue
             aggregated.setdefault(pattern.key, _Occurrences(pattern)).add(pattern, example.label)
+        if progress is not None:
+            progress(len(batch))
     patterns = sorted((o.pattern() for o in aggregated.values()), key=lambda p: (p.label, p.rank_key()))
     return TriggerSet(
         model=classifier.identity,
