@@ -5,7 +5,7 @@ For each task: the label-word lexicon and the mined patterns come from the train
 its first --mine-examples examples, as in ``bench/audit.py``); the tuning examples are further training
 examples, disjoint from those mined (SST-2: training sentences of at least --min-words words after the
 first --offset, since its training split also holds short phrases; RTE: the examples after --offset).
-Every candidate set of transformations, DeepWordBug and random insertion attack them under the same
+Every candidate set of transformations and DeepWordBug attack them under the same
 constraints and budget; the script prints valid success rate, queries per success and explanation calls,
 and writes the result to --out/tuning.json. The default (``AuditSettings.transformations``) is the
 candidate with the highest valid success rate among those whose queries per success are at most 1/3 of
@@ -38,7 +38,7 @@ from auditor.validity import build_lexicon  # noqa: E402
 from auditor.victims import LocalVictim  # noqa: E402
 
 MODELS = {"sst2": "minilm-sst2", "rte": "minilm-rte"}
-CANDIDATES = ["charedit", "delete", "charedit,delete", "charedit,delete,pattern"]
+CANDIDATES = ["charedit", "charedit,delete", "typo"]
 
 
 def tuning_examples(task: str, train: Dataset, offset: int, count: int, min_words: int) -> tuple[Dataset, list[int]]:
@@ -91,7 +91,7 @@ def main() -> None:
         for candidate in candidates:
             settings = AuditSettings(
                 examples=len(examples), budget=args.budget, max_words=args.max_words, transformations=candidate.split(","),
-                top_k=10, positions="pattern", baselines=["random", "deepwordbug"] if candidate == candidates[0] else [],
+                top_k=10, positions="pattern", baselines=["deepwordbug"] if candidate == candidates[0] else [],
                 trigger_top_k=0, trigger_examples=None, seed=0,
             )  # fmt: skip
             attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(examples))
