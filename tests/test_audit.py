@@ -152,7 +152,8 @@ def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: 
 
     assert "resuming: 5 finished results" in done.stderr + done.stdout and "Resumed: 5 attack outcomes" in done.stdout
     resumed_report, full_report = without_timing(out / "report.json"), without_timing(audited / "report.json")
-    assert (resumed_report.pop("resumed"), full_report.pop("resumed")) == (5, 0)
+    assert resumed_report.pop("resumed") == 5  # (the reference was itself rerun by test_fail_under_gates_ci)
+    full_report.pop("resumed")
     assert resumed_report == full_report
     other = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS[:-2], "--trigger-top-k", "1")
     assert other.returncode == 2 and "different audit" in other.stderr
