@@ -39,7 +39,6 @@ from textattack.transformations import (
 from auditor.schemas import TriggerPattern
 
 Positions = Literal["pattern", "all"]
-TransformationName = Literal["charedit", "typo", "delete", "pattern"]
 TRANSFORMATIONS: tuple[str, ...] = ("charedit", "typo", "delete", "pattern")
 
 
