@@ -1,4 +1,4 @@
-"""Serving classifiers with TorchServe: the handler's settings and limits, request parsing, model archives,
+"""Serving classifiers with TorchServe: the handler's settings and limits, model archives,
 and ``TorchServe``, a real server on free loopback ports for tests, benchmarks and local use.
 
 The handler (``handlers/classifier_handler.py``) runs in TorchServe's Python worker, which is started with
@@ -19,23 +19,25 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 import requests
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from auditor.errors import AuditorError, InputError, ModelLoadError
 from auditor.schemas import Backend, HandlerSettings, ServingLimits
 
+if TYPE_CHECKING:
+    import torch
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HANDLER_FILE = REPO_ROOT / "handlers" / "classifier_handler.py"
 DEFAULT_CONFIG = REPO_ROOT / "config.properties"
+LOG_CONFIG = REPO_ROOT / "log4j2.xml"
 MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json", "added_tokens.json")
 ONNX_FILE = HandlerSettings().onnx_file
-
-Request = TypeVar("Request", bound=BaseModel)
 
 
 def handler_settings(model_yaml_config: Mapping[str, object] | None) -> HandlerSettings:
@@ -52,38 +54,6 @@ def validation_message(error: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
     )
-
-
-def parse_request(body: object, request_type: type[Request]) -> Request:
-    """A request body as TorchServe hands it over (raw bytes, text, or already-decoded JSON) → a validated
-    ``request_type``. InputError for non-UTF-8 bytes, invalid JSON, a body that is not a JSON object, or
-    fields of the wrong type or value."""
-    if isinstance(body, (bytes, bytearray)):
-        try:
-            body = bytes(body).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InputError(f"request body is not UTF-8 text: {error}") from None
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as error:
-            raise InputError(f"request body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise InputError(f"request body must be a JSON object with a \"text\" field, got {type(body).__name__}")
-    try:
-        return request_type.model_validate(body)
-    except ValidationError as error:
-        raise InputError(f"invalid request: {validation_message(error)}") from None
-
-
-def check_limits(limits: ServingLimits, text: str, text_pair: str | None, steps: int | None = None) -> None:
-    """InputError when the texts are longer than ``max_chars`` or ``steps`` exceeds ``max_steps``
-    (the token limit is checked when encoding, with ``max_length=limits.max_tokens``)."""
-    chars = len(text) + len(text_pair or "")
-    if chars > limits.max_chars:
-        raise InputError(f"input has {chars} characters, more than the limit of {limits.max_chars}")
-    if steps is not None and steps > limits.max_steps:
-        raise InputError(f"steps is {steps}, more than the limit of {limits.max_steps}")
 
 
 # --- model archives ---------------------------------------------------------------------------------------
@@ -145,6 +115,28 @@ def build_archive(
     return model_store / f"{name}.mar"
 
 
+def checkpoint_dtype(model_dir: Path) -> torch.dtype:
+    """The floating-point dtype of a saved model's weights (the safetensors header, else the first floating
+    tensor of pytorch_model.bin; float32 when there is neither)."""
+    import torch
+
+    weights = Path(model_dir) / "model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as stored:
+            for name in stored.keys():
+                tensor = stored.get_slice(name)
+                dtype = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}.get(tensor.get_dtype())
+                if dtype is not None:
+                    return dtype
+    legacy = Path(model_dir) / "pytorch_model.bin"
+    if legacy.is_file():
+        state = torch.load(legacy, map_location="cpu", weights_only=True)
+        return next((value.dtype for value in state.values() if value.is_floating_point()), torch.float32)
+    return torch.float32
+
+
 def parse_heads(spec: str) -> dict[int, list[int]]:
     """Heads to prune, as ``layer:head,head;layer:head`` (e.g. ``0:1,2;5:0``) or a JSON file mapping layer
     to a list of heads (``{"0": [1, 2], "5": [0]}``). InputError when it is neither."""
@@ -188,8 +180,9 @@ def package_model(
         raise InputError("an exported .onnx file is the graph of the model as given: prune first, then export")
     with tempfile.TemporaryDirectory(prefix="auditor-package-") as scratch:
         source = Path(model_dir)
-        if pruned:
-            source = prune_model(load_classifier(source, device="cpu"), {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
+        if pruned:  # the pruned copy is stored in the dtype of the source checkpoint (float16 stays float16)
+            classifier = load_classifier(source, device="cpu", dtype=checkpoint_dtype(source))
+            source = prune_model(classifier, {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
         if backend == "onnx" and onnx_file is None:
             onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE)
         return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads)
@@ -249,7 +242,8 @@ class TorchServe:
     """A real ``torchserve`` on free loopback ports, with its own working directory and TMPDIR.
 
     ``with TorchServe(store, [ServedModel("sst2")]) as server:`` starts it from the settings of
-    ``config`` (the repository's config.properties; addresses, ports, store and models replaced), waits until
+    ``config`` (the repository's config.properties; addresses, ports, store and models replaced) and the
+    logging of ``log_config`` (the repository's log4j2.xml), waits until
     every model is READY, reads the inference key from key_file.json, and on exit always stops it (from the
     directory it started in, as ``torchserve --stop`` requires) and removes the working directory.
     """
@@ -261,10 +255,12 @@ class TorchServe:
         config: Path = DEFAULT_CONFIG,
         startup_timeout_s: float = 300.0,
         workdir: Path | None = None,
+        log_config: Path = LOG_CONFIG,
     ) -> None:
         self.model_store = Path(model_store).resolve()
         self.models = list(models)
         self.config = Path(config)
+        self.log_config = Path(log_config)
         self.startup_timeout_s = startup_timeout_s
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="auditor-torchserve-"))
@@ -314,6 +310,7 @@ class TorchServe:
         tmp = self.workdir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         environment = {**os.environ, "TEMP": str(tmp), "TMPDIR": str(tmp), "TMP": str(tmp)}
+        environment.pop("TS_CONFIG_FILE", None)  # the launcher would prefer it to the config written here
         # the worker imports the same auditor as this process
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         return environment
@@ -332,7 +329,6 @@ class TorchServe:
                 "model_store": str(self.model_store),
                 "load_models": ",".join(f"{model.name}.mar" for model in self.models),
                 "models": models_property(self.models),
-                "enable_envvars_config": "false",  # TS_* variables of the caller must not move the test server
             }
         )
         path = self.workdir / "config.properties"
@@ -360,7 +356,8 @@ class TorchServe:
         if missing:
             raise ModelLoadError(f"no archive for {', '.join(missing)} in {self.model_store}")
         config = self._write_config()
-        self._torchserve("--start", "--ncs", "--ts-config", str(config), "--model-store", str(self.model_store))
+        self._torchserve("--start", "--ncs", "--ts-config", str(config), "--model-store", str(self.model_store),
+                         "--log-config", str(self.log_config))  # fmt: skip
         self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
