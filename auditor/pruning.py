@@ -125,6 +125,7 @@ def prune_model(
     pruned = copy.deepcopy(model)
     if cleaned:
         pruned.prune_heads(cleaned)
+        pruned.to(next(model.parameters()).dtype)  # prune_heads rebuilds the layers it prunes in float32
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pruned.save_pretrained(out)

@@ -246,6 +246,7 @@ class TorchServe:
     logging of ``log_config`` (the repository's log4j2.xml), waits until
     every model is READY, reads the inference key from key_file.json, and on exit always stops it (from the
     directory it started in, as ``torchserve --stop`` requires) and removes the working directory.
+    ``environment`` adds variables to the server's environment (this process's own are passed on too).
     """
 
     def __init__(
@@ -256,11 +257,13 @@ class TorchServe:
         startup_timeout_s: float = 300.0,
         workdir: Path | None = None,
         log_config: Path = LOG_CONFIG,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.model_store = Path(model_store).resolve()
         self.models = list(models)
         self.config = Path(config)
         self.log_config = Path(log_config)
+        self.environment = dict(environment or {})
         self.startup_timeout_s = startup_timeout_s
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="auditor-torchserve-"))
@@ -309,7 +312,7 @@ class TorchServe:
     def _environment(self) -> dict[str, str]:
         tmp = self.workdir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, "TEMP": str(tmp), "TMPDIR": str(tmp), "TMP": str(tmp)}
+        environment = {**os.environ, **self.environment, "TEMP": str(tmp), "TMPDIR": str(tmp), "TMP": str(tmp)}
         environment.pop("TS_CONFIG_FILE", None)  # the launcher would prefer it to the config written here
         # the worker imports the same auditor as this process
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
