@@ -101,11 +101,14 @@ def prune_model(
     out_dir: Path | str,
     allow_empty_layers: bool = False,
     metadata: dict | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Remove ``heads_to_remove`` ({layer: [original head index, …]}) from a copy of the model's weights with
     ``prune_heads`` and save it with its tokenizer to ``out_dir`` (``save_pretrained``; ``config.pruned_heads``
     makes ``from_pretrained`` re-prune on load). The classifier passed in is left unchanged. A layer may not
-    lose all its heads unless ``allow_empty_layers``. ``metadata`` is written to ``pruning.json``."""
+    lose all its heads unless ``allow_empty_layers``. ``metadata`` is written to ``pruning.json``. The weights
+    are stored in ``dtype`` (default: the model's; pass ``auditor.serving.checkpoint_dtype(source folder)`` to
+    keep a float16 checkpoint float16)."""
     model = classifier.model
     layers = model.config.num_hidden_layers
     heads = model.config.num_attention_heads
@@ -125,7 +128,7 @@ def prune_model(
     pruned = copy.deepcopy(model)
     if cleaned:
         pruned.prune_heads(cleaned)
-        pruned.to(next(model.parameters()).dtype)  # prune_heads rebuilds the layers it prunes in float32
+    pruned.to(dtype or next(model.parameters()).dtype)  # prune_heads rebuilds the layers it prunes in float32
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pruned.save_pretrained(out)

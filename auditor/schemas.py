@@ -296,6 +296,7 @@ def json_schemas() -> dict[str, dict]:
         and issubclass(value, BaseModel)
         and value.__module__ == __name__
         and not name.startswith("_")
+        and name.isidentifier()  # not the parametrised bases pydantic registers here, e.g. "RootModel[list[Prediction]]"
         and value.model_fields
     }
 
