@@ -107,7 +107,7 @@ def prune_model(
     makes ``from_pretrained`` re-prune on load). The classifier passed in is left unchanged. A layer may not
     lose all its heads: transformers' attention cannot run with none (``InputError`` naming the alternatives).
     ``metadata`` is written to ``pruning.json``. The weights are stored in ``dtype`` (default: the model's;
-    pass ``auditor.serving.checkpoint_dtype(source folder)`` to keep a float16 checkpoint float16)."""
+    pass ``auditor.archive.checkpoint_dtype(source folder)`` to keep a float16 checkpoint float16)."""
     model = classifier.model
     layers = model.config.num_hidden_layers
     heads = model.config.num_attention_heads

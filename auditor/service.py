@@ -38,7 +38,7 @@ from auditor.schemas import (
     PredictionRequest,
     ServingLimits,
 )
-from auditor.serving import validation_message
+from auditor.archive import validation_message
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from urllib.parse import urlparse
 import requests
 
 from auditor.data import load_dataset
-from auditor.serving import ServedModel, TorchServe, package_model
+from auditor.archive import package_model
+from auditor.serving import ServedModel, TorchServe
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"

@@ -22,7 +22,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from auditor.models import load_classifier
 from auditor.service import Service
-from auditor.serving import handler_settings
+from auditor.archive import handler_settings
 
 logger = logging.getLogger(__name__)
 PHRASES = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error"}

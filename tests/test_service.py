@@ -15,7 +15,7 @@ from auditor.predict import softmax
 from auditor.pruning import prune_model
 from auditor.schemas import ErrorResponse, HandlerSettings, Prediction, ServingLimits, json_schemas, visible
 from auditor.service import Service, explanation_cost
-from auditor.serving import checkpoint_dtype
+from auditor.archive import checkpoint_dtype
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"
 

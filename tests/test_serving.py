@@ -30,7 +30,9 @@ from auditor.export import OnnxClassifier
 from auditor.models import Classifier, load_classifier
 from auditor.pruning import prune_model
 from auditor.schemas import ErrorResponse, Explanation, ExplanationOptions, Prediction
-from auditor.serving import ServedModel, ServingLimits, TorchServe, build_archive, package_model
+from auditor.archive import build_archive, package_model
+from auditor.schemas import ServingLimits
+from auditor.serving import ServedModel, TorchServe
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO.parent / "shared" / "models"

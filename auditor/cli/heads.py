@@ -126,7 +126,7 @@ def prune(
     classifier = load_classifier(model)
     check_importance_matches(chosen, classifier)
     metadata = {"importance_method": chosen.method, "importance_examples": chosen.examples.model_dump(), "heads_removed": count}
-    from auditor.serving import checkpoint_dtype
+    from auditor.archive import checkpoint_dtype
 
     # stored in the checkpoint's dtype (a float16 model stays float16); evaluated and exported in float32
     folder = prune_model(classifier, removed, out, metadata=metadata, dtype=checkpoint_dtype(Path(model)))

@@ -34,7 +34,8 @@ def package(
     ] = None,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
-    from auditor.serving import ServingLimits, package_model, parse_heads, validation_message
+    from auditor.archive import package_model, parse_heads, validation_message
+    from auditor.schemas import ServingLimits
 
     try:
         limits = ServingLimits(max_tokens=max_tokens, max_chars=max_chars, max_steps=max_steps, max_batch=max_batch)
