@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -114,7 +116,8 @@ def measure(url: str, key: str, models: list[str], clients: int, per_client: int
 
 def report(results: list[LoadResult], clients: int, per_client: int, rounds: int) -> None:
     print(f"{clients} clients x {per_client} requests per model in {rounds} interleaved rounds, POST /predictions, SST-2 dev sentences")
-    print("(measured under load: the machine is shared; rerun on a quiet machine for clean numbers)")
+    print("(measured under load: the machine is shared; rerun on a quiet machine for clean numbers:)")
+    print("  python " + " ".join(shlex.quote(argument) for argument in sys.argv))
     print(f"{'model':<22}{'accuracy':>9}{'requests':>9}{'errors':>8}{'seconds':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'x first':>9}")
     for result in results:
         ratio = result.throughput / results[0].throughput
