@@ -248,11 +248,12 @@ class Service:
             encoded = self.classifier.tokenizer(
                 [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept], truncation=False
             )
+        limit = min(limits.max_tokens, self.classifier.max_length)  # never past the model's position embeddings
         for row, item in enumerate(kept):
             item.ids = {name: values[row] for name, values in encoded.items()}
             tokens = len(item.ids["input_ids"])
-            if tokens > limits.max_tokens:
-                error = InputError(f"input has {tokens} tokens, more than the limit of {limits.max_tokens}; shorten it")
+            if tokens > limit:
+                error = InputError(f"input has {tokens} tokens, more than the limit of {limit}; shorten it")
                 self._refuse(item, batched, answers, failed, error)
         return [item for item in kept if item.request not in failed]
 
