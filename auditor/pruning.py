@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from auditor.encoders import UnsupportedModelError, encoder_for
 from auditor.errors import InputError
 from auditor.heads import LabelledBatch, accuracy, full_mask
 from auditor.models import Classifier
@@ -104,11 +105,13 @@ def prune_model(
 ) -> Path:
     """Remove ``heads_to_remove`` ({layer: [original head index, …]}) from a copy of the model's weights with
     ``prune_heads`` and save it with its tokenizer to ``out_dir`` (``save_pretrained``; ``config.pruned_heads``
-    makes ``from_pretrained`` re-prune on load). The classifier passed in is left unchanged. A layer may not
+    makes ``from_pretrained`` re-prune on load), for families whose adapter can (InputError naming the
+    alternatives otherwise; ALBERT prunes its shared layer, so every layer sharing it must name the same
+    heads). The classifier passed in is left unchanged. A layer may not
     lose all its heads unless ``allow_empty_layers``. ``metadata`` is written to ``pruning.json``."""
     model = classifier.model
-    layers = model.config.num_hidden_layers
-    heads = model.config.num_attention_heads
+    encoder = encoder_for(model)
+    layers, heads = encoder.num_layers, encoder.num_heads
     present = ~full_mask(model).isnan()
     cleaned: HeadSet = {}
     for layer, ids in heads_to_remove.items():
@@ -124,7 +127,10 @@ def prune_model(
             raise InputError(f"pruning would leave layer {layer} with no heads; keep at least one or allow empty layers")
     pruned = copy.deepcopy(model)
     if cleaned:
-        pruned.prune_heads(cleaned)
+        try:
+            encoder_for(pruned).prune_heads(pruned, cleaned)
+        except UnsupportedModelError as error:
+            raise InputError(str(error)) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pruned.save_pretrained(out)
