@@ -96,10 +96,11 @@ def accuracy(model: torch.nn.Module, batches: list[LabelledBatch], mask: torch.T
     correct = 0
     total = 0
     device = next(model.parameters()).device
-    context = head_mask(model, mask.to(device)) if mask is not None else contextlib.nullcontext()
+    encoder = encoder_for(model)
+    context = encoder.scale_heads(mask.to(device)) if mask is not None else contextlib.nullcontext()
     with torch.no_grad(), context:
         for batch in batches:
-            logits = model(**model_inputs(batch.encoding)).logits
+            logits = encoder.run(**model_inputs(batch.encoding)).logits
             correct += int((logits.argmax(-1) == batch.labels).sum())
             total += batch.size
     return correct / total
@@ -141,7 +142,7 @@ class AttentionImportance:
         count = 0
         with torch.no_grad():
             for batch in _progress(batches, "attention", show_progress):
-                attentions = model(**model_inputs(batch.encoding), output_attentions=True).attentions
+                attentions = encoder.run(**model_inputs(batch.encoding), output_attentions=True).attentions
                 real = batch.encoding["attention_mask"].bool()
                 pair_mask = (real[:, :, None] & real[:, None, :])[:, None]  # (batch, 1, n, n)
                 for layer, ids in enumerate(encoder.head_ids):
@@ -162,8 +163,8 @@ class TaylorImportance:
         scores = torch.zeros(encoder.num_layers, model.config.num_attention_heads)
         for batch in _progress(batches, "taylor", show_progress):
             xi = torch.ones(batch.size, encoder.num_layers, model.config.num_attention_heads, device=device, requires_grad=True)
-            with torch.enable_grad(), head_mask(model, xi):
-                logits = model(**model_inputs(batch.encoding)).logits
+            with torch.enable_grad(), encoder.scale_heads(xi):
+                logits = encoder.run(**model_inputs(batch.encoding)).logits
                 loss = torch.nn.functional.cross_entropy(logits, batch.labels, reduction="sum")
                 (gradient,) = torch.autograd.grad(loss, xi)
             scores += gradient.abs().sum(0).float().cpu()
@@ -189,7 +190,7 @@ class LeaveOneOutImportance:
         reference = 0
         with torch.no_grad():
             for batch in _progress(batches, "leave-one-out", show_progress):
-                output = model(**model_inputs(batch.encoding), output_hidden_states=True)
+                output = encoder.run(**model_inputs(batch.encoding), output_hidden_states=True)
                 reference += int((output.logits.argmax(-1) == batch.labels).sum())
                 inputs = encoder.layer_inputs(batch.encoding["attention_mask"], output.hidden_states[0].dtype)
                 step = max(1, self.rows // batch.size)
