@@ -143,8 +143,8 @@ class EncoderClassifier(ABC):
         """Remove ``heads`` ({layer: original head indices}) from ``model`` (of this family) in place."""
         if not self.prunable:
             raise UnsupportedModelError(
-                f"transformers cannot physically prune heads of {self.config.model_type} models; use masked "
-                "pruning curves (auditor curves) or export the pruned graph to ONNX instead"
+                f"transformers cannot physically prune heads of {self.config.model_type} models; measure pruning "
+                "with head masks instead (auditor curves, auditor.heads.head_mask)"
             )
         model.prune_heads(heads)
 
