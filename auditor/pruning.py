@@ -59,6 +59,22 @@ def rank_heads(scores: torch.Tensor, count: int, keep_per_layer: int = 1) -> Hea
     return {layer: sorted(heads) for layer, heads in sorted(chosen.items())}
 
 
+def rank_shared_heads(scores: torch.Tensor, count: int, groups: list[list[int]], keep_per_layer: int = 1) -> HeadSet:
+    """``rank_heads`` for a model whose layers share weights in ``groups`` (lists of layer indices, all of one
+    size k; ``EncoderClassifier.weight_groups``): a head goes from every layer of its group at once, ranked
+    by its mean score over the group, so ``count`` heads (counted per layer, as in ``rank_heads``) are
+    ``count // k`` heads of the shared weights, each removed k times. With one layer per group (no sharing)
+    it is ``rank_heads``."""
+    size = len(groups[0])
+    if any(len(group) != size for group in groups):
+        raise InputError("layer groups sharing weights must all have the same size")
+    if size == 1:
+        return rank_heads(scores, count, keep_per_layer)
+    shared = torch.stack([scores[group].mean(0) for group in groups])
+    chosen = rank_heads(shared, count // size, keep_per_layer)
+    return {layer: heads for g, heads in chosen.items() for layer in groups[g]}
+
+
 def mask_without(model: torch.nn.Module, heads: HeadSet) -> torch.Tensor:
     """The (layers, heads) head mask that removes ``heads`` (0) and keeps every other present head (1)."""
     mask = full_mask(model).nan_to_num(0.0)

@@ -135,6 +135,13 @@ class EncoderClassifier(ABC):
             )
         return ids
 
+    def weight_groups(self) -> list[list[int]]:
+        """Layer indices grouped by the weights they share (one layer per group unless the family shares)."""
+        groups: dict[int, list[int]] = {}
+        for index in range(self.num_layers):
+            groups.setdefault(self._prune_key(index), []).append(index)
+        return list(groups.values())
+
     def _prune_key(self, index: int) -> int:
         """The key of layer ``index`` in ``config.pruned_heads`` and ``prune_heads``."""
         return index
