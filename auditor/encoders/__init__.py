@@ -61,6 +61,9 @@ class EncoderClassifier(ABC):
         self.base: nn.Module = getattr(model, model.base_model_prefix)
         self.layers: list[nn.Module] = self._layers()
         self.head_ids: list[list[int]] = [self._present_heads(i) for i in range(len(self.layers))]
+        # while ``scale_heads`` is active: calls so far of each context module (by id) and the layers using it
+        self._calls: dict[int, int] | None = None
+        self._uses: dict[int, list[int]] = {}
 
     # --- what each family defines -------------------------------------------------------------------------
 
@@ -167,6 +170,8 @@ class EncoderClassifier(ABC):
         """
         if mask.shape[-2:] != (self.num_layers, self.num_heads):
             raise ValueError(f"head mask must end in ({self.num_layers}, {self.num_heads}), got {tuple(mask.shape)}")
+        if self._calls is not None:
+            raise RuntimeError("scale_heads is already active on this encoder")
         uses: dict[int, list[int]] = {}
         modules: dict[int, nn.Module] = {}
         for index in range(self.num_layers):
@@ -174,8 +179,6 @@ class EncoderClassifier(ABC):
             uses.setdefault(id(module), []).append(index)
             modules[id(module)] = module
         calls = {key: 0 for key in uses}
-        self._call_counts = calls
-        self._uses = uses
 
         def make_hook(key: int):  # noqa: ANN202 (a forward pre-hook)
             def scale(module: nn.Module, args: tuple) -> tuple:
@@ -198,20 +201,19 @@ class EncoderClassifier(ABC):
 
         handles = [module.register_forward_pre_hook(make_hook(key)) for key, module in modules.items()]
         handles.append(self.model.register_forward_pre_hook(restart, with_kwargs=True))
+        self._calls, self._uses = calls, uses
         try:
             yield
         finally:
             for handle in handles:
                 handle.remove()
-            del self._call_counts, self._uses
+            self._calls, self._uses = None, {}
 
     def _entering(self, index: int) -> None:
         """Tell an active ``scale_heads`` that layer ``index`` is about to run outside a model forward."""
-        counts = getattr(self, "_call_counts", None)
-        if counts is None:
-            return
-        key = id(self.context_module(index))
-        counts[key] = self._uses[key].index(index)
+        if self._calls is not None:
+            key = id(self.context_module(index))
+            self._calls[key] = self._uses[key].index(index)
 
 
 def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
