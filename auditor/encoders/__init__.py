@@ -80,14 +80,12 @@ class EncoderClassifier(ABC):
         """The layer inputs other than hidden states for a right-padded (batch, n) 0/1 ``attention_mask``."""
 
     @abstractmethod
-    def layer_forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
-        """The unmodified encoder layer ``index``."""
+    def _forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
+        """The unmodified encoder layer ``index`` (see ``layer_forward``)."""
 
     @abstractmethod
-    def layer_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
-        """Encoder layer ``index`` with its post-softmax attention probabilities replaced by ``probs``
-        (batch, heads, n, n): the layer's own value projection, output projection, residuals, norms and
-        feed-forward applied to ``probs @ V``."""
+    def _forward_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
+        """Layer ``index`` with ``probs`` as its attention probabilities (see ``layer_with_attention``)."""
 
     @abstractmethod
     def logits(self, sequence_output: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
@@ -99,6 +97,18 @@ class EncoderClassifier(ABC):
         ``concat_h(A_h V_h)``: scaling head h's slice there scales head h's attention probabilities."""
 
     # --- shared behaviour ------------------------------------------------------------------------------------
+
+    def layer_forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
+        """The unmodified encoder layer ``index``."""
+        self._entering(index)
+        return self._forward(index, hidden, inputs)
+
+    def layer_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
+        """Encoder layer ``index`` with its post-softmax attention probabilities replaced by ``probs``
+        (batch, heads, n, n): the layer's own value projection, output projection, residuals, norms and
+        feed-forward applied to ``probs @ V``."""
+        self._entering(index)
+        return self._forward_with_attention(index, hidden, inputs, probs)
 
     def run(self, **inputs: Any) -> Any:
         """The model's own forward pass (``model(**inputs)``); a family may override it to keep it exact."""

@@ -31,12 +31,10 @@ class AlbertClassifier(EncoderClassifier):
     def layer_inputs(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> LayerInputs:
         return LayerInputs({"attention_mask": attention_mask, "additive": additive_mask(attention_mask, dtype)})
 
-    def layer_forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
-        self._entering(index)
+    def _forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
         return self.layers[index](hidden, inputs["additive"])[0]
 
-    def layer_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
-        self._entering(index)
+    def _forward_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
         layer = self.layers[index]
         attention = layer.attention
         projected = attention.output_dropout(attention.dense(attend(probs, attention.value(hidden))))

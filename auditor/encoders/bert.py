@@ -22,13 +22,11 @@ class BertLikeClassifier(EncoderClassifier):
     def layer_inputs(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> LayerInputs:
         return LayerInputs({"attention_mask": attention_mask, "additive": additive_mask(attention_mask, dtype)})
 
-    def layer_forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
-        self._entering(index)
+    def _forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
         out = self.layers[index](hidden, attention_mask=inputs["additive"])
         return out[0] if isinstance(out, tuple) else out
 
-    def layer_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
-        self._entering(index)
+    def _forward_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
         layer = self.layers[index]
         context = attend(probs, layer.attention.self.value(hidden))
         return layer.feed_forward_chunk(layer.attention.output(context, hidden))

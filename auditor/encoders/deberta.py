@@ -34,15 +34,13 @@ class DebertaV2Classifier(EncoderClassifier):
         conv = self.base.encoder.conv
         return conv(hidden, output, inputs["attention_mask"]) if index == 0 and conv is not None else output
 
-    def layer_forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
-        self._entering(index)
+    def _forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
         output, _ = self.layers[index](
             hidden, inputs["pair_mask"], relative_pos=inputs["relative_pos"], rel_embeddings=inputs["rel_embeddings"]
         )
         return self._after(index, hidden, output, inputs)
 
-    def layer_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
-        self._entering(index)
+    def _forward_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
         layer = self.layers[index]
         attention_output = layer.attention.output(attend(probs, layer.attention.self.value_proj(hidden)), hidden)
         output = layer.output(layer.intermediate(attention_output), attention_output)

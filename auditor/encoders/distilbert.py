@@ -27,12 +27,10 @@ class DistilBertClassifier(EncoderClassifier):
     def layer_inputs(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> LayerInputs:
         return LayerInputs({"attention_mask": attention_mask})
 
-    def layer_forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
-        self._entering(index)
+    def _forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
         return self.layers[index](hidden, attn_mask=inputs["attention_mask"])[-1]
 
-    def layer_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
-        self._entering(index)
+    def _forward_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
         layer = self.layers[index]
         attention = layer.attention.out_lin(attend(probs, layer.attention.v_lin(hidden)))
         attention = layer.sa_layer_norm(attention + hidden)

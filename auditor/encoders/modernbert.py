@@ -59,14 +59,12 @@ class ModernBertClassifier(EncoderClassifier):
             {"attention_mask": attention_mask, "global": global_mask, "window": window_mask}, {"position_ids": positions}
         )
 
-    def layer_forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
-        self._entering(index)
+    def _forward(self, index: int, hidden: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
         return self.layers[index](
             hidden, attention_mask=inputs["global"], sliding_window_mask=inputs["window"], position_ids=inputs["position_ids"]
         )[0]
 
-    def layer_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
-        self._entering(index)
+    def _forward_with_attention(self, index: int, hidden: torch.Tensor, inputs: LayerInputs, probs: torch.Tensor) -> torch.Tensor:
         layer = self.layers[index]
         attention = layer.attn
         batch, n, _ = hidden.shape
