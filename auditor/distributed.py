@@ -241,3 +241,73 @@ class RayAttackExecutor:
             done[name] += 1
             if progress:
                 progress(name, done[name], len(examples))
+
+
+# --- pattern mining and head importance ---------------------------------------------------------------------
+
+
+def _load_classifier(location: str):  # noqa: ANN202 (a Classifier, in eval mode)
+    from auditor.models import load_classifier
+
+    classifier = load_classifier(location)
+    classifier.model.eval()
+    return classifier
+
+
+@dataclass(frozen=True)
+class MineJob:
+    """Items are batch indices; results are ``PatternMiner`` output for that batch."""
+
+    model: str
+    batches: list[list[Any]]  # auditor.data.Example
+    options: Any  # auditor.schemas.TriggerMiningOptions
+
+    def build(self) -> Callable[[int], list]:
+        from auditor.triggers import PatternMiner
+
+        miner = PatternMiner(_load_classifier(self.model), self.options)
+        return lambda index: miner(self.batches[index])
+
+
+class RayMiningExecutor:
+    """``auditor.triggers.MiningExecutor`` on a ``RayPool``; each actor loads the model at ``model``."""
+
+    def __init__(self, pool: RayPool, model: str) -> None:
+        self.pool = pool
+        self.model = model
+
+    def mine(self, batches: list[list[Any]], options: Any) -> list[list[Any]]:
+        return self.pool.map(MineJob(self.model, batches, options), range(len(batches)))
+
+
+@dataclass(frozen=True)
+class ImportanceJob:
+    """Items are batch indices of ``encode_dataset(model, dataset, batch_size)``; results are the method's
+    ``batch_sum`` of that batch."""
+
+    model: str
+    dataset: Any  # auditor.data.Dataset
+    method: str
+    steps: int
+    seed: int
+    batch_size: int
+
+    def build(self) -> Callable[[int], Any]:
+        from auditor.heads import encode_dataset, importance_method
+
+        classifier = _load_classifier(self.model)
+        batches = encode_dataset(classifier, self.dataset, self.batch_size)
+        scorer = importance_method(self.method, self.steps, self.seed)  # type: ignore[arg-type]
+        return lambda index: scorer.batch_sum(classifier.model, batches[index])
+
+
+class RayImportanceExecutor:
+    """``auditor.heads.ImportanceExecutor`` on a ``RayPool``; each actor loads the model at ``model``."""
+
+    def __init__(self, pool: RayPool, model: str) -> None:
+        self.pool = pool
+        self.model = model
+
+    def batch_sums(self, method: str, dataset: Any, steps: int, seed: int, batch_size: int) -> list[Any]:
+        count = -(-len(dataset.examples) // batch_size)
+        return self.pool.map(ImportanceJob(self.model, dataset, method, steps, seed, batch_size), range(count))
