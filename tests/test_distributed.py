@@ -1,0 +1,140 @@
+"""Audits, mining and head importance on a local Ray cluster give exactly the single-process results; an
+actor killed mid-run (``ray.kill`` or SIGKILL of its process) loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import ray  # the 'ray' extra, installed by scripts/setup.sh
+
+from auditor.audit import attack_key, checkpoint_identity, run_audit
+from auditor.checkpoint import Checkpoint
+from auditor.data import load_dataset
+from auditor.distributed import RayAttackExecutor, RayImportanceExecutor, RayMiningExecutor, RayPool, VictimSpec
+from auditor.heads import compute_importance
+from auditor.models import load_classifier
+from auditor.schemas import AuditSettings, RobustnessReport
+from auditor.triggers import mine_triggers
+from auditor.victims import open_victim
+
+ATTACKS = ("attribution", "random", "deepwordbug")
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = ROOT.parent / "shared" / "models" / "minilm-sst2"
+EXAMPLES = 20
+
+
+def settings(examples: int) -> AuditSettings:
+    return AuditSettings(
+        examples=examples, budget=8, max_words=3, top_k=5, positions="pattern", baselines=["random", "deepwordbug"],
+        trigger_top_k=1, trigger_examples=8, seed=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])  # the actors import this checkout
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="auditor-ray-test-") as directory:
+        yield Path(directory)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    classifier = load_classifier(SST2)
+    triggers = mine_triggers(classifier, load_dataset("sst2", split="train"), examples=16)
+    return classifier, triggers, load_dataset("sst2", split="dev")
+
+
+def audit(setup, path: Path, examples: int, executor=None, progress=None) -> RobustnessReport:
+    _, triggers, dataset = setup
+    victim = open_victim(str(SST2))
+    checkpoint = Checkpoint(path, checkpoint_identity(victim, dataset, triggers, settings(examples), dataset))
+    return run_audit(victim, dataset, triggers, settings(examples), checkpoint, dataset, progress, executor)
+
+
+def outcomes(report: RobustnessReport) -> dict[str, list[dict]]:
+    return {a.name: [o.model_dump(exclude={"seconds"}) for o in a.outcomes] for a in [report.attack, *report.baselines]}
+
+
+def without_timing(report: RobustnessReport) -> dict:
+    data = report.model_dump(mode="json", exclude={"seconds"})
+    for attack in [data["attack"], *data["baselines"]]:
+        attack.pop("seconds")
+        for outcome in attack["outcomes"]:
+            outcome.pop("seconds")
+    return data
+
+
+def checkpoint_keys(path: Path) -> list[str]:
+    return [json.loads(line)["key"] for line in path.read_text().splitlines()[1:]]
+
+
+@pytest.fixture(scope="module")
+def single(setup, workdir: Path) -> RobustnessReport:
+    return audit(setup, workdir / "single.jsonl", EXAMPLES)
+
+
+def test_ray_audit_equals_the_single_process_audit(cluster, setup, workdir: Path, single: RobustnessReport) -> None:
+    _, triggers, dataset = setup
+    with RayPool("local", workers=2) as pool:
+        executor = RayAttackExecutor(pool, VictimSpec(str(SST2)), dataset, triggers, settings(EXAMPLES))
+        distributed = audit(setup, workdir / "ray.jsonl", EXAMPLES, executor)
+    assert {o["status"] for attack in outcomes(single).values() for o in attack} >= {"succeeded", "failed"}
+    assert any(o.perturbed_text != o.text for o in single.attack.outcomes)
+    assert without_timing(distributed) == without_timing(single)  # outcomes, statuses, perturbed texts, summaries
+    keys = checkpoint_keys(workdir / "ray.jsonl")
+    assert sorted(keys) == sorted([attack_key(n, i) for n in ATTACKS for i in range(EXAMPLES)] + checkpoint_keys(workdir / "single.jsonl")[3 * EXAMPLES :])
+
+
+@pytest.mark.parametrize("how", ["ray.kill", "SIGKILL"])
+def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(cluster, setup, workdir: Path, single: RobustnessReport, how: str) -> None:
+    _, triggers, dataset = setup
+    examples = 6
+    path = workdir / f"killed-{how}.jsonl"
+    with RayPool("local", workers=2) as pool:
+        killed = []
+
+        def kill_after_two(name: str, done: int, total: int) -> None:
+            if not killed and done == 2:
+                slot = pool.slots[0]
+                assert slot.pending, "the actor to kill has unfinished items"
+                killed.append(list(slot.pending.values()))
+                if how == "ray.kill":
+                    ray.kill(slot.actor)
+                else:
+                    os.kill(ray.get(slot.pid), signal.SIGKILL)
+
+        executor = RayAttackExecutor(pool, VictimSpec(str(SST2)), dataset, triggers, settings(examples))
+        report = audit(setup, path, examples, executor, kill_after_two)
+        assert killed and pool.replaced == 1
+    keys = checkpoint_keys(path)
+    assert sorted(keys) == sorted([attack_key(n, i) for n in ATTACKS for i in range(examples)] + [k for k in keys if k.startswith("triggers:")])
+    expected = {name: attack[:examples] for name, attack in outcomes(single).items()}
+    assert outcomes(report) == expected
+
+
+def test_ray_mining_and_head_importance_equal_the_single_process_results(cluster, setup) -> None:
+    classifier, _, _ = setup
+    train = load_dataset("sst2", split="train")
+    mined = mine_triggers(classifier, train, examples=16, batch_size=4)
+    importances = {m: compute_importance(classifier, train, m, 8, batch_size=4) for m in ("attribution", "taylor", "loo")}
+    with RayPool("local", workers=2) as pool:
+        distributed = mine_triggers(classifier, train, examples=16, batch_size=4, executor=RayMiningExecutor(pool, str(SST2)))
+        assert distributed.model_dump(exclude={"seconds"}) == mined.model_dump(exclude={"seconds"})
+        for method, importance in importances.items():
+            executor = RayImportanceExecutor(pool, str(SST2))
+            spread = compute_importance(classifier, train, method, 8, batch_size=4, executor=executor)
+            assert spread.scores == importance.scores, method  # summed in batch order: bit-identical
