@@ -99,13 +99,13 @@ def prune_model(
     classifier: Classifier,
     heads_to_remove: HeadSet,
     out_dir: Path | str,
-    allow_empty_layers: bool = False,
     metadata: dict | None = None,
 ) -> Path:
     """Remove ``heads_to_remove`` ({layer: [original head index, …]}) from a copy of the model's weights with
     ``prune_heads`` and save it with its tokenizer to ``out_dir`` (``save_pretrained``; ``config.pruned_heads``
     makes ``from_pretrained`` re-prune on load). The classifier passed in is left unchanged. A layer may not
-    lose all its heads unless ``allow_empty_layers``. ``metadata`` is written to ``pruning.json``."""
+    lose all its heads: transformers' attention cannot run with none (``InputError`` naming the alternatives).
+    ``metadata`` is written to ``pruning.json``."""
     model = classifier.model
     layers = model.config.num_hidden_layers
     heads = model.config.num_attention_heads
@@ -120,8 +120,11 @@ def prune_model(
         new = sorted({int(h) for h in ids if present[int(layer), int(h)]})
         if new:
             cleaned[int(layer)] = new
-        if not allow_empty_layers and int(present[int(layer)].sum()) - len(new) < 1:
-            raise InputError(f"pruning would leave layer {layer} with no heads; keep at least one or allow empty layers")
+        if int(present[int(layer)].sum()) - len(new) < 1:
+            raise InputError(
+                f"pruning would leave layer {layer} with no heads, and a layer without heads cannot run; keep at least "
+                "one head per layer, or measure empty layers with head masks (auditor curves --allow-empty-layers)"
+            )
     pruned = copy.deepcopy(model)
     if cleaned:
         pruned.prune_heads(cleaned)

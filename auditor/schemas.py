@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from auditor.quadrature import QuadratureMethod
+from auditor.quadrature import MAX_STEPS, QuadratureMethod
 
 
 class StrictModel(BaseModel):
@@ -63,7 +63,7 @@ class ExplanationOptions(StrictModel):
     """What to compute for ``POST /explanations/{model}`` and ``auditor explain``."""
 
     target: Literal["predicted"] | int = "predicted"
-    steps: int = Field(default=3, ge=1)
+    steps: int = Field(default=3, ge=1, le=MAX_STEPS, description="quadrature nodes of the attribution integral")
     method: QuadratureMethod = "gausslegendre"
     layers: list[int] | None = None
     top_k: int = Field(default=5, ge=0, description="token pairs reported per layer")
@@ -229,7 +229,7 @@ class ServingLimits(StrictModel):
 
     max_tokens: int = Field(default=128, ge=3, description="longest input in tokens, special tokens included")
     max_chars: int = Field(default=4096, ge=1, description="longest text + text_pair in characters (checked before tokenizing)")
-    max_steps: int = Field(default=20, ge=1, description="most quadrature steps an explanation may ask for")
+    max_steps: int = Field(default=20, ge=1, le=MAX_STEPS, description="most quadrature steps an explanation may ask for")
     max_batch: int = Field(default=8, ge=1, description="most inputs run through the model in one forward pass")
 
 

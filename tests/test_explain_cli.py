@@ -144,10 +144,10 @@ def test_bad_input_process_exits_2_with_one_line(runs: dict[str, Run]) -> None:
         ([SENTENCE, "--model", str(SST2), "--layers", "0-5"], "error: --layers must be comma-separated layer indices such as 0,1,5, got '0-5'"),
         ([SENTENCE, "--model", str(SST2), "--target", "7"], "error: target must be 'predicted' or a class index: 0 (negative), 1 (positive); got 7"),
         ([SENTENCE, "--model", str(SST2), "--target", "first"], "error: --target must be 'predicted' or a class index, got 'first'"),
-        ([SENTENCE, "--model", str(SST2), "--steps", "0"], "error: invalid option: steps: Input should be greater than or equal to 1"),
+        ([SENTENCE, "--model", str(SST2), "--steps", "0"], "error: Invalid value for '--steps': Input should be greater than or equal to 1 (see 'auditor explain --help')"),
         (["a", "b", "--model", str(SST2), "--pair", "c"], "error: --pair needs exactly one TEXT"),
         (["--model", str(SST2)], "error: nothing to explain: give a TEXT or --input FILE"),
-        (["--model", str(SST2), "--input", "missing.txt"], "error: input file not found: missing.txt"),
+        (["--model", str(SST2), "--input", "missing.txt"], "error: --input missing.txt: no such file"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(

@@ -1,0 +1,62 @@
+"""Option types shared by several commands (one typer style: ``Annotated``) and the parsers of their values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditor.errors import InputError
+from auditor.quadrature import MAX_STEPS, QUADRATURE_METHODS
+
+ModelPath = Annotated[str, typer.Option("--model", help="A saved sequence classifier (folder).")]
+Steps = Annotated[
+    int, typer.Option("--steps", min=1, max=MAX_STEPS, help=f"Quadrature nodes of the attribution integral (at most {MAX_STEPS}).")
+]
+Method = Annotated[str, typer.Option("--method", help="Quadrature rule: " + ", ".join(QUADRATURE_METHODS) + ".")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of everything random (baselines, sampling).")]
+CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="Importance cache (default ~/.cache/auditor/heads).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Always recompute importances, store nothing.")]
+AllowEmptyLayers = Annotated[bool, typer.Option("--allow-empty-layers", help="Allow masking every head of a layer.")]
+Token = Annotated[str | None, typer.Option("--token", envvar="AUDITOR_TOKEN", help="Inference key for endpoints.")]
+
+
+def parse_target(value: str) -> str | int:
+    """'predicted' or a class index (validated against the model later)."""
+    if value == "predicted":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"--target must be 'predicted' or a class index, got {value!r}") from None
+
+
+def parse_layers(value: str | None) -> list[int] | None:
+    """'0,1,5' → [0, 1, 5]."""
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        raise InputError(f"--layers must be comma-separated layer indices such as 0,1,5, got {value!r}") from None
+
+
+def parse_fractions(value: str) -> tuple[float, ...]:
+    """'0,0.1,0.5' → (0.0, 0.1, 0.5)."""
+    try:
+        return tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise InputError(f"--fractions must be comma-separated numbers, got {value!r}") from None
+
+
+def read_text_file(path: Path, option: str) -> str:
+    """The UTF-8 text of ``path``, or a one-line error naming ``option`` (missing, a folder, unreadable, not UTF-8)."""
+    if not path.is_file():
+        raise InputError(f"{option} {path}: no such file" if not path.exists() else f"{option} {path}: not a file")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise InputError(f"{option} {path}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"{option} {path}: not UTF-8 text (byte {error.start}: {error.reason})") from None

@@ -1,0 +1,45 @@
+"""``auditor package``: TorchServe model archives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+
+from auditor.cli.app import app, console
+from auditor.errors import InputError
+
+
+@app.command()
+def package(
+    model: Annotated[Path, typer.Option("--model", help="A saved sequence classifier (folder).")],
+    name: Annotated[str, typer.Option("--name", help="Model name on the server; the archive is <name>.mar.")],
+    pruned: Annotated[
+        str | None, typer.Option("--pruned", help="Prune these heads first: 'layer:head,head;layer:head' or a JSON file.")
+    ] = None,
+    backend: Annotated[Literal["torch", "onnx"], typer.Option("--backend", help="Predictions on PyTorch or ONNX Runtime.")] = "torch",
+    store: Annotated[Path, typer.Option("--store", help="Model store folder.")] = Path("model_store"),
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest input in tokens.")] = 128,
+    max_chars: Annotated[int, typer.Option("--max-chars", help="Longest text + text_pair in characters.")] = 4096,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Most quadrature steps per explanation.")] = 20,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Most inputs per forward pass.")] = 8,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Intra-op threads of the worker (default: the runtime's).")
+    ] = None,
+    onnx_file: Annotated[
+        Path | None,
+        typer.Option("--onnx-file", help="An exported graph to serve (e.g. model.int8.onnx of auditor prune --int8) instead of exporting."),
+    ] = None,
+) -> None:
+    """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
+    from auditor.serving import ServingLimits, package_model, parse_heads, validation_message
+
+    try:
+        limits = ServingLimits(max_tokens=max_tokens, max_chars=max_chars, max_steps=max_steps, max_batch=max_batch)
+    except ValidationError as error:
+        raise InputError(validation_message(error)) from None
+    heads = parse_heads(pruned) if pruned else None
+    archive = package_model(model, name, store, heads, backend, limits, threads=threads, onnx_file=onnx_file)
+    console.print(f"wrote {archive}", highlight=False)

@@ -1,0 +1,131 @@
+"""Usage errors of every ``auditor`` command end in one ``error:`` line and exit status 2, on the typer and click
+that a fresh install takes (typer >= 0.29 carries its own click), never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from auditor.cli import main
+from auditor.errors import InputError
+from auditor.models import load_classifier
+from auditor.pruning import prune_model
+from auditor.schemas import ExplanationOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = ROOT.parent / "shared" / "models" / "minilm-sst2"
+
+# (command, arguments that are a usage error, what the one line must say)
+USAGE_ERRORS = [
+    ("explain", ["--model", str(SST2), "x", "--bogus"], "No such option: --bogus"),
+    ("explain", ["x"], "Missing option '--model'"),
+    ("explain", ["--model", str(SST2), "x", "--steps", "100000"], "'--steps'"),
+    ("explain", ["--model", str(SST2), "x", "--top-k", "many"], "'--top-k'"),
+    ("schema", ["--bogus"], "No such option: --bogus"),
+    ("schema", ["extra"], "unexpected extra argument"),
+    ("heads", ["--data", "sst2", "--out", "x.json"], "Missing option '--model'"),
+    ("heads", ["--model", str(SST2), "--data", "sst2", "--out", "x.json", "--examples", "0"], "'--examples'"),
+    ("heads", ["--model", str(SST2), "--data", "sst2", "--out", "x.json", "--steps", "100000"], "'--steps'"),
+    ("prune", ["--model", str(SST2), "--out", "x"], "Missing option '--importance'"),
+    ("prune", ["--model", str(SST2), "--importance", "i.json", "--out", "x", "--heads", "-1"], "'--heads'"),
+    ("curves", ["--model", str(SST2), "--out", "c.json"], "Missing option '--data'"),
+    ("curves", ["--model", str(SST2), "--data", "sst2", "--out", "c.json", "--eval-examples", "0"], "'--eval-examples'"),
+    ("package", ["--model", str(SST2)], "Missing option '--name'"),
+    ("package", ["--model", str(SST2), "--name", "x", "--backend", "tensorflow"], "'--backend'"),
+    ("package", ["--model", str(SST2), "--name", "x", "--threads", "0"], "'--threads'"),
+    ("mine", ["--model", str(SST2), "--data", "sst2"], "Missing option '--out'"),
+    ("mine", ["--model", str(SST2), "--data", "sst2", "--out", "p.json", "--examples", "0"], "'--examples'"),
+    ("audit", ["--data", "sst2"], "Missing option '--out'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--examples", "0"], "'--examples'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--budget", "0"], "'--budget'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--unknown"], "No such option: --unknown"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--fail-under", "70"], "'--fail-under'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--positions", "middle"], "'--positions'"),
+    ("compare", ["--full", str(SST2), "--data", "sst2", "--out", "o"], "Missing option '--pruned'"),
+    ("compare", ["--full", str(SST2), "--pruned", str(SST2), "--data", "sst2", "--out", "o", "--budget", "x"], "'--budget'"),
+]
+
+
+def run_main(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(arguments)
+    except SystemExit as exit_info:
+        code = int(exit_info.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("command", "arguments", "message"), USAGE_ERRORS)
+def test_usage_errors_exit_2_with_one_line(
+    command: str, arguments: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may be written even if an error were missed
+    code, out, err = run_main([command, *arguments], capsys)
+    assert code == 2, err
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert f"(see 'auditor {command} --help')" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_command_and_the_installed_script(tmp_path: Path) -> None:
+    """Through the console script itself, as a shell runs it."""
+    script = Path(sys.executable).parent / "auditor"
+    done = subprocess.run([str(script), "explian", "--model", "x"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == ["error: No such command 'explian'. Did you mean 'explain'? (see 'auditor --help')"]
+    done = subprocess.run([str(script), "audit", "--data", "sst2", "--out", "o", "--model", "m", "--examples", "0"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"), [(b"\xff\xfe bad bytes \x80\n", "invalid start byte"), ("caf\u00e9\n".encode("latin-1"), "invalid continuation byte")]
+)
+@pytest.mark.parametrize("name", ["inputs.txt", "inputs", "inputs.tsv"])
+def test_unreadable_input_files_are_one_line_errors(
+    content: bytes, reason: str, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, out, err = run_main(["explain", "--model", str(SST2), "--input", str(path)], capsys)
+    assert code == 2 and out == ""
+    first_bad = next(index for index, byte in enumerate(content) if byte > 127)
+    assert err.splitlines() == [f"error: --input {path}: not UTF-8 text (byte {first_bad}: {reason})"]
+    code, out, err = run_main(["explain", "--model", str(SST2), "--input", str(tmp_path)], capsys)
+    assert code == 2 and err.splitlines() == [f"error: --input {tmp_path}: not a file"]
+
+
+def test_steps_are_bounded_in_the_schema_and_the_engine() -> None:
+    from pydantic import ValidationError
+
+    from auditor.quadrature import MAX_STEPS, quadrature
+
+    assert ExplanationOptions(steps=MAX_STEPS).steps == MAX_STEPS
+    with pytest.raises(ValidationError, match="less than or equal to 256"):
+        ExplanationOptions(steps=100_000)
+    with pytest.raises(InputError, match="from 1 to 256"):
+        quadrature("riemann_left", 100_000)
+    assert len(quadrature("gausslegendre", MAX_STEPS)[0]) == MAX_STEPS
+
+
+def test_pruning_every_head_of_a_layer_is_refused_and_one_left_runs(tmp_path: Path) -> None:
+    classifier = load_classifier(SST2)
+    with pytest.raises(InputError, match="layer 2 with no heads.*auditor curves --allow-empty-layers"):
+        prune_model(classifier, {2: list(range(12))}, tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
+    folder = prune_model(classifier, {2: list(range(11))}, tmp_path / "one")
+    pruned = load_classifier(folder)
+    encoding = pruned.tokenizer(["a gripping film", "dull"], padding=True, return_tensors="pt")
+    mask = torch.ones(6, 12)
+    mask[2, :11] = 0
+    with torch.no_grad():
+        expected = classifier.model(**encoding, head_mask=mask).logits
+        torch.testing.assert_close(pruned.model(**encoding).logits, expected, atol=1e-5, rtol=1e-5)
