@@ -35,13 +35,13 @@ def check_address(address: str) -> str:
     """``local`` (start a cluster on this machine), ``auto`` (join the one ``ray start`` runs here),
     ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT`` (a head node's GCS address)."""
     if not ADDRESS_PATTERN.match(address):
-        raise InputError(f"--ray must be local, auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+        raise InputError(f"a Ray address is local, auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
     return address
 
 
 def check_workers(workers: int) -> int:
     if workers < 1:
-        raise InputError(f"--workers must be at least 1, got {workers}")
+        raise InputError(f"the number of Ray workers must be at least 1, got {workers}")
     return workers
 
 
@@ -77,17 +77,21 @@ class _Slot:
 class RayPool:
     """``workers`` actors per job on the cluster at ``address``, each given ``threads`` CPUs.
 
-    ``depth`` items are in flight per actor (one running, the rest queued behind it), enough to hide the
-    round trip without piling work on an actor that may die. At most ``max_replacements`` dead actors are
-    replaced per job (default: 3 per worker) before the job fails.
+    ``workers`` defaults to one per CPU of the cluster. ``depth`` items are in flight per actor (one
+    running, the rest queued behind it), enough to hide the round trip without piling work on an actor that
+    may die. At most ``max_replacements`` dead actors are replaced per job (default: 3 per worker) before
+    the job fails. Use it as a context manager: entering connects (starting a local cluster for ``local``,
+    shut down on exit), unless this process is connected to Ray already.
     """
 
-    def __init__(self, address: str, workers: int, threads: int = 1, depth: int = 2, max_replacements: int | None = None) -> None:
+    def __init__(
+        self, address: str, workers: int | None = None, threads: int = 1, depth: int = 2, max_replacements: int | None = None
+    ) -> None:
         self.address = check_address(address)
-        self.workers = check_workers(workers)
+        self.workers = None if workers is None else check_workers(workers)
         self.threads = threads
         self.depth = depth
-        self.max_replacements = 3 * workers if max_replacements is None else max_replacements
+        self._max_replacements = max_replacements
         self.replaced = 0
         self.slots: list[_Slot] = []
         self._owned = False
@@ -96,13 +100,21 @@ class RayPool:
         if not ray.is_initialized():
             options: dict[str, Any] = {"log_to_driver": False, "logging_level": "warning"}
             if self.address == "local":
-                options |= {"num_cpus": self.workers * self.threads, "include_dashboard": False}
+                options["include_dashboard"] = False
+                if self.workers is not None:
+                    options["num_cpus"] = self.workers * self.threads
             try:
                 ray.init(address=self.address, **options)
             except ConnectionError as error:
                 raise AuditorError(f"cannot join the Ray cluster at {self.address}: {str(error).splitlines()[0]}") from None
             self._owned = True
+        if self.workers is None:
+            self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.threads)
         return self
+
+    @property
+    def max_replacements(self) -> int:
+        return 3 * (self.workers or 1) if self._max_replacements is None else self._max_replacements
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop_actors()

@@ -3,10 +3,14 @@ actor killed mid-run (``ray.kill`` or SIGKILL of its process) loses and duplicat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +142,75 @@ def test_ray_mining_and_head_importance_equal_the_single_process_results(cluster
             executor = RayImportanceExecutor(pool, str(SST2))
             spread = compute_importance(classifier, train, method, 8, batch_size=4, executor=executor)
             assert spread.scores == importance.scores, method  # summed in batch order: bit-identical
+
+
+def run_cli(*arguments: str) -> tuple[int, bool, str]:
+    """Run ``auditor`` in a fresh interpreter: its exit code, whether Ray was imported, its stderr."""
+    script = (
+        "import sys\nfrom auditor.cli import main\ncode = 0\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as done:\n"
+        "    code = done.code or 0\nprint('RAY-IMPORTED' if 'ray' in sys.modules else 'NO-RAY', file=sys.stderr)\nsys.exit(code)\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True, env=environment, timeout=900)
+    return done.returncode, "RAY-IMPORTED" in done.stderr, done.stderr
+
+
+def test_a_killed_driver_resumes_from_the_checkpoint(setup, workdir: Path) -> None:
+    _, triggers, _ = setup
+    patterns = workdir / "patterns.json"
+    patterns.write_text(triggers.model_dump_json())
+    options = ["audit", "--model", str(SST2), "--data", "sst2", "--patterns", str(patterns), "--examples", "8", "--budget", "8",
+               "--top-k", "5", "--trigger-examples", "8", "--trigger-top-k", "1", "--seed", "3"]  # fmt: skip
+    code, imported, stderr = run_cli(*options, "--out", str(workdir / "cli-single"))
+    assert code == 0, stderr
+    assert not imported  # without --ray nothing imports Ray
+
+    out = workdir / "cli-killed"
+    checkpoint = out / "checkpoint.jsonl"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "auditor", *options, "--out", str(out), "--ray", "local", "--workers", "2"]
+    driver = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and driver.poll() is None:
+            if checkpoint.exists() and len(checkpoint.read_bytes().splitlines()) >= 4:  # the header and three outcomes
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the audit finished before it could be killed"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)  # the Ray processes the killed driver left behind
+    before = checkpoint.read_bytes()
+    finished = [json.loads(line)["key"] for line in before.splitlines()[1:] if line.endswith(b"}")]
+    assert len(finished) >= 3
+
+    code, imported, stderr = run_cli(*options, "--out", str(out), "--ray", "local", "--workers", "2")
+    assert code == 0 and imported, stderr
+    after = checkpoint.read_bytes()
+    keys = checkpoint_keys(checkpoint)
+    assert after.startswith(before[: before.rfind(b"\n") + 1])  # what finished before the kill was kept, not redone
+    assert len(keys) == len(set(keys)) and set(finished) <= set(keys)
+    single = RobustnessReport.model_validate_json((workdir / "cli-single" / "report.json").read_bytes())
+    resumed = RobustnessReport.model_validate_json((out / "report.json").read_bytes())
+    assert without_timing(resumed) == without_timing(single)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["audit", "--out", "o", "--data", "sst2", "--model", str(SST2)],
+        ["mine", "--model", str(SST2), "--data", "sst2", "--out", "p.json"],
+        ["heads", "--model", str(SST2), "--data", "sst2", "--out", "x.json"],
+    ],
+)
+def test_workers_without_ray_is_a_one_line_error(arguments: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from auditor.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*arguments, "--workers", "2"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["error: --workers needs --ray (local, auto or ray://HOST:PORT)"]
+    assert list(tmp_path.iterdir()) == []
