@@ -94,6 +94,8 @@ class RayPool:
         self._max_replacements = max_replacements
         self.replaced = 0
         self.slots: list[_Slot] = []
+        self._job: Job | None = None
+        self._job_ref: Any = None
         self._owned = False
 
     def __enter__(self) -> RayPool:
@@ -134,15 +136,21 @@ class RayPool:
         for slot in self.slots:
             ray.kill(slot.actor)
         self.slots = []
+        self._job = self._job_ref = None
 
     def stream(self, job: Job, items: Sequence[Hashable]) -> Iterator[tuple[Hashable, Any]]:
-        """(item, result) for every item, each exactly once, in the order they finish."""
+        """(item, result) for every item, each exactly once, in the order they finish. The actors stay up
+        for the next stream of the same job object until the pool closes."""
         queue = deque(items)
         if not queue:
             return
-        job_ref = ray.put(job)
+        if job is not self._job or not self.slots:  # the actors of the previous stream serve the same job again
+            self._stop_actors()
+            self._job, self._job_ref = job, ray.put(job)
+            self.slots = [self._start(self._job_ref) for _ in range(min(self.workers, len(queue)))]
+        job_ref = self._job_ref
         self.replaced = 0
-        self.slots = [self._start(job_ref) for _ in range(min(self.workers, len(queue)))]
+        completed = False
         try:
             while True:
                 for slot in self.slots:
@@ -151,7 +159,7 @@ class RayPool:
                         slot.pending[slot.actor.run.remote(item)] = item
                 owners = {ref: slot for slot in self.slots for ref in slot.pending}
                 if not owners:
-                    return
+                    break
                 (ref,), _ = ray.wait(list(owners), num_returns=1)
                 slot = owners[ref]
                 item = slot.pending.pop(ref)
@@ -169,8 +177,10 @@ class RayPool:
                         raise cause from None
                     raise AuditorError(f"a Ray worker failed on {item!r}: {type(cause).__name__}: {cause}") from None
                 yield item, result
+            completed = True
         finally:
-            self._stop_actors()
+            if not completed:
+                self._stop_actors()
 
     def _replace(self, slot: _Slot, job_ref: Any, error: Exception) -> None:
         self.replaced += 1
@@ -241,13 +251,16 @@ class RayAttackExecutor:
         self.dataset = dataset
         self.triggers = triggers
         self.settings = settings
+        self._job: AuditJob | None = None  # kept, so that its actors serve further calls on the same examples
 
     def attack(self, names: list[str], examples: Sequence[Any], checkpoint: Any, progress: Callable[[str, int, int], None] | None) -> None:
         from auditor.audit import attack_key
 
         todo = [(name, index) for name in names for index in range(len(examples)) if attack_key(name, index) not in checkpoint]
         done = Counter({name: len(examples) for name in names}) - Counter(name for name, _ in todo)
-        job = AuditJob(self.victim, self.dataset, self.triggers, self.settings, list(examples))
+        if self._job is None or self._job.examples != list(examples):
+            self._job = AuditJob(self.victim, self.dataset, self.triggers, self.settings, list(examples))
+        job = self._job
         for (name, index), outcome in self.pool.stream(job, todo):
             checkpoint.put(attack_key(name, index), outcome)
             done[name] += 1
