@@ -306,8 +306,9 @@ def run_audit(
     attacks = audit_attacks(victim, dataset, triggers, settings)
     if executor is not None:
         executor.attack(list(attacks), examples, checkpoint, progress)
+    shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
     summaries = [
-        summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, progress), labels, settings.budget)
+        summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, shown), labels, settings.budget)
         for name, attack in attacks.items()
     ]
     table_examples = trigger_data.head(settings.trigger_examples).examples
