@@ -214,3 +214,34 @@ def test_workers_without_ray_is_a_one_line_error(arguments: list[str], tmp_path:
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == ["error: --workers needs --ray (local, auto or ray://HOST:PORT)"]
     assert list(tmp_path.iterdir()) == []
+
+
+class FailingJob:
+    """A job whose actors cannot start (``at="build"``) or whose item 2 fails (``at="run"``)."""
+
+    def __init__(self, at: str) -> None:
+        self.at = at
+
+    def build(self):
+        from auditor.errors import InputError
+
+        if self.at == "build":
+            raise InputError("model folder not found: /nowhere")
+
+        def run(item: int) -> int:
+            if item == 2:
+                raise InputError("example 2 is unreadable")
+            return item
+
+        return run
+
+
+@pytest.mark.parametrize(("at", "message"), [("build", "a Ray worker could not start: .*model folder not found"), ("run", "^example 2 is unreadable$")])
+def test_worker_errors_reach_the_driver_as_one_line_errors(cluster, at: str, message: str) -> None:
+    from auditor.errors import AuditorError
+
+    with RayPool("local", workers=2) as pool:
+        with pytest.raises(AuditorError, match=message) as raised:
+            pool.map(FailingJob(at), list(range(6)))
+        assert "\n" not in str(raised.value)
+        assert pool.slots == []  # a failed job leaves no actor behind
