@@ -12,6 +12,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -106,6 +107,32 @@ def _outcome(index: int, example: Example, result, seconds: float) -> AttackOutc
     )
 
 
+def attack_key(name: str, index: int) -> str:
+    """The checkpoint key of attack ``name``'s outcome on example ``index``."""
+    return f"attack:{name}:{index}"
+
+
+def attack_example(name: str, attack_for_label: Callable[[int], Attack], index: int, example: Example, seed: int) -> AttackOutcome:
+    """Attack one example. Its outcome depends on the example, its index and ``seed`` alone: the random
+    generators are seeded from (seed, index) and the attack's caches start empty, so a resumed run, or one
+    spread over many processes, gives the same outcome as an uninterrupted single-process run."""
+    random.seed(seed * 1_000_003 + index)
+    np.random.seed((seed * 1_000_003 + index) % 2**32)
+    attack = attack_for_label(int(example.label))
+    attack.clear_cache()
+    started = time.perf_counter()
+    result = attack.attack(attacked_text(example), int(example.label))
+    return _outcome(index, example, result, time.perf_counter() - started)
+
+
+class AttackExecutor(Protocol):
+    """Runs (attack, example) pairs elsewhere (e.g. ``auditor.distributed.RayAttackExecutor``)."""
+
+    def attack(self, names: list[str], examples: Sequence[Example], checkpoint: Checkpoint, progress: Progress | None) -> None:
+        """Put the outcome of every attack in ``names`` on every example into ``checkpoint`` (under
+        ``attack_key``), each exactly once, skipping those already there."""
+
+
 def attack_examples(
     name: str,
     attack_for_label: Callable[[int], Attack],
@@ -114,17 +141,12 @@ def attack_examples(
     seed: int,
     progress: Progress | None = None,
 ) -> list[AttackOutcome]:
-    """Attack each example (seeded by ``seed`` and its index, so a resumed run matches an uninterrupted
-    one), reusing the outcomes already in the checkpoint."""
+    """Attack each example (see ``attack_example``), reusing the outcomes already in the checkpoint."""
     outcomes = []
     for index, example in enumerate(examples):
-        key = f"attack:{name}:{index}"
+        key = attack_key(name, index)
         if key not in checkpoint:
-            random.seed(seed * 1_000_003 + index)
-            np.random.seed((seed * 1_000_003 + index) % 2**32)
-            started = time.perf_counter()
-            result = attack_for_label(int(example.label)).attack(attacked_text(example), int(example.label))
-            checkpoint.put(key, _outcome(index, example, result, time.perf_counter() - started).model_dump(mode="json"))
+            checkpoint.put(key, attack_example(name, attack_for_label, index, example, seed).model_dump(mode="json"))
         outcomes.append(AttackOutcome.model_validate(checkpoint[key]))
         if progress:
             progress(name, index + 1, len(examples))
@@ -232,6 +254,22 @@ def pattern_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSetting
     }
 
 
+def audit_attacks(victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings) -> dict[str, Callable[[int], Attack]]:
+    """Every attack of the audit by name (the attribution attack, then the chosen baselines), each a map
+    from an example's gold label to the attack to run on it."""
+    attacks: dict[str, Callable[[int], Attack]] = {"attribution": pattern_attacks(victim, triggers, settings).__getitem__}
+    if "random" in settings.baselines:
+        candidates = len(top_patterns(triggers, 0, settings.top_k))
+        random_attack = random_insertion_attack(
+            victim, data_vocabulary(dataset), candidates, settings.budget, settings.max_words, settings.seed
+        )
+        attacks["random"] = lambda _: random_attack
+    if "deepwordbug" in settings.baselines:
+        dwb = deepwordbug_attack(victim, settings.budget)
+        attacks["deepwordbug"] = lambda _: dwb
+    return attacks
+
+
 def checkpoint_identity(victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset) -> dict:
     patterns_digest = hashlib.sha256(triggers.model_dump_json(exclude={"seconds"}).encode()).hexdigest()[:16]
     return {
@@ -252,8 +290,10 @@ def run_audit(
     checkpoint: Checkpoint,
     trigger_data: Dataset,
     progress: Progress | None = None,
+    executor: AttackExecutor | None = None,
 ) -> RobustnessReport:
-    """Audit ``victim`` on the first ``settings.examples`` examples of ``dataset``."""
+    """Audit ``victim`` on the first ``settings.examples`` examples of ``dataset`` (the attacks run in this
+    process, or by ``executor``; the report is the same)."""
     started = time.perf_counter()
     examples = dataset.head(settings.examples).examples
     if any(e.label is None for e in examples) or any(e.label is None for e in trigger_data.examples):
@@ -263,18 +303,12 @@ def run_audit(
         raise InputError(f"the patterns were mined on a model with labels {triggers.model.labels}, the audited model has {labels}")
     if not top_patterns(triggers, None, 1):
         raise InputError("the patterns file has no pattern with a word that can be inserted")
-    attacks: dict[str, Callable[[int], Attack]] = {"attribution": pattern_attacks(victim, triggers, settings).__getitem__}
-    if "random" in settings.baselines:
-        candidates = len(top_patterns(triggers, 0, settings.top_k))
-        random_attack = random_insertion_attack(
-            victim, data_vocabulary(dataset), candidates, settings.budget, settings.max_words, settings.seed
-        )
-        attacks["random"] = lambda _: random_attack
-    if "deepwordbug" in settings.baselines:
-        dwb = deepwordbug_attack(victim, settings.budget)
-        attacks["deepwordbug"] = lambda _: dwb
+    attacks = audit_attacks(victim, dataset, triggers, settings)
+    if executor is not None:
+        executor.attack(list(attacks), examples, checkpoint, progress)
+    shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
     summaries = [
-        summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, progress), labels, settings.budget)
+        summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, shown), labels, settings.budget)
         for name, attack in attacks.items()
     ]
     table_examples = trigger_data.head(settings.trigger_examples).examples

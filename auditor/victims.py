@@ -211,9 +211,12 @@ def is_endpoint(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def open_victim(location: str, token: str | None = None, batch_size: int = 32, inputs_per_request: int = 8) -> Victim:
+def open_victim(
+    location: str, token: str | None = None, batch_size: int = 32, inputs_per_request: int = 8, threads: int | None = None
+) -> Victim:
     """A model directory (or ``.onnx`` file next to its tokenizer) or an endpoint URL as a victim; an endpoint
-    gets ``inputs_per_request`` inputs per request (1: one request per input; see ``RemoteVictim``)."""
+    gets ``inputs_per_request`` inputs per request (1: one request per input; see ``RemoteVictim``);
+    ``threads`` fixes ONNX Runtime's intra-op threads (PyTorch's are per process: ``torch.set_num_threads``)."""
     if is_endpoint(location):
         return RemoteVictim(location, token=token, inputs_per_request=inputs_per_request)
     path = Path(location)
@@ -227,5 +230,5 @@ def open_victim(location: str, token: str | None = None, batch_size: int = 32, i
         config = AutoConfig.from_pretrained(path.parent)
         labels = [config.id2label[i] for i in range(config.num_labels)]
         tokenizer = AutoTokenizer.from_pretrained(path.parent)
-        return OnnxVictim(OnnxClassifier(path, path.parent), tokenizer, labels, str(path), batch_size)
+        return OnnxVictim(OnnxClassifier(path, path.parent, threads=threads), tokenizer, labels, str(path), batch_size)
     return LocalVictim(load_classifier(location), batch_size=batch_size, location=str(location))

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from auditor.cli.app import app, console
-from auditor.cli.options import InputsPerRequest, Seed, Steps, Token
+from auditor.cli.options import InputsPerRequest, RayAddress, Seed, Steps, Token, Workers, ray_pool
 from auditor.data import load_dataset
 from auditor.errors import InputError
 
 if TYPE_CHECKING:
+    from auditor.distributed import RayPool
     from auditor.schemas import TriggerSet
+    from auditor.triggers import MiningExecutor
 
 Data = Annotated[str, typer.Option("--data", help="Task name (dev split; 'sst2:train' for another) or a GLUE TSV path.")]
 Patterns = Annotated[Path | None, typer.Option("--patterns", help="Patterns from 'auditor mine' (default: mine the local model).")]
@@ -37,20 +39,35 @@ def mine(
     threshold: Annotated[float, typer.Option("--threshold", help="Drop patterns whose attribution mass is under this.")] = 0.01,
     pairs: Annotated[int, typer.Option("--pairs", min=1, help="Top token pairs per example.")] = 2,
     steps: Steps = 3,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
 ) -> None:
     """Mine attribution patterns (adversarial triggers) from a model, once, for later audits."""
     from auditor.models import load_classifier
     from auditor.report import write_atomic
     from auditor.triggers import mine_triggers
 
+    pool_context = ray_pool(ray_address, workers)
     classifier = load_classifier(model)
     dataset = load_dataset(data, split="train")
-    triggers = mine_triggers(classifier, dataset, examples=examples, threshold=threshold, pairs_per_example=pairs, steps=steps)
+    with pool_context as pool:
+        executor = mining_executor(pool, model)
+        triggers = mine_triggers(
+            classifier, dataset, examples=examples, threshold=threshold, pairs_per_example=pairs, steps=steps, executor=executor
+        )
     write_atomic(out, triggers.model_dump_json(indent=1))
     console.print(f"{len(triggers.patterns)} patterns from {triggers.data.count} examples in {triggers.seconds:.1f} s -> {out}")
 
 
-def patterns_for(patterns: Path | None, model: str | None, data: str, mine_examples: int, out: Path) -> TriggerSet:
+def mining_executor(pool: RayPool | None, model: str) -> MiningExecutor | None:
+    from auditor.distributed import RayMiningExecutor
+
+    return RayMiningExecutor(pool, model) if pool is not None else None
+
+
+def patterns_for(
+    patterns: Path | None, model: str | None, data: str, mine_examples: int, out: Path, pool: RayPool | None = None
+) -> TriggerSet:
     """The patterns file given, or patterns mined from the local model on the task's train split."""
     from auditor.triggers import load_triggers, mine_triggers
 
@@ -63,7 +80,8 @@ def patterns_for(patterns: Path | None, model: str | None, data: str, mine_examp
     from auditor.models import load_classifier
     from auditor.report import write_atomic
 
-    triggers = mine_triggers(load_classifier(model), load_dataset(data.split(":")[0], split="train"), examples=mine_examples)
+    train = load_dataset(data.split(":")[0], split="train")
+    triggers = mine_triggers(load_classifier(model), train, examples=mine_examples, executor=mining_executor(pool, model))
     write_atomic(out / "patterns.json", triggers.model_dump_json(indent=1))
     return triggers
 
@@ -94,10 +112,13 @@ def audit(
     fail_under: Annotated[
         float | None, typer.Option("--fail-under", min=0.0, max=1.0, help="Exit 1 when accuracy under attack is below this fraction.")
     ] = None,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
 ) -> None:
     """Attack a model with attribution triggers and baselines; write JSON, Markdown and HTML reports."""
     if (model is None) == (endpoint is None):
         raise InputError("give exactly one of --model and --endpoint")
+    pool_context = ray_pool(ray_address, workers)
     chosen = [] if baselines.strip() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
     unknown = sorted(set(chosen) - {"random", "deepwordbug"})
     if unknown:
@@ -109,8 +130,6 @@ def audit(
     from auditor.schemas import AuditSettings
     from auditor.victims import open_victim
 
-    triggers = patterns_for(patterns, model, data, mine_examples, out)
-    victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request)
     settings = AuditSettings(
         examples=min(examples, len(dataset)),
         budget=budget,
@@ -122,13 +141,22 @@ def audit(
         trigger_examples=trigger_examples,
         seed=seed,
     )
-    checkpoint = Checkpoint(out / "checkpoint.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset))
 
     def progress(name: str, done: int, total: int) -> None:
         if done == total or done % max(1, total // 10) == 0:
             console.print(f"{name}: {done}/{total}", highlight=False)
 
-    report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, progress)
+    with pool_context as pool:
+        triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
+        victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request)
+        checkpoint = Checkpoint(out / "checkpoint.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset))
+        executor = None
+        if pool is not None:
+            from auditor.distributed import RayAttackExecutor, VictimSpec
+
+            spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request)
+            executor = RayAttackExecutor(pool, spec, dataset, triggers, settings)
+        report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, progress, executor)
     write_report(report, out)
     print(render_markdown(report))
     worst = min([report.attack, *report.baselines], key=lambda a: a.accuracy_under_attack)

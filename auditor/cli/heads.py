@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from auditor.cli.app import app, console
-from auditor.cli.options import AllowEmptyLayers, CacheDir, ModelPath, NoCache, Seed, Steps, parse_fractions
+from auditor.cli.options import AllowEmptyLayers, CacheDir, ModelPath, NoCache, RayAddress, Seed, Steps, Workers, parse_fractions, ray_pool
 from auditor.errors import InputError
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ def heads(
     seed: Seed = 0,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
 ) -> None:
     """Importance of every attention head, target = gold label (higher = more important)."""
     from auditor.data import load_dataset
@@ -59,14 +61,23 @@ def heads(
     from auditor.models import load_classifier
 
     methods = importance_methods(method)
+    pool_context = ray_pool(ray_address, workers)
     classifier = load_classifier(model)
     dataset = load_dataset(data, split="train")
     cache = importance_cache(cache_dir, no_cache)
     results = []
-    for name in methods:
-        importance = compute_importance(classifier, dataset, name, examples, steps=steps, seed=seed, cache=cache, show_progress=True)
-        console.print(f"{name}: {importance.examples.count} examples of {dataset.name} {dataset.split}, {importance.seconds:.1f} s")
-        results.append(importance.model_dump(mode="json"))
+    with pool_context as pool:
+        executor = None
+        if pool is not None:
+            from auditor.distributed import RayImportanceExecutor
+
+            executor = RayImportanceExecutor(pool, model)
+        for name in methods:
+            importance = compute_importance(
+                classifier, dataset, name, examples, steps=steps, seed=seed, cache=cache, show_progress=True, executor=executor
+            )
+            console.print(f"{name}: {importance.examples.count} examples of {dataset.name} {dataset.split}, {importance.seconds:.1f} s")
+            results.append(importance.model_dump(mode="json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results[0] if method != "all" else results, indent=1) + "\n")
     console.print(f"wrote {out}")
