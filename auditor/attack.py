@@ -1,8 +1,11 @@
-"""TextAttack components for attribution-pattern attacks: insert mined patterns (or, as a baseline, random
-words) into an ``AttackedText``, cap the words inserted, and assemble attacks with a query budget.
+"""TextAttack components for attribution-guided attacks: insert mined patterns (or, as a baseline, random
+words) into an ``AttackedText``, cap the words edited, and assemble attacks with a query budget: the
+attribution-guided attack (``attribution_attack``: words visited in attribution order, edited by any mix
+of DeepWordBug's character edits, word deletion and pattern insertion), random insertion and DeepWordBug.
+Every attack of an audit takes the same extra constraints (``auditor.validity`` and the word cap).
 
 Every component subclasses TextAttack's own interfaces, so it combines with any of its constraints and
-search methods that accept insertions (``GreedySearch``, ``BeamSearch``).
+search methods that accept insertions (``GreedySearch``, ``BeamSearch``, ``AttributionGreedySearch``).
 """
 
 from __future__ import annotations
@@ -17,17 +20,27 @@ import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
 from textattack import Attack
 from textattack.attack_recipes import DeepWordBugGao2018
 from textattack.constraints import Constraint
-from textattack.constraints.pre_transformation import RepeatModification
+from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
 from textattack.goal_functions import UntargetedClassification
 from textattack.models.wrappers import ModelWrapper
-from textattack.search_methods import BeamSearch, GreedySearch
+from textattack.search_methods import BeamSearch
 from textattack.shared import AttackedText
 from textattack.shared.utils import words_from_text
-from textattack.transformations import Transformation
+from textattack.transformations import (
+    CompositeTransformation,
+    Transformation,
+    WordDeletion,
+    WordSwapNeighboringCharacterSwap,
+    WordSwapRandomCharacterDeletion,
+    WordSwapRandomCharacterInsertion,
+    WordSwapRandomCharacterSubstitution,
+)
 
 from auditor.schemas import TriggerPattern
 
 Positions = Literal["pattern", "all"]
+TransformationName = Literal["charedit", "typo", "delete", "pattern"]
+TRANSFORMATIONS: tuple[str, ...] = ("charedit", "typo", "delete", "pattern")
 
 
 def word_edit_distance(original: Sequence[str], perturbed: Sequence[str]) -> int:
@@ -196,18 +209,31 @@ class MaxInsertedWords(Constraint):
         return ["max_words"]
 
 
+class BudgetedBeamSearch(BeamSearch):
+    """TextAttack's ``BeamSearch`` (``GreedySearch`` at width 1), except that it returns the initial result
+    when the initial query already spent the budget: TextAttack 0.3.11 would take the argmax of no results.
+    (Later steps are safe: the goal function reports the search over when a step spends the last query.)"""
+
+    def perform_search(self, initial_result):
+        if self.goal_function.num_queries >= self.goal_function.query_budget:
+            return initial_result
+        return super().perform_search(initial_result)
+
+
 def insertion_attack(
     model_wrapper: ModelWrapper,
     transformation: Transformation,
     query_budget: int,
     max_words: int,
     beam_width: int = 1,
+    constraints: Sequence[Constraint] = (),
 ) -> Attack:
     """Untargeted attack inserting words with ``transformation``: no word modified twice, at most
-    ``max_words`` inserted, greedy (or beam) search, ``query_budget`` model queries per example."""
+    ``max_words`` inserted, the extra ``constraints``, greedy (or beam) search, ``query_budget`` model
+    queries per example."""
     goal = UntargetedClassification(model_wrapper, query_budget=query_budget)
-    search = GreedySearch() if beam_width == 1 else BeamSearch(beam_width=beam_width)
-    return Attack(goal, [RepeatModification(), MaxInsertedWords(max_words)], transformation, search)
+    search = BudgetedBeamSearch(beam_width=beam_width)
+    return Attack(goal, [RepeatModification(), MaxInsertedWords(max_words), *constraints], transformation, search)
 
 
 def pattern_attack(
@@ -216,18 +242,112 @@ def pattern_attack(
     query_budget: int,
     max_words: int,
     positions: Positions = "pattern",
+    constraints: Sequence[Constraint] = (),
 ) -> Attack:
-    return insertion_attack(model_wrapper, PatternInsertion(patterns, positions), query_budget, max_words)
+    return insertion_attack(model_wrapper, PatternInsertion(patterns, positions), query_budget, max_words, constraints=constraints)
 
 
 def random_insertion_attack(
-    model_wrapper: ModelWrapper, vocabulary: Sequence[str], candidates: int, query_budget: int, max_words: int, seed: int = 0
+    model_wrapper: ModelWrapper,
+    vocabulary: Sequence[str],
+    candidates: int,
+    query_budget: int,
+    max_words: int,
+    seed: int = 0,
+    constraints: Sequence[Constraint] = (),
 ) -> Attack:
-    return insertion_attack(model_wrapper, RandomWordInsertion(vocabulary, candidates, seed), query_budget, max_words)
+    return insertion_attack(
+        model_wrapper, RandomWordInsertion(vocabulary, candidates, seed), query_budget, max_words, constraints=constraints
+    )
 
 
-def deepwordbug_attack(model_wrapper: ModelWrapper, query_budget: int) -> Attack:
-    """TextAttack's DeepWordBug recipe (character edits, greedy word-importance search) with a query budget."""
-    attack = DeepWordBugGao2018.build(model_wrapper)
-    attack.goal_function.query_budget = query_budget
-    return attack
+def character_edits() -> Transformation:
+    """DeepWordBug's four character edits of a word, one random candidate each: swap two neighbouring
+    letters, substitute, delete or insert a letter."""
+    return CompositeTransformation(
+        [
+            WordSwapNeighboringCharacterSwap(),
+            WordSwapRandomCharacterSubstitution(),
+            WordSwapRandomCharacterDeletion(),
+            WordSwapRandomCharacterInsertion(),
+        ]
+    )
+
+
+class RandomCharacterEdit(Transformation):
+    """One of DeepWordBug's four character edits, drawn at random (``random``, seeded per example by the
+    audit) for each word: one candidate per word instead of four."""
+
+    def __init__(self) -> None:
+        self.edits = [
+            WordSwapNeighboringCharacterSwap(),
+            WordSwapRandomCharacterSubstitution(),
+            WordSwapRandomCharacterDeletion(),
+            WordSwapRandomCharacterInsertion(),
+        ]
+
+    def _get_transformations(self, current_text: AttackedText, indices_to_modify: set[int]) -> list[AttackedText]:
+        transformed = []
+        for index in sorted(indices_to_modify):
+            transformed += random.choice(self.edits)._get_transformations(current_text, {index})
+        return transformed
+
+    @property
+    def deterministic(self) -> bool:
+        return False
+
+
+class AnyStopwordModification(StopwordModification):
+    """TextAttack's ``StopwordModification`` for every transformation: its own applies only to word swaps,
+    so a word deletion or insertion next to a stopword would get through."""
+
+    def check_compatibility(self, transformation: Transformation) -> bool:
+        return True
+
+
+def word_transformations(names: Sequence[str], patterns: Sequence[TriggerPattern] = ()) -> Transformation:
+    """The candidates tried on one ranked word: any of ``charedit`` (``character_edits``: four candidates),
+    ``typo`` (``RandomCharacterEdit``: one), ``delete`` (drop the word) and ``pattern`` (insert each of
+    ``patterns`` before the word)."""
+    unknown = [n for n in names if n not in TRANSFORMATIONS]
+    if unknown or not names:
+        raise ValueError(f"transformations must be some of {', '.join(TRANSFORMATIONS)}, got {', '.join(names) or 'none'}")
+    parts = {
+        "charedit": character_edits,
+        "typo": RandomCharacterEdit,
+        "delete": WordDeletion,
+        "pattern": lambda: PatternInsertion(patterns),
+    }
+    chosen = [parts[name]() for name in dict.fromkeys(names)]
+    return chosen[0] if len(chosen) == 1 else CompositeTransformation(chosen)
+
+
+def attribution_attack(
+    model_wrapper: ModelWrapper,
+    transformations: Sequence[str],
+    query_budget: int,
+    constraints: Sequence[Constraint] = (),
+    patterns: Sequence[TriggerPattern] = (),
+    steps: int = 3,
+) -> Attack:
+    """Untargeted attack editing words in order of attribution into [CLS] (``AttributionGreedySearch``:
+    one explanation, no query, for the ranking), with ``word_transformations``; like DeepWordBug, no word
+    is modified twice and stopwords are left alone; plus the extra ``constraints``."""
+    from auditor.search import AttributionGreedySearch
+
+    goal = UntargetedClassification(model_wrapper, query_budget=query_budget)
+    return Attack(
+        goal,
+        [RepeatModification(), AnyStopwordModification(), *constraints],
+        word_transformations(transformations, patterns),
+        AttributionGreedySearch(model_wrapper, steps),
+    )
+
+
+def deepwordbug_attack(model_wrapper: ModelWrapper, query_budget: int, constraints: Sequence[Constraint] = ()) -> Attack:
+    """TextAttack's DeepWordBug recipe (character edits, greedy word-importance search) with a query budget
+    and the extra ``constraints`` added to the recipe's own."""
+    recipe = DeepWordBugGao2018.build(model_wrapper)
+    recipe.goal_function.query_budget = query_budget
+    own = [*recipe.pre_transformation_constraints, *recipe.constraints]
+    return Attack(recipe.goal_function, [*own, *constraints], recipe.transformation, recipe.search_method)

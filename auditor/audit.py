@@ -1,7 +1,8 @@
-"""Robustness audit: attack every example with the attribution-pattern attack and the baselines (random-word
-insertion, DeepWordBug) under one query budget, build the universal-trigger table, and summarise it all in
-a ``RobustnessReport``. Each finished example goes to a checkpoint first, so an interrupted audit resumes
-without losing or redoing work.
+"""Robustness audit: attack every example with the attribution-guided attack and the baselines (random-word
+insertion, DeepWordBug) under one query budget and one set of validity constraints (``auditor.validity``:
+no label-carrying word inserted, substituted or deleted; at most ``max_words`` words edited), build the
+universal-trigger table from label-free patterns, and summarise it all in a ``RobustnessReport``. Each
+finished example goes to a checkpoint first, so an interrupted audit resumes without losing or redoing work.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import numpy as np
 
 from auditor import __version__
 from auditor.attack import (
+    MaxInsertedWords,
     PatternInsertion,
+    attribution_attack,
     deepwordbug_attack,
     inserted_words,
-    pattern_attack,
     random_insertion_attack,
     word_edit_distance,
 )
@@ -34,12 +36,15 @@ from auditor.schemas import (
     AuditSettings,
     BudgetPoint,
     ClassBreakdown,
+    LabelLexicon,
+    LexiconSummary,
     RobustnessReport,
     TriggerPattern,
     TriggerRow,
     TriggerSet,
 )
 from auditor.triggers import word_spans
+from auditor.validity import LabelWordConstraint
 from auditor.victims import Victim
 from textattack import Attack
 from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
@@ -48,9 +53,9 @@ from textattack.shared import AttackedText
 Progress = Callable[[str, int, int], None]
 
 DESCRIPTIONS = {
-    "attribution": "insert mined attribution patterns (greedy search over the top patterns of the other classes)",
+    "attribution": "edit words in order of their attribution into [CLS] (one explanation per example, no ranking query)",
     "random": "insert random words from the data's vocabulary (greedy search, as many candidates per step)",
-    "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy word-importance search",
+    "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy leave-one-out word-importance search",
 }
 
 
@@ -60,15 +65,22 @@ def attacked_text(example: Example) -> AttackedText:
     return AttackedText(OrderedDict(premise=example.text, hypothesis=example.text_pair))
 
 
-def insertable_patterns(triggers: TriggerSet, label: int, k: int) -> list[TriggerPattern]:
-    """The ``k`` best patterns of ``label`` that have a word to insert."""
-    return [p for p in triggers.ranked(label) if any(p.words(s) for s in p.anchors)][:k]
+def label_free(pattern: TriggerPattern, lexicon: LabelLexicon | None) -> bool:
+    """The pattern inserts no word of the label-word lexicon."""
+    return lexicon is None or not any(w.lower() in lexicon.words for s in pattern.anchors for _, w in pattern.words(s))
 
 
-def top_patterns(triggers: TriggerSet, exclude_label: int | None, k: int) -> list[TriggerPattern]:
-    """The ``k`` best insertable patterns of every label except ``exclude_label``, interleaved by rank."""
+def insertable_patterns(triggers: TriggerSet, label: int, k: int, lexicon: LabelLexicon | None = None) -> list[TriggerPattern]:
+    """The ``k`` best patterns of ``label`` that have a word to insert and no label-carrying word."""
+    return [p for p in triggers.ranked(label) if any(p.words(s) for s in p.anchors) and label_free(p, lexicon)][:k]
+
+
+def top_patterns(triggers: TriggerSet, exclude_label: int | None, k: int, lexicon: LabelLexicon | None = None) -> list[TriggerPattern]:
+    """The ``k`` best insertable, label-free patterns of every label except ``exclude_label``, interleaved by rank."""
     per_label = [
-        insertable_patterns(triggers, label, k) for label in sorted({p.label for p in triggers.patterns}) if label != exclude_label
+        insertable_patterns(triggers, label, k, lexicon)
+        for label in sorted({p.label for p in triggers.patterns})
+        if label != exclude_label
     ]
     return [p for rank in range(k) for patterns in per_label if rank < len(patterns) for p in [patterns[rank]]]
 
@@ -83,7 +95,7 @@ def data_vocabulary(dataset: Dataset) -> list[str]:
     return sorted(words)
 
 
-def _outcome(index: int, example: Example, result, seconds: float) -> AttackOutcome:
+def _outcome(index: int, example: Example, result, seconds: float, explanations: int, rejected: int) -> AttackOutcome:
     original, perturbed = result.original_result, result.perturbed_result
     before, after = original.attacked_text, perturbed.attacked_text
     columns = [after.tokenizer_input] if isinstance(after.tokenizer_input, str) else list(after.tokenizer_input)
@@ -101,6 +113,8 @@ def _outcome(index: int, example: Example, result, seconds: float) -> AttackOutc
         original_probabilities=[float(x) for x in original.raw_output],
         perturbed_probabilities=[float(x) for x in perturbed.raw_output],
         queries=int(perturbed.num_queries),
+        explanations=explanations,
+        rejected=rejected,
         word_edits=word_edit_distance(before.words, after.words),
         inserted_words=inserted_words(before.words, after.words),
         seconds=seconds,
@@ -113,16 +127,22 @@ def attack_key(name: str, index: int) -> str:
 
 
 def attack_example(name: str, attack_for_label: Callable[[int], Attack], index: int, example: Example, seed: int) -> AttackOutcome:
-    """Attack one example. Its outcome depends on the example, its index and ``seed`` alone: the random
-    generators are seeded from (seed, index) and the attack's caches start empty, so a resumed run, or one
-    spread over many processes, gives the same outcome as an uninterrupted single-process run."""
+    """Attack one example, counting its explanation calls and the candidates the label-word constraint
+    rejected. Its outcome depends on the example, its index and ``seed`` alone: the random generators are
+    seeded from (seed, index) and the attack's caches start empty, so a resumed run, or one spread over many
+    processes, gives the same outcome as an uninterrupted single-process run."""
     random.seed(seed * 1_000_003 + index)
     np.random.seed((seed * 1_000_003 + index) % 2**32)
     attack = attack_for_label(int(example.label))
     attack.clear_cache()
+    validity = [c for c in attack.constraints if isinstance(c, LabelWordConstraint)]
+    victim = attack.goal_function.model
+    explained, rejected = getattr(victim, "explanations", 0), sum(c.rejected for c in validity)
     started = time.perf_counter()
     result = attack.attack(attacked_text(example), int(example.label))
-    return _outcome(index, example, result, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    explanations = getattr(victim, "explanations", 0) - explained
+    return _outcome(index, example, result, seconds, explanations, sum(c.rejected for c in validity) - rejected)
 
 
 class AttackExecutor(Protocol):
@@ -200,6 +220,9 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
         mean_queries=mean([o.queries for o in correct]),
         mean_queries_per_success=mean([o.queries for o in succeeded]),
         mean_word_edits=mean([o.word_edits for o in succeeded]),
+        queries=sum(o.queries for o in outcomes),
+        explanations=sum(o.explanations for o in outcomes),
+        rejected=sum(o.rejected for o in outcomes),
         per_class=per_class,
         budget_curve=curve,
         seconds=sum(o.seconds for o in outcomes),
@@ -208,10 +231,15 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
 
 
 def trigger_table(
-    victim: Victim, triggers: TriggerSet, examples: Sequence[Example], k: int, checkpoint: Checkpoint
+    victim: Victim,
+    triggers: TriggerSet,
+    examples: Sequence[Example],
+    k: int,
+    checkpoint: Checkpoint,
+    lexicon: LabelLexicon | None = None,
 ) -> list[TriggerRow]:
-    """Insert each of the top-``k`` patterns of every label (at its mined position) into every example of
-    each other class; accuracy on that class before and after."""
+    """Insert each of the top-``k`` label-free patterns of every label (at its mined position) into every
+    example of each other class; accuracy on that class before and after."""
     labels = victim.labels
     texts = [attacked_text(e) for e in examples]
     if "triggers:clean" not in checkpoint:
@@ -219,7 +247,7 @@ def trigger_table(
     clean = checkpoint["triggers:clean"]
     rows = []
     for pattern_label in sorted({p.label for p in triggers.patterns}):
-        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k)):
+        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k, lexicon)):
             insertion = PatternInsertion([pattern])
             for target in range(len(labels)):
                 members = [i for i, e in enumerate(examples) if e.label == target]
@@ -246,33 +274,64 @@ def trigger_table(
     return rows
 
 
-def pattern_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSettings) -> dict[int, Attack]:
-    """Per gold label, the attribution attack trying the top patterns of the other labels."""
+def validity_constraints(lexicon: LabelLexicon, max_words: int) -> list:
+    """The constraints every attack of an audit shares: no label-carrying word inserted, substituted or
+    deleted, and at most ``max_words`` words edited."""
+    return [LabelWordConstraint(lexicon), MaxInsertedWords(max_words)]
+
+
+def attribution_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon) -> dict[int, Attack]:
+    """Per gold label, the attribution-guided attack (pattern insertion tries the top label-free patterns of
+    the other labels)."""
     return {
-        label: pattern_attack(victim, top_patterns(triggers, label, settings.top_k), settings.budget, settings.max_words, settings.positions)
+        label: attribution_attack(
+            victim,
+            settings.transformations,
+            settings.budget,
+            validity_constraints(lexicon, settings.max_words),
+            top_patterns(triggers, label, settings.top_k, lexicon),
+            settings.steps,
+        )
         for label in range(len(victim.labels))
     }
 
 
-def audit_attacks(victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings) -> dict[str, Callable[[int], Attack]]:
-    """Every attack of the audit by name (the attribution attack, then the chosen baselines), each a map
-    from an example's gold label to the attack to run on it."""
-    attacks: dict[str, Callable[[int], Attack]] = {"attribution": pattern_attacks(victim, triggers, settings).__getitem__}
+def audit_attacks(
+    victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon, vocabulary: Sequence[str]
+) -> dict[str, Callable[[int], Attack]]:
+    """Every attack of the audit by name (the attribution-guided attack, then the chosen baselines), all under
+    ``validity_constraints``; each maps an example's gold label to the attack to run on it."""
+    attacks: dict[str, Callable[[int], Attack]] = {"attribution": attribution_attacks(victim, triggers, settings, lexicon).__getitem__}
     if "random" in settings.baselines:
-        candidates = len(top_patterns(triggers, 0, settings.top_k))
+        candidates = max(1, len(top_patterns(triggers, 0, settings.top_k)))
         random_attack = random_insertion_attack(
-            victim, data_vocabulary(dataset), candidates, settings.budget, settings.max_words, settings.seed
+            victim, vocabulary, candidates, settings.budget, settings.max_words, settings.seed, [LabelWordConstraint(lexicon)]
         )
         attacks["random"] = lambda _: random_attack
     if "deepwordbug" in settings.baselines:
-        dwb = deepwordbug_attack(victim, settings.budget)
+        dwb = deepwordbug_attack(victim, settings.budget, validity_constraints(lexicon, settings.max_words))
         attacks["deepwordbug"] = lambda _: dwb
     return attacks
 
 
-def checkpoint_identity(victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset) -> dict:
+def lexicon_summary(lexicon: LabelLexicon) -> LexiconSummary:
+    return LexiconSummary(
+        data=lexicon.data,
+        options=lexicon.options,
+        words=len(lexicon.words),
+        phrase_words=lexicon.phrase_words,
+        associated_words=lexicon.associated_words,
+        user_words=lexicon.user_words,
+    )
+
+
+def checkpoint_identity(
+    victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset, lexicon: LabelLexicon
+) -> dict:
     patterns_digest = hashlib.sha256(triggers.model_dump_json(exclude={"seconds"}).encode()).hexdigest()[:16]
+    lexicon_digest = hashlib.sha256(lexicon.model_dump_json().encode()).hexdigest()[:16]
     return {
+        "lexicon": lexicon_digest,
         "auditor": __version__,
         "victim": victim.identity.model_dump(mode="json"),
         "data": dataset.identity().model_dump(mode="json"),
@@ -289,6 +348,7 @@ def run_audit(
     settings: AuditSettings,
     checkpoint: Checkpoint,
     trigger_data: Dataset,
+    lexicon: LabelLexicon,
     progress: Progress | None = None,
     executor: AttackExecutor | None = None,
 ) -> RobustnessReport:
@@ -301,9 +361,12 @@ def run_audit(
     labels = victim.labels
     if triggers.model.labels != labels:
         raise InputError(f"the patterns were mined on a model with labels {triggers.model.labels}, the audited model has {labels}")
-    if not top_patterns(triggers, None, 1):
-        raise InputError("the patterns file has no pattern with a word that can be inserted")
-    attacks = audit_attacks(victim, dataset, triggers, settings)
+    if "pattern" in settings.transformations and not top_patterns(triggers, None, 1, lexicon):
+        raise InputError("the patterns file has no label-free pattern with a word that can be inserted")
+    if lexicon.labels != labels:
+        raise InputError(f"the label-word lexicon has labels {lexicon.labels}, the audited model has {labels}")
+    attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(dataset))
+    resumed = sum(attack_key(name, i) in checkpoint for name in attacks for i in range(len(examples)))
     if executor is not None:
         executor.attack(list(attacks), examples, checkpoint, progress)
     shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
@@ -312,11 +375,13 @@ def run_audit(
         for name, attack in attacks.items()
     ]
     table_examples = trigger_data.head(settings.trigger_examples).examples
-    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint)
+    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon)
     return RobustnessReport(
         auditor_version=__version__,
         victim=victim.identity,
         data=dataset.head(settings.examples).identity(),
+        lexicon=lexicon_summary(lexicon),
+        resumed=resumed,
         patterns=triggers.data,
         patterns_model=triggers.model,
         settings=settings,

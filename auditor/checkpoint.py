@@ -4,7 +4,9 @@ The first line records what the results belong to (a digest of the settings, mod
 further line is one finished record ``{"key": ..., "value": ...}``, written with a single ``write`` of the
 whole line, flushed and fsync'ed before the next item starts. A line cut short by a crash is dropped (and
 the file truncated to its last complete line) when the checkpoint is opened again; a checkpoint written for
-other settings is refused rather than mixed in.
+other settings is refused rather than mixed in. The header is written with the first record, and a
+checkpoint holding no record yet is simply replaced, so a run that failed before finishing anything
+never blocks a retry with other settings.
 """
 
 from __future__ import annotations
@@ -22,20 +24,18 @@ class Checkpoint:
         self.path = path
         self.identity = identity
         self.records: dict[str, Any] = {}
+        self._started = False
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             self._load()
-        else:
-            self._append({"checkpoint": identity})
 
     def _load(self) -> None:
         raw = self.path.read_bytes()
         complete = raw[: raw.rfind(b"\n") + 1]
         lines = complete.decode("utf-8").splitlines()
         header = json.loads(lines[0]) if lines else None
-        if header is None:
-            self.path.write_bytes(b"")
-            self._append({"checkpoint": self.identity})
+        if header is None or len(lines) == 1:  # nothing finished: start afresh
+            self.path.unlink()
             return
         if header.get("checkpoint") != self.identity:
             raise InputError(
@@ -45,6 +45,7 @@ class Checkpoint:
         for line in lines[1:]:
             record = json.loads(line)
             self.records[record["key"]] = record["value"]
+        self._started = True
         if len(complete) != len(raw):
             with self.path.open("r+b") as handle:
                 handle.truncate(len(complete))
@@ -56,6 +57,9 @@ class Checkpoint:
         return self.records[key]
 
     def put(self, key: str, value: Any) -> None:
+        if not self._started:
+            self._append({"checkpoint": self.identity})
+            self._started = True
         self._append({"key": key, "value": value})
         self.records[key] = value
 

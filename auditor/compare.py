@@ -1,6 +1,7 @@
 """``auditor compare``: a full and a pruned model (local or deployed) side by side on the same examples:
-prediction agreement, accuracy, latency, and robustness to the same attribution patterns (the attack and
-the universal-trigger table)."""
+prediction agreement, accuracy, latency, and robustness to the same attacks under the same validity
+constraints (the attribution-guided attack, the requested baselines, per class) and the universal-trigger
+table."""
 
 from __future__ import annotations
 
@@ -8,16 +9,32 @@ import time
 from pathlib import Path
 
 from auditor import __version__
-from auditor.audit import attack_examples, attacked_text, checkpoint_identity, pattern_attacks, summarise, trigger_table
+from auditor.audit import (
+    Progress,
+    attack_examples,
+    attacked_text,
+    audit_attacks,
+    checkpoint_identity,
+    data_vocabulary,
+    summarise,
+    trigger_table,
+)
 from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset
 from auditor.errors import InputError
-from auditor.schemas import AuditSettings, ComparisonReport, ModelComparison, TriggerSet
+from auditor.schemas import AuditSettings, ComparisonReport, LabelLexicon, ModelComparison, TriggerSet
 from auditor.victims import Victim
 
 
 def compare_side(
-    victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, checkpoint_dir: Path, side: str
+    victim: Victim,
+    dataset: Dataset,
+    triggers: TriggerSet,
+    settings: AuditSettings,
+    lexicon: LabelLexicon,
+    checkpoint_dir: Path,
+    side: str,
+    progress: Progress | None = None,
 ) -> tuple[ModelComparison, list[int]]:
     """Evaluate one model; returns its comparison entry and its predictions on the examples."""
     examples = dataset.head(settings.examples).examples
@@ -26,26 +43,46 @@ def compare_side(
     before = victim.seconds
     predictions = victim(inputs).argmax(1).tolist()
     elapsed = victim.seconds - before
-    checkpoint = Checkpoint(checkpoint_dir / f"checkpoint-{side}.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset))
-    outcomes = attack_examples("attribution", pattern_attacks(victim, triggers, settings).__getitem__, examples, checkpoint, settings.seed)
+    identity = checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon)
+    checkpoint = Checkpoint(checkpoint_dir / f"checkpoint-{side}.jsonl", identity)
+    attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(dataset))
+    summaries = [
+        summarise(
+            name,
+            attack_examples(name, attack, examples, checkpoint, settings.seed, progress and (lambda n, d, t: progress(f"{side} {n}", d, t))),
+            victim.labels,
+            settings.budget,
+        )
+        for name, attack in attacks.items()
+    ]
     entry = ModelComparison(
         victim=victim.identity,
         accuracy=sum(p == e.label for p, e in zip(predictions, examples)) / len(examples),
         ms_per_example=1000 * elapsed / len(examples),
-        attack=summarise("attribution", outcomes, victim.labels, settings.budget),
-        triggers=trigger_table(victim, triggers, dataset.head(settings.trigger_examples).examples, settings.trigger_top_k, checkpoint),
+        attack=summaries[0],
+        baselines=summaries[1:],
+        triggers=trigger_table(
+            victim, triggers, dataset.head(settings.trigger_examples).examples, settings.trigger_top_k, checkpoint, lexicon
+        ),
     )
     return entry, predictions
 
 
 def compare_models(
-    full: Victim, pruned: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, checkpoint_dir: Path
+    full: Victim,
+    pruned: Victim,
+    dataset: Dataset,
+    triggers: TriggerSet,
+    settings: AuditSettings,
+    checkpoint_dir: Path,
+    lexicon: LabelLexicon,
+    progress: Progress | None = None,
 ) -> ComparisonReport:
     if full.labels != pruned.labels:
         raise InputError(f"the models have different labels: {full.labels} and {pruned.labels}")
     started = time.perf_counter()
-    full_entry, full_predictions = compare_side(full, dataset, triggers, settings, checkpoint_dir, "full")
-    pruned_entry, pruned_predictions = compare_side(pruned, dataset, triggers, settings, checkpoint_dir, "pruned")
+    full_entry, full_predictions = compare_side(full, dataset, triggers, settings, lexicon, checkpoint_dir, "full", progress)
+    pruned_entry, pruned_predictions = compare_side(pruned, dataset, triggers, settings, lexicon, checkpoint_dir, "pruned", progress)
     agreement = sum(a == b for a, b in zip(full_predictions, pruned_predictions)) / len(full_predictions)
     return ComparisonReport(
         auditor_version=__version__,

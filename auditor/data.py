@@ -97,7 +97,7 @@ def load_dataset(
         spec, split = spec.rsplit(":", 1)
     path = Path(spec)
     if path.is_file():
-        return read_tsv(path, split=split)
+        return read_tsv(path, split=path.stem)  # a file is its own split: "held-out.tsv" is not "dev"
     if path.is_dir():
         return read_tsv(path / f"{split}.tsv", split=split)
     key = task_key(spec)

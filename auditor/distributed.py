@@ -230,12 +230,13 @@ class AuditJob:
     dataset: Any  # auditor.data.Dataset: the vocabulary of the random baseline
     triggers: Any  # auditor.schemas.TriggerSet
     settings: Any  # auditor.schemas.AuditSettings
+    lexicon: Any  # auditor.schemas.LabelLexicon: the validity constraint of every attack
     examples: list[Any]  # auditor.data.Example, indexed by the items
 
     def build(self) -> Callable[[tuple[str, int]], dict]:
-        from auditor.audit import attack_example, audit_attacks
+        from auditor.audit import attack_example, audit_attacks, data_vocabulary
 
-        attacks = audit_attacks(self.victim.open(), self.dataset, self.triggers, self.settings)
+        attacks = audit_attacks(self.victim.open(), self.triggers, self.settings, self.lexicon, data_vocabulary(self.dataset))
 
         def run(item: tuple[str, int]) -> dict:
             name, index = item
@@ -248,12 +249,13 @@ class RayAttackExecutor:
     """``auditor.audit.AttackExecutor`` on a ``RayPool``: the driver appends each outcome to the checkpoint
     as it arrives."""
 
-    def __init__(self, pool: RayPool, victim: VictimSpec, dataset: Any, triggers: Any, settings: Any) -> None:
+    def __init__(self, pool: RayPool, victim: VictimSpec, dataset: Any, triggers: Any, settings: Any, lexicon: Any) -> None:
         self.pool = pool
         self.victim = victim
         self.dataset = dataset
         self.triggers = triggers
         self.settings = settings
+        self.lexicon = lexicon
         self._job: AuditJob | None = None  # kept, so that its actors serve further calls on the same examples
 
     def attack(self, names: list[str], examples: Sequence[Any], checkpoint: Any, progress: Callable[[str, int, int], None] | None) -> None:
@@ -262,7 +264,7 @@ class RayAttackExecutor:
         todo = [(name, index) for name in names for index in range(len(examples)) if attack_key(name, index) not in checkpoint]
         done = Counter({name: len(examples) for name in names}) - Counter(name for name, _ in todo)
         if self._job is None or self._job.examples != list(examples):
-            self._job = AuditJob(self.victim, self.dataset, self.triggers, self.settings, list(examples))
+            self._job = AuditJob(self.victim, self.dataset, self.triggers, self.settings, self.lexicon, list(examples))
         job = self._job
         for (name, index), outcome in self.pool.stream(job, todo):
             checkpoint.put(attack_key(name, index), outcome)

@@ -9,8 +9,9 @@ import torch
 from auditor.attribution import ExampleAttribution, SelfAttentionAttribution
 from auditor.errors import InputError
 from auditor.models import Classifier
-from auditor.schemas import Explanation, ExplanationOptions, LayerExplanation, Prediction, TokenPair
+from auditor.schemas import Explanation, ExplanationOptions, LayerExplanation, Prediction, TokenPair, WordImportance
 from auditor.tree import attribution_tree
+from auditor.triggers import word_spans
 
 Progress = Callable[[int], object]
 """Called with the number of inputs finished after each batch (``tqdm.update`` fits)."""
@@ -144,7 +145,35 @@ def summarise(
         steps=options.steps,
         layers=layers,
         tree=tree,
+        word_importance=word_importance(classifier, text, text_pair, result) if options.include_word_importance else None,
     )
+
+
+def word_importance(classifier: Classifier, text: str, text_pair: str | None, result: ExampleAttribution) -> list[WordImportance]:
+    """Each word's attribution into [CLS], Σ_l Σ_h Σ_{j ∈ word} Attr_h(A^l)[0, j], over the layers attributed.
+
+    Why the [CLS] row: the classifier reads only [CLS]'s last hidden state, so Attr[CLS, j] is the part of
+    the target probability that flowed directly from token j into the token the prediction is made from;
+    summed over layers it ranks the words the prediction rests on (special tokens and punctuation outside
+    words carry no word). Tokens are mapped to TextAttack's words by their character offsets.
+    """
+    into_cls = torch.stack([attribution.double()[:, 0, :].sum(0) for attribution in result.attributions]).sum(0)
+    encoding = classifier.tokenizer(text, text_pair, return_offsets_mapping=True, truncation=True, max_length=classifier.max_length)
+    segments = encoding.sequence_ids()[: result.length]
+    offsets = encoding["offset_mapping"][: result.length]
+    texts = [text, text_pair]
+    scores: dict[tuple[int, int], float] = {}
+    for position, (segment, (start, end)) in enumerate(zip(segments, offsets)):
+        if segment is None or end <= start:
+            continue
+        spans = word_spans(texts[segment])
+        index = next((i for i, (a, b) in enumerate(spans) if a <= start < b), None)
+        if index is not None:
+            scores[(segment, index)] = scores.get((segment, index), 0.0) + float(into_cls[position])
+    return [
+        WordImportance(segment=segment, index=index, word=texts[segment][slice(*word_spans(texts[segment])[index])], score=score)
+        for (segment, index), score in sorted(scores.items())
+    ]
 
 
 def top_pairs(attribution: torch.Tensor, head_ids: Sequence[int], tokens: Sequence[str], k: int) -> list[TokenPair]:

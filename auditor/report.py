@@ -50,24 +50,32 @@ def number(value: float | None, digits: int = 1) -> str:
 
 
 def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
-    """A short summary: one row per attack, the per-class rows of the attribution attack, a few examples."""
+    """A short summary: one row per attack (valid successes and every cost), the per-class rows of every
+    attack, the trigger table and a few successful attribution-guided attacks."""
     attacks = [report.attack, *report.baselines]
+    lexicon = report.lexicon
+    source = f"measured on {lexicon.data.count} examples of {lexicon.data.title}" if lexicon.data else "from the user's list"
     lines = [
         f"# Robustness audit: {report.victim.location}",
         "",
-        f"{report.data.count} examples of {report.data.dataset} {report.data.split}; query budget {report.settings.budget}, "
-        f"at most {report.settings.max_words} inserted words; clean accuracy {percent(report.clean_accuracy)}.",
+        f"{report.data.count} examples of {report.data.title} ({report.data.source}); query budget {report.settings.budget}, "
+        f"at most {report.settings.max_words} words edited by any attack; clean accuracy {percent(report.clean_accuracy)}.",
+        f"Validity: every attack rejects edits inserting, substituting or deleting one of {lexicon.words} label-carrying words "
+        f"({source}); every success below is a valid one.",
+    ]
+    if report.resumed:
+        lines.append(f"Resumed: {report.resumed} attack outcomes came from the checkpoint of an earlier run.")
+    lines += [
         "",
-        "| attack | accuracy under attack | success rate | queries / attack | queries / success | words edited / success | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| attack | accuracy under attack | valid success rate | queries / attack | queries / success | explanations | rejected | words edited / success | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for a in attacks:
         lines.append(
             f"| {a.name} | {percent(a.accuracy_under_attack)} | {percent(a.success_rate)} | {number(a.mean_queries)} | "
-            f"{number(a.mean_queries_per_success)} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
+            f"{number(a.mean_queries_per_success)} | {a.explanations} | {a.rejected} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
         )
-    lines += ["", "| class | examples | clean | under attribution attack |", "|---|---|---|---|"]
-    lines += [f"| {c.name} | {c.examples} | {percent(c.clean_accuracy)} | {percent(c.accuracy_under_attack)} |" for c in report.attack.per_class]
+    lines += ["", class_table(attacks)]
     if report.triggers:
         lines += ["", "| trigger | label | inserted into | accuracy before | after |", "|---|---|---|---|---|"]
         lines += [
@@ -76,14 +84,26 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
         ]
     successes = [o for o in report.attack.outcomes if o.status == "succeeded"][:max_examples]
     if successes:
-        lines += ["", "Successful attribution attacks:"]
+        lines += ["", "Successful attribution-guided attacks:"]
         labels = report.victim.labels
         for o in successes:
             lines.append(
                 f"- {_joined(o.text, o.text_pair)!r} → {_joined(o.perturbed_text, o.perturbed_text_pair)!r} "
-                f"({labels[o.label]} → {labels[_argmax(o.perturbed_probabilities)]}, inserted: {' '.join(o.inserted_words)})"
+                f"({labels[o.label]} → {labels[_argmax(o.perturbed_probabilities)]}, edited: {' '.join(o.inserted_words) or 'deletion'})"
             )
     return "\n".join(lines) + "\n"
+
+
+def class_table(attacks: list[AttackSummary]) -> str:
+    """Markdown: per class, clean accuracy and accuracy under each attack."""
+    lines = [
+        "| class | examples | clean | " + " | ".join(f"under {a.name}" for a in attacks) + " |",
+        "|---|---|---|" + "---|" * len(attacks),
+    ]
+    for row, c in enumerate(attacks[0].per_class):
+        under = " | ".join(percent(a.per_class[row].accuracy_under_attack) for a in attacks)
+        lines.append(f"| {c.name} | {c.examples} | {percent(c.clean_accuracy)} | {under} |")
+    return "\n".join(lines)
 
 
 def _joined(text: str, pair: str | None) -> str:
@@ -194,20 +214,26 @@ def render_comparison_markdown(report: ComparisonReport) -> str:
     rows = [
         ("model", full.victim.location, pruned.victim.location),
         ("accuracy", percent(full.accuracy), percent(pruned.accuracy)),
-        ("accuracy under attribution attack", percent(full.attack.accuracy_under_attack), percent(pruned.attack.accuracy_under_attack)),
-        ("attack success rate", percent(full.attack.success_rate), percent(pruned.attack.success_rate)),
-        ("queries / success", number(full.attack.mean_queries_per_success), number(pruned.attack.mean_queries_per_success)),
         ("ms / example", number(full.ms_per_example, 2), number(pruned.ms_per_example, 2)),
     ]
+    for a, b in zip([full.attack, *full.baselines], [pruned.attack, *pruned.baselines]):
+        rows += [
+            (f"accuracy under {a.name}", percent(a.accuracy_under_attack), percent(b.accuracy_under_attack)),
+            (f"{a.name} valid success rate", percent(a.success_rate), percent(b.success_rate)),
+            (f"{a.name} queries / success", number(a.mean_queries_per_success), number(b.mean_queries_per_success)),
+        ]
     lines = [
-        f"# Full vs pruned: {report.data.count} examples of {report.data.dataset} {report.data.split}",
+        f"# Full vs pruned: {report.data.count} examples of {report.data.title}",
         "",
-        f"Prediction agreement: {percent(report.agreement)}; query budget {report.settings.budget}.",
+        f"Prediction agreement: {percent(report.agreement)}; query budget {report.settings.budget}, at most "
+        f"{report.settings.max_words} words edited, label-carrying edits rejected for every attack.",
         "",
         "| | full | pruned |",
         "|---|---|---|",
         *[f"| {name} | {a} | {b} |" for name, a, b in rows],
     ]
+    for side in (full, pruned):
+        lines += ["", f"{side.victim.location}, per class:", "", class_table([side.attack, *side.baselines])]
     if full.triggers:
         lines += ["", "| trigger | inserted into | before (full) | after (full) | before (pruned) | after (pruned) |", "|---|---|---|---|---|---|"]
         for a, b in zip(full.triggers, pruned.triggers):
@@ -227,6 +253,7 @@ def render_comparison_html(report: ComparisonReport) -> str:
             for side in (report.full, report.pruned)
         ],
         trigger_pairs=list(zip(report.full.triggers, report.pruned.triggers)),
+        baseline_pairs=list(zip(report.full.baselines, report.pruned.baselines)),
         budget_plot=budget_plot({"full": report.full.attack, "pruned": report.pruned.attack}),
         percent=percent,
         number=number,

@@ -103,6 +103,7 @@ class ExplanationOptions(RequestModel):
     include_matrices: bool = False
     include_tree: bool = True
     threshold: float = Field(default=0.4, gt=0, le=1, description="τ of the attribution tree")
+    include_word_importance: bool = Field(default=False, description="report each word's attribution into [CLS] (WordImportance)")
 
 
 class ExplanationRequest(PredictionRequest):
@@ -180,6 +181,21 @@ class LayerExplanation(BaseModel):
     matrices: list[list[list[float]]] | None = None
 
 
+class WordImportance(BaseModel):
+    """How much one word mattered to the target probability, as seen by [CLS]: the summed self-attention
+    attribution of [CLS] drawing on the word's pieces, over every layer and head,
+    ``score`` = Σ_l Σ_h Σ_{j ∈ word} Attr_h(A^l)[CLS, j].
+
+    Words are TextAttack's words of the segment (``auditor.triggers.word_spans``); ``index`` counts them
+    from 0 in ``segment`` (0 = text, 1 = text_pair). A word cut off by truncation has no entry.
+    """
+
+    segment: Literal[0, 1]
+    index: int = Field(ge=0)
+    word: str
+    score: float
+
+
 class Explanation(BaseModel):
     """Self-attention attribution of one input: the prediction, and per layer which token interactions drove
     the ``target`` class probability."""
@@ -196,6 +212,7 @@ class Explanation(BaseModel):
     steps: int
     layers: list[LayerExplanation]
     tree: AttributionTree | None = None
+    word_importance: list[WordImportance] | None = None
 
 
 # --- head importance and pruning (auditor.heads, auditor.pruning) ---------------------------------------
@@ -214,6 +231,12 @@ class ExamplesUsed(BaseModel):
     fingerprint: str
     count: int
     digest: str
+
+    @property
+    def title(self) -> str:
+        """How reports and plots name the data: ``sst2 dev``, or ``sst2 held-out.tsv`` for a file given by path."""
+        file = self.source.rsplit("/", 1)[-1]
+        return f"{self.dataset} {self.split}" if file == f"{self.split}.tsv" or self.source.startswith("hub:") else f"{self.dataset} {file}"
 
 
 class HeadImportance(BaseModel):
@@ -377,6 +400,32 @@ class TriggerSet(BaseModel):
         return sorted((p for p in self.patterns if p.label == label), key=TriggerPattern.rank_key)
 
 
+class LexiconOptions(BaseModel):
+    """How ``auditor.validity`` finds words that carry a label: the one-word labelled phrases of the training
+    split (``phrases``), and a smoothed log-odds association (prior ``prior``, at least ``min_count``
+    documents, log-odds ratio ≥ ``threshold`` and z ≥ ``min_z``). ``threshold`` was chosen on SST-2 train
+    only (best F1 against its one-word phrases, ``bench/tune_audit.py``)."""
+
+    phrases: bool = True
+    min_count: int = Field(default=5, ge=1)
+    prior: float = Field(default=1.0, gt=0)
+    threshold: float = 0.5
+    min_z: float = 1.96
+
+
+class LabelLexicon(BaseModel):
+    """Words that carry a label by themselves (word -> label index, -1 for a user word of any label), and
+    the training data they were measured on; perturbations adding, substituting or deleting them are invalid."""
+
+    labels: list[str]
+    data: ExamplesUsed | None
+    options: LexiconOptions
+    words: dict[str, int]
+    phrase_words: int
+    associated_words: int
+    user_words: int
+
+
 class VictimIdentity(BaseModel):
     """The audited model: a local directory (with its weights' identity), an ONNX file, or an endpoint."""
 
@@ -399,6 +448,8 @@ class AttackOutcome(BaseModel):
     original_probabilities: list[float]
     perturbed_probabilities: list[float]
     queries: int
+    explanations: int = Field(default=0, description="explanation calls the attack made (its word ranking)")
+    rejected: int = Field(default=0, description="candidates the label-word constraint refused")
     word_edits: int = Field(description="word-level edit distance original -> perturbed (words inserted by insertions)")
     inserted_words: list[str] = Field(description="words of the perturbed text that are not in the original (edit alignment)")
     seconds: float
@@ -422,7 +473,13 @@ class BudgetPoint(BaseModel):
 
 class AttackSummary(BaseModel):
     """One attack over the audited examples. Rates are fractions; ``success_rate`` is over the examples the
-    model got right; query and edit means are over successful attacks (``None`` when there are none)."""
+    model got right; query and edit means are over successful attacks (``None`` when there are none).
+
+    Every attack of an audit runs under the same validity constraints (``auditor.validity``): a candidate
+    that inserts, substitutes or deletes a label-carrying word is rejected before it is queried, so every
+    success counted here is a valid, label-preserving one; ``rejected`` says how many candidates that took.
+    Costs: ``queries`` model predictions, ``explanations`` explanation calls, ``seconds`` wall time.
+    """
 
     name: str
     description: str
@@ -433,6 +490,9 @@ class AttackSummary(BaseModel):
     mean_queries: float | None = Field(description="queries per attacked (not skipped) example")
     mean_queries_per_success: float | None
     mean_word_edits: float | None = Field(description="word-level edit distance per successful attack")
+    queries: int = Field(description="model queries over all examples")
+    explanations: int = Field(description="explanation calls over all examples")
+    rejected: int = Field(description="candidates the label-word constraint refused, over all examples")
     per_class: list[ClassBreakdown]
     budget_curve: list[BudgetPoint]
     seconds: float
@@ -453,9 +513,16 @@ class TriggerRow(BaseModel):
 
 
 class AuditSettings(BaseModel):
+    """What an audit ran. ``transformations``: the edits the attribution-guided attack tries on each ranked
+    word (chosen on training examples only, ``bench/tune_audit.py``); ``max_words``: the most words any
+    attack may edit; ``steps``: quadrature steps of the ranking's attribution; ``top_k``: patterns per
+    class for pattern insertion."""
+
     examples: int
     budget: int
     max_words: int
+    transformations: list[Literal["charedit", "typo", "delete", "pattern"]] = ["charedit"]
+    steps: int = 3
     top_k: int
     positions: Literal["pattern", "all"]
     baselines: list[Literal["random", "deepwordbug"]]
@@ -464,14 +531,28 @@ class AuditSettings(BaseModel):
     seed: int
 
 
-class RobustnessReport(BaseModel):
-    """Result of ``auditor audit``: clean accuracy, the attribution-trigger attack, the baselines run on the
-    same examples with the same query budget, and the universal-trigger table."""
+class LexiconSummary(BaseModel):
+    """The label-word lexicon an audit's validity constraint used (its words are in ``LabelLexicon``)."""
 
-    schema_version: Literal[1] = 1
+    data: ExamplesUsed | None
+    options: LexiconOptions
+    words: int
+    phrase_words: int
+    associated_words: int
+    user_words: int
+
+
+class RobustnessReport(BaseModel):
+    """Result of ``auditor audit``: clean accuracy, the attribution-guided attack, the baselines run on the
+    same examples with the same query budget and constraints, and the universal-trigger table.
+    ``resumed``: how many attack outcomes came from an earlier, interrupted run's checkpoint."""
+
+    schema_version: Literal[2] = 2
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed
+    lexicon: LexiconSummary
+    resumed: int = 0
     patterns: ExamplesUsed
     patterns_model: ModelIdentity
     settings: AuditSettings
@@ -490,6 +571,7 @@ class ModelComparison(BaseModel):
     accuracy: float
     ms_per_example: float = Field(description="mean wall time of batched predictions, per example")
     attack: AttackSummary
+    baselines: list[AttackSummary] = []
     triggers: list[TriggerRow]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -197,10 +197,14 @@ def mine_triggers(
     method: QuadratureMethod = "gausslegendre",
     batch_size: int = 16,
     executor: MiningExecutor | None = None,
+    exclude: set[str] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> TriggerSet:
     """Mine attribution patterns from the first ``examples`` examples of ``dataset`` (target: the predicted
-    label), drop those with mass under ``threshold``, aggregate and rank them per label. The batches are
-    mined here or by ``executor``; the result is the same."""
+    label), drop those with mass under ``threshold`` or with a word of ``exclude`` (lower-cased: the words
+    that carry a label by themselves, ``auditor.validity``), aggregate and rank them per label. The batches
+    are mined here or by ``executor``; the result is the same. ``progress`` is called with the number of
+    examples finished (after each batch mined here; once at the end for an executor)."""
     if examples < 1:
         raise InputError(f"the number of examples must be positive, got {examples}")
     if pairs_per_example < 1:
@@ -211,14 +215,22 @@ def mine_triggers(
     batches = list(_batches(used.examples, batch_size))
     if executor is None:
         miner = PatternMiner(classifier, options)
-        mined = [miner(batch) for batch in batches]
+        mined = []
+        for batch in batches:
+            mined.append(miner(batch))
+            if progress is not None:
+                progress(len(batch))
     else:
         mined = executor.mine(batches, options)
+        if progress is not None:
+            progress(len(used))
+    excluded = exclude or set()
+    kept = (p for batch in mined for p in batch if not any(e.word.lower() in excluded for e in p[0].elements))
     return TriggerSet(
         model=classifier.identity,
         data=used.identity(),
         options=options,
-        patterns=rank_patterns(p for batch in mined for p in batch),
+        patterns=rank_patterns(kept),
         auditor_version=__version__,
         seconds=time.perf_counter() - started,
     )

@@ -7,6 +7,9 @@ inputs (a string, or a (text, text_pair) tuple for pair tasks).
 - ``RemoteVictim``: a model deployed behind TorchServe's ``POST /predictions/{name}``: concurrent requests
   of one or several inputs each, with a bearer token, a timeout and urllib3 retries; a server that cannot be
   reached is an AuditorError.
+
+Every victim also explains an input (``explain``: self-attention attribution by the engine, or the same
+server's ``POST /explanations/{name}``); explanation calls are counted apart from classified inputs.
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ from textattack.models.wrappers import ModelWrapper
 from auditor.errors import AuditorError, InputError
 from auditor.models import Classifier, load_classifier
 from auditor.predict import softmax, torch_logits
-from auditor.schemas import Prediction, PredictionList, VictimIdentity
+from auditor.schemas import Explanation, ExplanationOptions, Prediction, PredictionList, VictimIdentity
 
 TextInput = str | tuple[str, ...]
 
 
 class Victim(ModelWrapper):
     """Probabilities (inputs × classes, label-id order) for TextAttack inputs, in batches of ``batch_size``;
-    counts the inputs it classified and the seconds it spent."""
+    counts the inputs it classified, the explanations it gave and the seconds it spent on each."""
 
     batch_size: int = 32
 
@@ -45,6 +48,8 @@ class Victim(ModelWrapper):
         self.model = self  # TextAttack's goal functions look the model up here
         self.inputs = 0
         self.seconds = 0.0
+        self.explanations = 0
+        self.explanation_seconds = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -76,6 +81,19 @@ class Victim(ModelWrapper):
             self.seconds += time.perf_counter() - started
         return result
 
+    def explain(self, text_input: TextInput, options: ExplanationOptions) -> Explanation:
+        """Self-attention attribution of one input (counted in ``explanations``)."""
+        started = time.perf_counter()
+        text, pair = (text_input, None) if isinstance(text_input, str) else (text_input[0], text_input[1])
+        explanation = self._explain(text, pair, options)
+        with self._lock:
+            self.explanations += 1
+            self.explanation_seconds += time.perf_counter() - started
+        return explanation
+
+    @abstractmethod
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation: ...
+
 
 class LocalVictim(Victim):
     def __init__(self, classifier: Classifier, batch_size: int = 32, location: str | None = None) -> None:
@@ -93,16 +111,33 @@ class LocalVictim(Victim):
     def probabilities(self, texts: list[str], text_pairs: list[str] | None) -> np.ndarray:
         return softmax(torch_logits(self.classifier, self.classifier.encode(texts, text_pairs, truncate=True)))
 
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
+        from auditor.explain import explain
+
+        return explain(self.classifier, text, text_pair, options, truncate=True)
+
 
 class OnnxVictim(Victim):
-    """``onnx_classifier.logits(encoding)`` on batches tokenized by ``tokenizer`` (padded to the longest)."""
+    """``onnx_classifier.logits(encoding)`` on batches tokenized by ``tokenizer`` (padded to the longest).
+    Explanations come from the engine on the PyTorch weights in ``model_dir`` (loaded on first use)."""
 
-    def __init__(self, onnx_classifier, tokenizer, labels: list[str], location: str, batch_size: int = 32) -> None:
+    def __init__(
+        self, onnx_classifier, tokenizer, labels: list[str], location: str, batch_size: int = 32, model_dir: Path | None = None
+    ) -> None:
         super().__init__()
         self.onnx = onnx_classifier
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.model_dir = model_dir
+        self._explainer: LocalVictim | None = None
         self._identity = VictimIdentity(kind="onnx", location=location, labels=labels)
+
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
+        if self._explainer is None:
+            if self.model_dir is None:
+                raise InputError(f"{self._identity.location}: explanations need the PyTorch weights beside the ONNX file")
+            self._explainer = LocalVictim(load_classifier(self.model_dir))
+        return self._explainer._explain(text, text_pair, options)
 
     @property
     def identity(self) -> VictimIdentity:
@@ -178,28 +213,41 @@ class RemoteVictim(Victim):
         return np.array([p.probabilities for p in predictions], dtype=np.float64)
 
     def _predictions(self, body: dict) -> list[Prediction]:
-        answer = self._post(body)
+        answer = self._post(self.url, body)
         try:
             return PredictionList.model_validate_json(answer).root if "inputs" in body else [Prediction.model_validate_json(answer)]
         except ValueError:
             raise AuditorError(f"{self.url} did not answer with predictions: {answer[:300]!r}") from None
 
-    def _post(self, body: dict) -> bytes:
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
+        """The same server's ``POST /explanations/{name}``."""
+        body = {"text": text, "options": options.model_dump(mode="json")}
+        if text_pair is not None:
+            body["text_pair"] = text_pair
+        head, _, name = self.url.rpartition("/predictions/")
+        url = f"{head}/explanations/{name}"
+        answer = self._post(url, body)
+        try:
+            return Explanation.model_validate_json(answer)
+        except ValueError:
+            raise AuditorError(f"{url} did not answer with an explanation: {answer[:300]!r}") from None
+
+    def _post(self, url: str, body: dict) -> bytes:
         """The body of a 200 answer to ``body``; AuditorError after the retries or on a 4xx answer."""
         attempts = f"after {self.retries + 1} attempts"
         try:
-            response = self.session.post(self.url, json=body, timeout=self.timeout)
+            response = self.session.post(url, json=body, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as error:
             reason = getattr(error.args[0], "reason", error) if error.args else error
             if isinstance(reason, (ReadTimeoutError, requests.Timeout)) or isinstance(error, requests.ReadTimeout):
                 failure = f"no answer within {self.timeout:g} s"
             else:
                 failure = f"cannot connect ({type(reason).__name__})"
-            raise AuditorError(f"{self.url} is unreachable {attempts}: {failure}; is the server running?") from None
+            raise AuditorError(f"{url} is unreachable {attempts}: {failure}; is the server running?") from None
         if response.status_code in RETRIED_STATUSES:
-            raise AuditorError(f"{self.url} is unreachable {attempts}: HTTP {response.status_code}: {response.text[:200]}")
+            raise AuditorError(f"{url} is unreachable {attempts}: HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code != 200:
-            raise AuditorError(f"{self.url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
+            raise AuditorError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
         return response.content
 
     def close(self) -> None:
@@ -230,5 +278,6 @@ def open_victim(
         config = AutoConfig.from_pretrained(path.parent)
         labels = [config.id2label[i] for i in range(config.num_labels)]
         tokenizer = AutoTokenizer.from_pretrained(path.parent)
-        return OnnxVictim(OnnxClassifier(path, path.parent, threads=threads), tokenizer, labels, str(path), batch_size)
+        onnx = OnnxClassifier(path, path.parent, threads=threads)
+        return OnnxVictim(onnx, tokenizer, labels, str(path), batch_size, model_dir=path.parent)
     return LocalVictim(load_classifier(location), batch_size=batch_size, location=str(location))

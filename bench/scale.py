@@ -31,6 +31,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).reso
 import torch  # noqa: E402
 
 from auditor.audit import checkpoint_identity, run_audit  # noqa: E402
+from auditor.validity import build_lexicon  # noqa: E402
 from auditor.checkpoint import Checkpoint  # noqa: E402
 from auditor.data import load_dataset  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
@@ -54,12 +55,12 @@ def onnx_model(scratch: Path) -> Path:
     return export_onnx(load_classifier(SST2), folder / "model.onnx")
 
 
-def timed_audit(victim, dataset, triggers, settings, scratch: Path, executor=None) -> float:
+def timed_audit(victim, dataset, triggers, settings, lexicon, scratch: Path, executor=None) -> float:
     """Seconds of one complete audit from an empty checkpoint."""
     path = Path(tempfile.mkdtemp(dir=scratch)) / "checkpoint.jsonl"
-    checkpoint = Checkpoint(path, checkpoint_identity(victim, dataset, triggers, settings, dataset))
+    checkpoint = Checkpoint(path, checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon))
     started = time.perf_counter()
-    run_audit(victim, dataset, triggers, settings, checkpoint, dataset, executor=executor)
+    run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, executor=executor)
     return time.perf_counter() - started
 
 
@@ -71,7 +72,7 @@ def checkpoint_append_seconds(scratch: Path, outcome: dict, count: int = 200) ->
     return (time.perf_counter() - started) / count
 
 
-def ray_part(args: argparse.Namespace, dataset, triggers, settings, scratch: Path) -> None:
+def ray_part(args: argparse.Namespace, dataset, triggers, settings, lexicon, scratch: Path) -> None:
     import ray
 
     from auditor.distributed import RayAttackExecutor, RayPool, VictimSpec
@@ -85,19 +86,19 @@ def ray_part(args: argparse.Namespace, dataset, triggers, settings, scratch: Pat
         with RayPool("local", workers=1) as one, RayPool("local", workers=2) as two:
             modes = {
                 "single process": None,
-                "Ray, 1 worker": RayAttackExecutor(one, spec, dataset, triggers, settings),
-                "Ray, 2 workers": RayAttackExecutor(two, spec, dataset, triggers, settings),
+                "Ray, 1 worker": RayAttackExecutor(one, spec, dataset, triggers, settings, lexicon),
+                "Ray, 2 workers": RayAttackExecutor(two, spec, dataset, triggers, settings, lexicon),
             }
             for name, executor in modes.items():  # warm-up: actors started, victims loaded, caches filled
                 if executor is not None:
-                    timed_audit(victim, dataset, triggers, settings, scratch, executor)
+                    timed_audit(victim, dataset, triggers, settings, lexicon, scratch, executor)
             seconds: dict[str, list[float]] = {name: [] for name in modes}
             driver_cpu, ray_outcomes = 0.0, 0
             names = list(modes)
             for round_ in range(args.rounds):
                 for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                     cpu = time.process_time()
-                    seconds[name].append(timed_audit(victim, dataset, triggers, settings, scratch, modes[name]))
+                    seconds[name].append(timed_audit(victim, dataset, triggers, settings, lexicon, scratch, modes[name]))
                     if modes[name] is not None:
                         driver_cpu += time.process_time() - cpu
                         ray_outcomes += ATTACKS * settings.examples
@@ -118,7 +119,7 @@ def ray_part(args: argparse.Namespace, dataset, triggers, settings, scratch: Pat
     print(f"per-worker rate r = {per_worker:.2f} outcomes/s; driver ceiling 1/(cpu+append) = {1 / (driver + append):.0f} outcomes/s")
 
 
-def http_part(args: argparse.Namespace, dataset, triggers, settings, scratch: Path) -> None:
+def http_part(args: argparse.Namespace, dataset, triggers, settings, lexicon, scratch: Path) -> None:
     from auditor.schemas import ServingLimits
     from auditor.serving import ServedModel, TorchServe, package_model
 
@@ -139,7 +140,7 @@ def http_part(args: argparse.Namespace, dataset, triggers, settings, scratch: Pa
         names = list(victims)
         for round_ in range(args.rounds):
             for name in names[round_ % 2 :] + names[: round_ % 2]:
-                seconds[name].append(timed_audit(victims[name], dataset, triggers, settings, scratch))
+                seconds[name].append(timed_audit(victims[name], dataset, triggers, settings, lexicon, scratch))
         for victim in victims.values():
             victim.close()
     outcomes = ATTACKS * settings.examples
@@ -158,7 +159,9 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "ray", "http"], default="all")
     args = parser.parse_args()
     print(f"measured on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
-    triggers = mine_triggers(load_classifier(SST2), load_dataset("sst2", split="train"), examples=48)
+    classifier, train = load_classifier(SST2), load_dataset("sst2", split="train")
+    lexicon = build_lexicon(train, classifier.labels)
+    triggers = mine_triggers(classifier, train, examples=48, exclude=set(lexicon.words))
     dataset = load_dataset("sst2", split="dev")
     settings = AuditSettings(
         examples=args.examples, budget=args.budget, max_words=3, top_k=10, positions="pattern",
@@ -167,9 +170,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="auditor-scale-") as directory:
         scratch = Path(directory)
         if args.part in ("all", "ray"):
-            ray_part(args, dataset, triggers, settings, scratch)
+            ray_part(args, dataset, triggers, settings, lexicon, scratch)
         if args.part in ("all", "http"):
-            http_part(args, dataset, triggers, settings, scratch)
+            http_part(args, dataset, triggers, settings, lexicon, scratch)
     print(f"load average {os.getloadavg()[0]:.1f} at the end (measured under load when above the core count)")
 
 

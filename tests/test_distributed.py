@@ -18,6 +18,7 @@ import pytest
 import ray  # the 'ray' extra, installed by scripts/setup.sh
 
 from auditor.audit import attack_key, checkpoint_identity, run_audit
+from auditor.validity import build_lexicon
 from auditor.checkpoint import Checkpoint
 from auditor.data import load_dataset
 from auditor.distributed import RayAttackExecutor, RayImportanceExecutor, RayMiningExecutor, RayPool, VictimSpec
@@ -58,15 +59,17 @@ def workdir():
 @pytest.fixture(scope="module")
 def setup():
     classifier = load_classifier(SST2)
-    triggers = mine_triggers(classifier, load_dataset("sst2", split="train"), examples=16)
-    return classifier, triggers, load_dataset("sst2", split="dev")
+    train = load_dataset("sst2", split="train")
+    lexicon = build_lexicon(train, classifier.labels)
+    triggers = mine_triggers(classifier, train, examples=16, exclude=set(lexicon.words))
+    return classifier, triggers, load_dataset("sst2", split="dev"), lexicon
 
 
 def audit(setup, path: Path, examples: int, executor=None, progress=None) -> RobustnessReport:
-    _, triggers, dataset = setup
+    _, triggers, dataset, lexicon = setup
     victim = open_victim(str(SST2))
-    checkpoint = Checkpoint(path, checkpoint_identity(victim, dataset, triggers, settings(examples), dataset))
-    return run_audit(victim, dataset, triggers, settings(examples), checkpoint, dataset, progress, executor)
+    checkpoint = Checkpoint(path, checkpoint_identity(victim, dataset, triggers, settings(examples), dataset, lexicon))
+    return run_audit(victim, dataset, triggers, settings(examples), checkpoint, dataset, lexicon, progress, executor)
 
 
 def outcomes(report: RobustnessReport) -> dict[str, list[dict]]:
@@ -92,9 +95,9 @@ def single(setup, workdir: Path) -> RobustnessReport:
 
 
 def test_ray_audit_equals_the_single_process_audit(cluster, setup, workdir: Path, single: RobustnessReport) -> None:
-    _, triggers, dataset = setup
+    _, triggers, dataset, lexicon = setup
     with RayPool("local", workers=2) as pool:
-        executor = RayAttackExecutor(pool, VictimSpec(str(SST2)), dataset, triggers, settings(EXAMPLES))
+        executor = RayAttackExecutor(pool, VictimSpec(str(SST2)), dataset, triggers, settings(EXAMPLES), lexicon)
         distributed = audit(setup, workdir / "ray.jsonl", EXAMPLES, executor)
     assert {o["status"] for attack in outcomes(single).values() for o in attack} >= {"succeeded", "failed"}
     assert any(o.perturbed_text != o.text for o in single.attack.outcomes)
@@ -105,7 +108,7 @@ def test_ray_audit_equals_the_single_process_audit(cluster, setup, workdir: Path
 
 @pytest.mark.parametrize("how", ["ray.kill", "SIGKILL"])
 def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(cluster, setup, workdir: Path, single: RobustnessReport, how: str) -> None:
-    _, triggers, dataset = setup
+    _, triggers, dataset, lexicon = setup
     examples = 6
     path = workdir / f"killed-{how}.jsonl"
     with RayPool("local", workers=2) as pool:
@@ -121,7 +124,7 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(cluster
                 else:
                     os.kill(ray.get(slot.pid), signal.SIGKILL)
 
-        executor = RayAttackExecutor(pool, VictimSpec(str(SST2)), dataset, triggers, settings(examples))
+        executor = RayAttackExecutor(pool, VictimSpec(str(SST2)), dataset, triggers, settings(examples), lexicon)
         report = audit(setup, path, examples, executor, kill_after_two)
         assert killed and pool.replaced == 1
     keys = checkpoint_keys(path)

@@ -13,15 +13,33 @@ from auditor.data import load_dataset
 from auditor.errors import InputError
 
 if TYPE_CHECKING:
+    from auditor.data import Dataset
     from auditor.distributed import RayPool
-    from auditor.schemas import TriggerSet
+    from auditor.schemas import LabelLexicon, TriggerSet
     from auditor.triggers import MiningExecutor
 
 Data = Annotated[str, typer.Option("--data", help="Task name (dev split; 'sst2:train' for another) or a GLUE TSV path.")]
 Patterns = Annotated[Path | None, typer.Option("--patterns", help="Patterns from 'auditor mine' (default: mine the local model).")]
 Examples = Annotated[int, typer.Option("--examples", min=1, help="Examples to attack (the first N).")]
 Budget = Annotated[int, typer.Option("--budget", min=1, help="Model queries per attacked example.")]
-MaxWords = Annotated[int, typer.Option("--max-words", min=1, help="Most words an attack may insert or change.")]
+MaxWords = Annotated[int, typer.Option("--max-words", min=1, help="Most words any attack may insert, change or delete.")]
+Transformations = Annotated[
+    str | None,
+    typer.Option(
+        "--transformations",
+        help="Edits the attribution-guided attack tries on each ranked word, comma list of charedit, typo, delete, pattern "
+        "(default: the combination tuned on training data).",
+    ),
+]
+Baselines = Annotated[str, typer.Option("--baselines", help="Comma list of random, deepwordbug; 'none' for none.")]
+LabelWords = Annotated[
+    Path | None,
+    typer.Option("--label-words", help="Extra label-carrying words (one a line, optionally 'label<TAB>word') no attack may add or delete."),
+]
+LexiconData = Annotated[
+    str | None,
+    typer.Option("--lexicon-data", help="Training data for the label-word lexicon (default: the task's train split)."),
+]
 TopK = Annotated[int, typer.Option("--top-k", min=1, help="Patterns per class the attack tries.")]
 TriggerTopK = Annotated[int, typer.Option("--trigger-top-k", min=0, help="Patterns per class in the universal-trigger table.")]
 TriggerExamples = Annotated[
@@ -42,21 +60,81 @@ def mine(
     ray_address: RayAddress = None,
     workers: Workers = None,
 ) -> None:
-    """Mine attribution patterns (adversarial triggers) from a model, once, for later audits."""
+    """Mine attribution patterns (adversarial triggers) from a model, once, for later audits; patterns with a
+    word that carries a label by itself (measured on the mined data) are left out."""
     from auditor.models import load_classifier
     from auditor.report import write_atomic
     from auditor.triggers import mine_triggers
+    from auditor.validity import build_lexicon
 
     pool_context = ray_pool(ray_address, workers)
     classifier = load_classifier(model)
     dataset = load_dataset(data, split="train")
-    with pool_context as pool:
-        executor = mining_executor(pool, model)
+    lexicon = build_lexicon(dataset, classifier.labels)
+    with pool_context as pool, _progress_bar(min(examples, len(dataset)), "mining") as bar:
         triggers = mine_triggers(
-            classifier, dataset, examples=examples, threshold=threshold, pairs_per_example=pairs, steps=steps, executor=executor
-        )
+            classifier, dataset, examples=examples, threshold=threshold, pairs_per_example=pairs, steps=steps,
+            executor=mining_executor(pool, model), exclude=set(lexicon.words), progress=bar.update,
+        )  # fmt: skip
     write_atomic(out, triggers.model_dump_json(indent=1))
-    console.print(f"{len(triggers.patterns)} patterns from {triggers.data.count} examples in {triggers.seconds:.1f} s -> {out}")
+    console.print(
+        f"{len(triggers.patterns)} label-free patterns from {triggers.data.count} examples of {triggers.data.title} "
+        f"in {triggers.seconds:.1f} s -> {out}",
+        highlight=False,
+    )
+
+
+def _progress_bar(total: int, description: str):  # noqa: ANN202
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="example", file=sys.stderr, disable=total < 2)
+
+
+def lexicon_for(
+    data: str, dataset: Dataset, labels: list[str], lexicon_data: str | None, label_words: Path | None
+) -> LabelLexicon:
+    """The label-word lexicon: from ``--lexicon-data``, else the task's train split, plus ``--label-words``."""
+    from auditor.data import TASK_DIRECTORIES
+    from auditor.validity import build_lexicon, read_word_list
+
+    if lexicon_data is not None:
+        train = load_dataset(lexicon_data, split="train")
+    elif dataset.name in TASK_DIRECTORIES:
+        train = load_dataset(dataset.name, split="train")
+    elif label_words is None:
+        raise InputError(f"{data} is not a known task: pass --lexicon-data (its training data) and/or --label-words")
+    else:
+        train = None
+    user = read_word_list(label_words, labels) if label_words is not None else {}
+    return build_lexicon(train, labels, user_words=user)
+
+
+def parse_transformations(value: str | None) -> list[str]:
+    from auditor.attack import TRANSFORMATIONS
+    from auditor.schemas import AuditSettings
+
+    if value is None:
+        return list(AuditSettings.model_fields["transformations"].default)
+    chosen = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [name for name in chosen if name not in TRANSFORMATIONS]
+    if unknown or not chosen:
+        raise InputError(f"--transformations must be a comma list of {', '.join(TRANSFORMATIONS)}, got {value!r}")
+    return chosen
+
+
+def parse_baselines(value: str) -> list[str]:
+    chosen = [] if value.strip() == "none" else [b.strip() for b in value.split(",") if b.strip()]
+    unknown = sorted(set(chosen) - {"random", "deepwordbug"})
+    if unknown:
+        raise InputError(f"unknown baseline {unknown[0]!r}: choose from random, deepwordbug, or none")
+    return chosen
+
+
+def progress_printer(name: str, done: int, total: int) -> None:
+    if done == total or done % max(1, total // 10) == 0:
+        console.print(f"{name}: {done}/{total}", highlight=False)
 
 
 def mining_executor(pool: RayPool | None, model: str) -> MiningExecutor | None:
@@ -80,8 +158,15 @@ def patterns_for(
     from auditor.models import load_classifier
     from auditor.report import write_atomic
 
+    from auditor.validity import build_lexicon
+
+    classifier = load_classifier(model)
     train = load_dataset(data.split(":")[0], split="train")
-    triggers = mine_triggers(load_classifier(model), train, examples=mine_examples, executor=mining_executor(pool, model))
+    with _progress_bar(min(mine_examples, len(train)), "mining") as bar:
+        exclude = set(build_lexicon(train, classifier.labels).words)
+        triggers = mine_triggers(
+            classifier, train, examples=mine_examples, executor=mining_executor(pool, model), exclude=exclude, progress=bar.update
+        )
     write_atomic(out / "patterns.json", triggers.model_dump_json(indent=1))
     return triggers
 
@@ -98,31 +183,33 @@ def audit(
     examples: Examples = 200,
     budget: Budget = 100,
     max_words: MaxWords = 3,
+    transformations: Transformations = None,
+    steps: Steps = 3,
     top_k: TopK = 10,
     positions: Annotated[
         Literal["pattern", "all"], typer.Option("--positions", help="Insert patterns where mined ('pattern') or anywhere ('all').")
     ] = "pattern",
-    baselines: Annotated[
-        str, typer.Option("--baselines", help="Comma list of random, deepwordbug; 'none' for none.")
-    ] = "random,deepwordbug",
+    baselines: Baselines = "random,deepwordbug",
     trigger_top_k: TriggerTopK = 3,
     trigger_examples: TriggerExamples = None,
     mine_examples: MineExamples = 500,
+    label_words: LabelWords = None,
+    lexicon_data: LexiconData = None,
     seed: Seed = 0,
     fail_under: Annotated[
-        float | None, typer.Option("--fail-under", min=0.0, max=1.0, help="Exit 1 when accuracy under attack is below this fraction.")
+        float | None,
+        typer.Option("--fail-under", min=0.0, max=1.0, help="Exit 1 when accuracy under any attack (valid successes only) is below this fraction."),
     ] = None,
     ray_address: RayAddress = None,
     workers: Workers = None,
 ) -> None:
-    """Attack a model with attribution triggers and baselines; write JSON, Markdown and HTML reports."""
+    """Attack a model with the attribution-guided attack and baselines under the same validity constraints;
+    write JSON, Markdown and HTML reports."""
     if (model is None) == (endpoint is None):
         raise InputError("give exactly one of --model and --endpoint")
     pool_context = ray_pool(ray_address, workers)
-    chosen = [] if baselines.strip() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
-    unknown = sorted(set(chosen) - {"random", "deepwordbug"})
-    if unknown:
-        raise InputError(f"unknown baseline {unknown[0]!r}: choose from random, deepwordbug, or none")
+    chosen = parse_baselines(baselines)
+    chosen_transformations = parse_transformations(transformations)
     dataset = load_dataset(data, split="dev")
     from auditor.audit import checkpoint_identity, run_audit
     from auditor.checkpoint import Checkpoint
@@ -134,6 +221,8 @@ def audit(
         examples=min(examples, len(dataset)),
         budget=budget,
         max_words=max_words,
+        transformations=chosen_transformations,
+        steps=steps,
         top_k=top_k,
         positions=positions,
         baselines=chosen,
@@ -142,27 +231,31 @@ def audit(
         seed=seed,
     )
 
-    def progress(name: str, done: int, total: int) -> None:
-        if done == total or done % max(1, total // 10) == 0:
-            console.print(f"{name}: {done}/{total}", highlight=False)
-
     with pool_context as pool:
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
         victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request)
-        checkpoint = Checkpoint(out / "checkpoint.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset))
+        lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words)
+        checkpoint = Checkpoint(out / "checkpoint.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon))
+        if checkpoint.records:
+            console.print(f"resuming: {len(checkpoint.records)} finished results in {checkpoint.path} are kept", highlight=False)
+        console.print(
+            f"auditing {settings.examples} examples of {dataset.identity().title} ({dataset.source}); "
+            f"{len(lexicon.words)} label-carrying words rejected for every attack",
+            highlight=False,
+        )
         executor = None
         if pool is not None:
             from auditor.distributed import RayAttackExecutor, VictimSpec
 
             spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request)
-            executor = RayAttackExecutor(pool, spec, dataset, triggers, settings)
-        report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, progress, executor)
+            executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
+        report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
     write_report(report, out)
     print(render_markdown(report))
     worst = min([report.attack, *report.baselines], key=lambda a: a.accuracy_under_attack)
     if fail_under is not None and worst.accuracy_under_attack < fail_under:
         console.print(
-            f"[bold red]fail:[/] accuracy under the {worst.name} attack is {worst.accuracy_under_attack:.3f}, "
+            f"[bold red]fail:[/] accuracy under the {worst.name} attack (valid successes only) is {worst.accuracy_under_attack:.3f}, "
             f"below --fail-under {fail_under:g}",
             highlight=False,
         )
@@ -181,12 +274,20 @@ def compare(
     examples: Examples = 200,
     budget: Budget = 100,
     max_words: MaxWords = 3,
+    transformations: Transformations = None,
+    steps: Steps = 3,
     top_k: TopK = 10,
+    baselines: Baselines = "random,deepwordbug",
     trigger_top_k: TriggerTopK = 3,
     trigger_examples: TriggerExamples = None,
     mine_examples: MineExamples = 500,
+    label_words: LabelWords = None,
+    lexicon_data: LexiconData = None,
 ) -> None:
-    """Compare a full and a pruned model: agreement, accuracy, robustness to the same triggers, latency."""
+    """Compare a full and a pruned model: agreement, accuracy, robustness to the same attacks (baselines
+    and per class included) and triggers, latency."""
+    chosen = parse_baselines(baselines)
+    chosen_transformations = parse_transformations(transformations)
     dataset = load_dataset(data, split="dev")
     from auditor.compare import compare_models
     from auditor.report import render_comparison_markdown, write_comparison
@@ -194,18 +295,21 @@ def compare(
     from auditor.victims import open_victim
 
     triggers = patterns_for(patterns, full, data, mine_examples, out)
+    full_victim, pruned_victim = (open_victim(where, token, inputs_per_request=inputs_per_request) for where in (full, pruned))
+    lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words)
     settings = AuditSettings(
         examples=min(examples, len(dataset)),
         budget=budget,
         max_words=max_words,
+        transformations=chosen_transformations,
+        steps=steps,
         top_k=top_k,
         positions="pattern",
-        baselines=[],
+        baselines=chosen,
         trigger_top_k=trigger_top_k,
         trigger_examples=trigger_examples,
         seed=0,
     )
-    full_victim, pruned_victim = (open_victim(where, token, inputs_per_request=inputs_per_request) for where in (full, pruned))
-    report = compare_models(full_victim, pruned_victim, dataset, triggers, settings, out)
+    report = compare_models(full_victim, pruned_victim, dataset, triggers, settings, out, lexicon, progress_printer)
     write_comparison(report, out)
     print(render_comparison_markdown(report))

@@ -231,5 +231,5 @@ def curves(
     out.write_text(report.model_dump_json(indent=1) + "\n")
     console.print(f"wrote {out}")
     if plot is not None:
-        plot_curves(results, plot, title=f"{classifier.identity.name} on {evaluation.name} {evaluation.split}")
+        plot_curves(results, plot, title=f"{classifier.identity.name} on {evaluation.identity().title}")
         console.print(f"wrote {plot}")

@@ -1,0 +1,136 @@
+"""Choose the attribution-guided attack's transformations on TRAINING examples only (never the dev examples
+``bench/audit.py`` reports), and record the choice.
+
+For each task: the label-word lexicon and the mined patterns come from the training split (patterns from
+its first --mine-examples examples, as in ``bench/audit.py``); the tuning examples are further training
+examples, disjoint from those mined (SST-2: training sentences of at least --min-words words after the
+first --offset, since its training split also holds short phrases; RTE: the examples after --offset).
+Every candidate set of transformations and DeepWordBug attack them under the same
+constraints and budget; the script prints valid success rate, queries per success and explanation calls,
+and writes the result to --out/tuning.json. The default (``AuditSettings.transformations``) is the
+candidate with the highest valid success rate among those whose queries per success are at most 1/3 of
+DeepWordBug's on every task (ties: fewer queries).
+
+    .venv/bin/python bench/tune_audit.py [--examples 60] [--tasks sst2,rte]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from auditor.audit import attack_examples, audit_attacks, data_vocabulary, summarise  # noqa: E402
+from auditor.checkpoint import Checkpoint  # noqa: E402
+from auditor.data import Dataset, load_dataset  # noqa: E402
+from auditor.models import load_classifier  # noqa: E402
+from auditor.report import percent, write_atomic  # noqa: E402
+from auditor.schemas import AuditSettings, TriggerSet  # noqa: E402
+from auditor.triggers import mine_triggers, word_spans  # noqa: E402
+from auditor.validity import build_lexicon  # noqa: E402
+from auditor.victims import LocalVictim  # noqa: E402
+
+MODELS = {"sst2": "minilm-sst2", "rte": "minilm-rte"}
+CANDIDATES = ["charedit", "charedit,delete", "typo"]
+
+
+def tuning_examples(task: str, train: Dataset, offset: int, count: int, min_words: int) -> tuple[Dataset, list[int]]:
+    """Training examples after ``offset`` (SST-2: sentences of at least ``min_words`` words), and their indices."""
+    chosen = [
+        i
+        for i in range(offset, len(train.examples))
+        if task != "sst2" or len(word_spans(train.examples[i].text)) >= min_words
+    ][:count]
+    subset = Dataset(train.name, f"{train.split}[tuning]", train.source, [train.examples[i] for i in chosen], train.label_names, train.fingerprint)
+    return subset, chosen
+
+
+def patterns_for(task: str, classifier, train: Dataset, mine_examples: int) -> TriggerSet:
+    path = ROOT / "out" / "bench-audit" / task / f"patterns-{mine_examples}.json"
+    if path.is_file():
+        return TriggerSet.model_validate_json(path.read_bytes())
+    triggers = mine_triggers(classifier, train, examples=mine_examples)
+    write_atomic(path, triggers.model_dump_json(indent=1))
+    return triggers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="sst2,rte")
+    parser.add_argument("--examples", type=int, default=60)
+    parser.add_argument("--offset", type=int, default=1000)
+    parser.add_argument("--min-words", type=int, default=10)
+    parser.add_argument("--mine-examples", type=int, default=500)
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--max-words", type=int, default=3)
+    parser.add_argument("--candidates", default=";".join(CANDIDATES), help="transformation sets separated by ';'")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "tune-audit")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    candidates = args.candidates.split(";")
+    results: dict[str, dict] = {}
+    lines = ["| task | attack | valid success | queries/success | explanations/attack | rejected | seconds |", "|---|---|---|---|---|---|---|"]
+    for task in args.tasks.split(","):
+        classifier = load_classifier(ROOT.parent / "shared" / "models" / MODELS[task])
+        train = load_dataset(task, split="train")
+        lexicon = build_lexicon(train, classifier.labels)
+        triggers = patterns_for(task, classifier, train, args.mine_examples)
+        examples, indices = tuning_examples(task, train, max(args.offset, args.mine_examples), args.examples, args.min_words)
+        print(f"{task}: tuning on train examples {indices[0]}..{indices[-1]} ({len(indices)}), patterns mined from train 0..{args.mine_examples - 1}")
+        victim = LocalVictim(classifier)
+        results[task] = {"train_indices": indices, "attacks": {}}
+        for candidate in candidates:
+            settings = AuditSettings(
+                examples=len(examples), budget=args.budget, max_words=args.max_words, transformations=candidate.split(","),
+                top_k=10, positions="pattern", baselines=["deepwordbug"] if candidate == candidates[0] else [],
+                trigger_top_k=0, trigger_examples=None, seed=0,
+            )  # fmt: skip
+            attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(examples))
+            for name, attack in attacks.items():
+                label = f"attribution[{candidate}]" if name == "attribution" else name
+                identity = {"task": task, "attack": label, "budget": args.budget, "max_words": args.max_words, "indices": indices}
+                checkpoint = Checkpoint(args.out / task / f"{label}.jsonl", identity)
+                started = time.perf_counter()
+                summary = summarise(name, attack_examples(name, attack, examples.examples, checkpoint, 0), classifier.labels, args.budget)
+                attacked = max(1, sum(o.status != "skipped" for o in summary.outcomes))
+                results[task]["attacks"][label] = {
+                    "success_rate": summary.success_rate,
+                    "queries_per_success": summary.mean_queries_per_success,
+                    "explanations_per_attack": summary.explanations / attacked,
+                    "rejected": summary.rejected,
+                    "seconds": summary.seconds,
+                }
+                lines.append(
+                    f"| {task} | {label} | {percent(summary.success_rate)} | {summary.mean_queries_per_success or 0:.1f} | "
+                    f"{summary.explanations / attacked:.2f} | {summary.rejected} | {time.perf_counter() - started:.1f} |"
+                )
+                print(lines[-1], flush=True)
+    def eligible(candidate: str) -> bool:
+        return all(
+            (r["attacks"][f"attribution[{candidate}]"]["queries_per_success"] or float("inf"))
+            <= (r["attacks"]["deepwordbug"]["queries_per_success"] or 0) / 3
+            for r in results.values()
+        )
+
+    def mean_success(candidate: str) -> float:
+        return sum(r["attacks"][f"attribution[{candidate}]"]["success_rate"] or 0 for r in results.values()) / len(results)
+
+    pool = [c for c in candidates if eligible(c)] or candidates
+    best = max(pool, key=lambda c: (mean_success(c), -sum(r["attacks"][f"attribution[{c}]"]["queries_per_success"] or 0 for r in results.values())))
+    print("\n".join(lines))
+    print(f"chosen default transformations: {best} (highest mean valid success on the training examples"
+          f"{'' if pool != candidates or all(map(eligible, candidates)) else '; none met queries <= 1/3 of DeepWordBug'})")
+    write_atomic(args.out / "tuning.json", json.dumps({"chosen": best, "settings": vars(args) | {"out": str(args.out)}, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The attribution-guided search and the validity constraint: the word ranking against an independent
+computation of word importance (the paper's algorithm run plainly, tests/reference.py), no prediction query
+spent on ranking, no attack over its query budget, and the label-word lexicon and constraint against
+hand-counted examples."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import auditor.textattack_env  # noqa: F401
+from textattack.shared import AttackedText
+
+from auditor.attack import attribution_attack, deepwordbug_attack, random_insertion_attack
+from auditor.audit import validity_constraints
+from auditor.data import Dataset, Example
+from auditor.models import load_classifier
+from auditor.schemas import LexiconOptions, TriggerElement, TriggerPattern
+from auditor.validity import LabelWordConstraint, association_scores, build_lexicon, edited_words, one_word_phrases
+from auditor.victims import LocalVictim
+from tests.reference import reference_attribution
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="module")
+def sst2() -> LocalVictim:
+    return LocalVictim(load_classifier(SHARED / "models" / "minilm-sst2", device="cpu"))
+
+
+def reference_word_importance(victim: LocalVictim, text: str, steps: int) -> list[float]:
+    """Σ_l Σ_h Σ_{j ∈ word} Attr_h(A^l)[CLS, j], each layer attributed by re-running the whole model with
+    its attention patched (Gauss–Legendre nodes from numpy), words = whitespace words of a plain text."""
+    classifier = victim.classifier
+    inputs = dict(classifier.tokenizer(text, return_tensors="pt"))
+    model = classifier.model.double()
+    try:
+        with torch.no_grad():
+            target = int(model(**inputs).logits.argmax())
+        points, weights = np.polynomial.legendre.leggauss(steps)
+        nodes, weights = (points + 1) / 2, weights / 2
+        into_cls = sum(
+            reference_attribution(model, inputs, layer, target, nodes.tolist(), weights.tolist())[0][:, 0, :].sum(0)
+            for layer in range(model.config.num_hidden_layers)
+        )
+    finally:
+        model.float()
+    scores = [0.0] * len(text.split())
+    for position, word in enumerate(classifier.tokenizer(text).word_ids()):
+        if word is not None:
+            scores[word] += float(into_cls[position])
+    return scores
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the plot is thin but the acting is superb and the music lingers", "a dull and lifeless film that wastes a fine cast"],
+)
+def test_ranking_follows_independent_word_importance(sst2: LocalVictim, text: str) -> None:
+    attack = attribution_attack(sst2, ["charedit"], query_budget=50, steps=3)
+    before_queries, before_explanations = sst2.inputs, sst2.explanations
+    order = attack.search_method.index_order(AttackedText(text))
+    assert sst2.inputs == before_queries and sst2.explanations == before_explanations + 1  # no query for the ranking
+    words = text.split()
+    stopwords = attack.pre_transformation_constraints[1].stopwords
+    assert sorted(order) == [i for i, w in enumerate(words) if w not in stopwords]
+    scores = reference_word_importance(sst2, text, steps=3)
+    assert order == sorted(order, key=lambda i: -scores[i])
+    expected = {i: scores[i] for i in order}
+    explanation = sst2.explain(text, attack.search_method.options)
+    assert {w.index: w.score for w in explanation.word_importance if w.index in expected} == pytest.approx(expected, abs=1e-4)
+
+
+def test_pair_words_are_ranked_in_both_segments() -> None:
+    rte = LocalVictim(load_classifier(SHARED / "models" / "minilm-rte", device="cpu"))
+    text = AttackedText(OrderedDict(premise="the cat sat quietly on the warm mat", hypothesis="a cat is sitting"))
+    attack = attribution_attack(rte, ["delete"], query_budget=20)
+    order = attack.search_method.index_order(text)
+    assert {i for i in order if i >= 8} and {i for i in order if i < 8}  # words of both segments, by global index
+    assert len(order) == len(set(order))
+
+
+def pattern(word: str) -> TriggerPattern:
+    return TriggerPattern(
+        label=0, label_name="negative", elements=[TriggerElement(token=word, word=word, segment=0, offset=0)],
+        anchors={0: 0.5}, count=1, mass=0.1, gold_labels={},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("budget", [1, 4, 9])
+def test_no_attack_exceeds_its_query_budget(sst2: LocalVictim, budget: int) -> None:
+    lexicon = build_lexicon(None, sst2.labels, user_words={"superb": 1})
+    texts = ["a gripping , beautifully acted film that never lets go", "the acting is superb and the story moves along briskly"]
+    attacks = [
+        attribution_attack(sst2, names, budget, validity_constraints(lexicon, 3), [pattern("meanwhile"), pattern("somehow")])
+        for names in (["charedit"], ["typo", "delete"], ["charedit", "delete", "pattern"])
+    ]
+    attacks.append(deepwordbug_attack(sst2, budget, validity_constraints(lexicon, 3)))
+    attacks.append(random_insertion_attack(sst2, ["alpha", "beta", "gamma"], 3, budget, 3, constraints=[LabelWordConstraint(lexicon)]))
+    for attack in attacks:
+        for text in texts:
+            result = attack.attack(text, 1)
+            assert result.perturbed_result.num_queries <= budget, attack
+
+
+def test_lexicon_counts_and_constraint() -> None:
+    examples = [Example("great", None, 1), Example("dreadful", None, 0), Example("great", None, 0), Example("film", None, 1)]
+    examples += [Example("a great film", None, 1)] * 6 + [Example("a dull film", None, 0)] * 6 + [Example("a great mess", None, 0)]
+    train = Dataset("toy", "train", "toy", examples, ["negative", "positive"])
+    assert one_word_phrases(train) == {"dreadful": 0, "film": 1}  # "great" is labelled both ways
+    scores = association_scores(train, 2, prior=1.0)
+    n, delta, z = scores["great"][1]  # 7 multi-word examples hold "great", 6 positive; base rate 6 of 13
+    expected = math.log((6 + 1) / (1 + 1)) - math.log(6 / 7)
+    assert (n, delta, z) == pytest.approx((7, expected, expected / math.sqrt(1 / 7 + 1 / 2)))
+    lexicon = build_lexicon(train, ["negative", "positive"], LexiconOptions(min_count=5, threshold=0.5, min_z=1.0), {"meh": -1})
+    assert lexicon.words == {"dreadful": 0, "dull": 0, "film": 1, "great": 1, "meh": -1}
+    assert (lexicon.phrase_words, lexicon.user_words) == (2, 1)
+    constraint = LabelWordConstraint(lexicon)
+    original = AttackedText("a good story about a boy")
+    for perturbed, valid in [
+        ("a good dull story about a boy", False),  # inserts a label word
+        ("a good story about a meh", False),  # substitutes one in
+        ("a goood story about a boy", True),  # misspelling
+        ("a good story about a boy indeed", True),
+        ("a great story about a boy", False),
+    ]:
+        assert constraint._check_constraint(AttackedText(perturbed), original) is valid, perturbed
+    with_label_word = AttackedText("a dull story")
+    assert constraint._check_constraint(AttackedText("a story"), with_label_word) is False  # deleting a label word changes the label
+    assert constraint._check_constraint(AttackedText("a dlul story"), with_label_word) is True
+    assert constraint.rejected == 4
+    assert edited_words(["a", "B", "c"], ["a", "x", "c", "d"]) == (["x", "d"], [])
