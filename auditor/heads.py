@@ -24,7 +24,7 @@ from transformers import BatchEncoding
 import auditor
 from auditor.attribution import SelfAttentionAttribution
 from auditor.data import Dataset
-from auditor.encoders import EncoderClassifier
+from auditor.encoders import encoder_for
 from auditor.errors import DataError, InputError
 from auditor.models import Classifier
 from auditor.quadrature import QuadratureMethod
@@ -70,42 +70,22 @@ def _progress(items: list, description: str, show: bool) -> Iterator:
     return iter(tqdm(items, desc=description, leave=False, disable=None if show else True))
 
 
-@contextlib.contextmanager
-def head_mask(model: torch.nn.Module, mask: torch.Tensor) -> Iterator[None]:
+def head_mask(model: torch.nn.Module, mask: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     """Run ``model`` with head h of layer l scaled by ``mask[..., l, h]`` (original head indices).
 
     ``mask`` is (layers, heads) for the whole batch or (batch, layers, heads) per example. Scaling head h's
     context vector is the same as scaling its attention probabilities (context_h = A_h V_h), i.e. the
-    ``head_mask`` of Michel et al.; it works on head-pruned models too, and a differentiable mask gives
+    ``head_mask`` of Michel et al., for every family (``EncoderClassifier.scale_heads``, also where the
+    model takes no ``head_mask``); it works on head-pruned models too, and a differentiable mask gives
     ∂L/∂ξ_h = Σ context_h · ∂L/∂context_h.
     """
-    encoder = EncoderClassifier(model)
-    if mask.shape[-2:] != (encoder.num_layers, model.config.num_attention_heads):
-        raise ValueError(f"head mask must end in ({encoder.num_layers}, {model.config.num_attention_heads}), got {tuple(mask.shape)}")
-    handles = []
-    for index, layer in enumerate(encoder.layers):
-        layer_mask = mask[..., index, encoder.head_ids[index]]
-
-        def scale(module: torch.nn.Module, args: tuple, layer_mask: torch.Tensor = layer_mask) -> tuple:
-            context, *rest = args
-            batch, n, width = context.shape
-            heads = layer_mask.shape[-1]
-            factors = layer_mask[:, None, :, None] if layer_mask.dim() == 2 else layer_mask[None, None, :, None]
-            scaled = (context.view(batch, n, heads, width // heads) * factors.to(context.dtype)).view(batch, n, width)
-            return (scaled, *rest)
-
-        handles.append(layer.attention.output.register_forward_pre_hook(scale))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return encoder_for(model).scale_heads(mask)
 
 
 def full_mask(model: torch.nn.Module) -> torch.Tensor:
     """Ones over (layers, original heads), NaN where a head is already pruned."""
-    encoder = EncoderClassifier(model)
-    mask = torch.full((encoder.num_layers, model.config.num_attention_heads), float("nan"))
+    encoder = encoder_for(model)
+    mask = torch.full((encoder.num_layers, encoder.num_heads), float("nan"))
     for layer, ids in enumerate(encoder.head_ids):
         mask[layer, ids] = 1.0
     return mask
@@ -116,10 +96,11 @@ def accuracy(model: torch.nn.Module, batches: list[LabelledBatch], mask: torch.T
     correct = 0
     total = 0
     device = next(model.parameters()).device
-    context = head_mask(model, mask.to(device)) if mask is not None else contextlib.nullcontext()
+    encoder = encoder_for(model)
+    context = encoder.scale_heads(mask.to(device)) if mask is not None else contextlib.nullcontext()
     with torch.no_grad(), context:
         for batch in batches:
-            logits = model(**model_inputs(batch.encoding)).logits
+            logits = encoder.run(**model_inputs(batch.encoding)).logits
             correct += int((logits.argmax(-1) == batch.labels).sum())
             total += batch.size
     return correct / total
@@ -156,12 +137,12 @@ class AttentionImportance:
     between real tokens (padding excluded)."""
 
     def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
-        encoder = EncoderClassifier(model)
+        encoder = encoder_for(model)
         scores = torch.zeros(encoder.num_layers, model.config.num_attention_heads)
         count = 0
         with torch.no_grad():
             for batch in _progress(batches, "attention", show_progress):
-                attentions = model(**model_inputs(batch.encoding), output_attentions=True).attentions
+                attentions = encoder.run(**model_inputs(batch.encoding), output_attentions=True).attentions
                 real = batch.encoding["attention_mask"].bool()
                 pair_mask = (real[:, :, None] & real[:, None, :])[:, None]  # (batch, 1, n, n)
                 for layer, ids in enumerate(encoder.head_ids):
@@ -177,13 +158,13 @@ class TaylorImportance:
     I_h ← I_h / ‖I_layer‖₂."""
 
     def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
-        encoder = EncoderClassifier(model)
+        encoder = encoder_for(model)
         device = next(model.parameters()).device
         scores = torch.zeros(encoder.num_layers, model.config.num_attention_heads)
         for batch in _progress(batches, "taylor", show_progress):
             xi = torch.ones(batch.size, encoder.num_layers, model.config.num_attention_heads, device=device, requires_grad=True)
-            with torch.enable_grad(), head_mask(model, xi):
-                logits = model(**model_inputs(batch.encoding)).logits
+            with torch.enable_grad(), encoder.scale_heads(xi):
+                logits = encoder.run(**model_inputs(batch.encoding)).logits
                 loss = torch.nn.functional.cross_entropy(logits, batch.labels, reduction="sum")
                 (gradient,) = torch.autograd.grad(loss, xi)
             scores += gradient.abs().sum(0).float().cpu()
@@ -203,15 +184,15 @@ class LeaveOneOutImportance:
         self.rows = rows
 
     def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
-        encoder = EncoderClassifier(model)
+        encoder = encoder_for(model)
         base = full_mask(model).nan_to_num(0.0).to(next(model.parameters()).device)
         correct = torch.zeros(base.shape)
         reference = 0
         with torch.no_grad():
             for batch in _progress(batches, "leave-one-out", show_progress):
-                output = model(**model_inputs(batch.encoding), output_hidden_states=True)
+                output = encoder.run(**model_inputs(batch.encoding), output_hidden_states=True)
                 reference += int((output.logits.argmax(-1) == batch.labels).sum())
-                additive = encoder.additive_mask(batch.encoding["attention_mask"], output.hidden_states[0].dtype)
+                inputs = encoder.layer_inputs(batch.encoding["attention_mask"], output.hidden_states[0].dtype)
                 step = max(1, self.rows // batch.size)
                 for layer, ids in enumerate(encoder.head_ids):
                     for start in range(0, len(ids), step):
@@ -220,10 +201,11 @@ class LeaveOneOutImportance:
                         masks[torch.arange(len(heads)), layer, heads] = 0.0
                         rows_mask = masks.repeat_interleave(batch.size, 0)
                         hidden = output.hidden_states[layer].repeat(len(heads), 1, 1)
-                        with head_mask(model, rows_mask):
+                        rows = inputs.select(torch.arange(batch.size, device=hidden.device).repeat(len(heads)))
+                        with encoder.scale_heads(rows_mask):
                             for index in range(layer, encoder.num_layers):
-                                hidden = encoder.layer_forward(index, hidden, additive.repeat(len(heads), 1, 1, 1))
-                            predicted = encoder.logits(hidden).argmax(-1).view(len(heads), batch.size)
+                                hidden = encoder.layer_forward(index, hidden, rows)
+                            predicted = encoder.logits(hidden, rows).argmax(-1).view(len(heads), batch.size)
                         correct[layer, heads] += (predicted == batch.labels).sum(1).float().cpu()
         total = sum(batch.size for batch in batches)
         return _with_pruned_as_nan(model, (reference - correct) / total)

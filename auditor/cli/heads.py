@@ -110,9 +110,10 @@ def prune(
     Every layer keeps at least one head: transformers cannot run a layer without heads (measure that with
     head masks instead: ``auditor curves --allow-empty-layers``)."""
     from auditor.data import load_dataset
+    from auditor.encoders import encoder_for
     from auditor.heads import accuracy, encode_dataset, scores_tensor
     from auditor.models import load_classifier
-    from auditor.pruning import check_importance_matches, heads_for_fraction, prune_model, rank_heads
+    from auditor.pruning import check_importance_matches, heads_for_fraction, prune_model, rank_shared_heads
 
     if (fraction is None) == (heads_count is None):
         raise InputError("give exactly one of --fraction F or --heads K")
@@ -122,9 +123,10 @@ def prune(
     scores = scores_tensor(chosen)
     present = int((~scores.isnan()).sum())
     count = heads_for_fraction(fraction, present) if fraction is not None else int(heads_count)  # type: ignore[arg-type]
-    removed = rank_heads(scores, count, keep_per_layer=1)
     classifier = load_classifier(model)
     check_importance_matches(chosen, classifier)
+    removed = rank_shared_heads(scores, count, encoder_for(classifier.model).weight_groups(), keep_per_layer=1)
+    count = sum(map(len, removed.values()))  # fewer when layers share weights and count is not a multiple
     metadata = {"importance_method": chosen.method, "importance_examples": chosen.examples.model_dump(), "heads_removed": count}
     from auditor.archive import checkpoint_dtype
 
