@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from auditor.encoders import encoder_for
 from auditor.errors import InputError
 from auditor.explain import explain, validate_layers
 from auditor.models import Classifier, quiet_transformers
@@ -160,6 +161,7 @@ class Service:
         self.settings = settings
         self.limits = settings.limits
         self.onnx = onnx
+        self.segments = encoder_for(classifier.model).takes_segments  # else token_type_ids are left out
 
     def handle(self, bodies: Sequence[object], explain_flags: Sequence[bool]) -> list[Answer]:
         """One answer per body, in order; ``explain_flags[i]`` marks a ``POST /explanations`` request."""
@@ -250,7 +252,7 @@ class Service:
             )
         limit = min(limits.max_tokens, self.classifier.max_length)  # never past the model's position embeddings
         for row, item in enumerate(kept):
-            item.ids = {name: values[row] for name, values in encoded.items()}
+            item.ids = {name: values[row] for name, values in encoded.items() if self.segments or name != "token_type_ids"}
             tokens = len(item.ids["input_ids"])
             if tokens > limit:
                 error = InputError(f"input has {tokens} tokens, more than the limit of {limit}; shorten it")

@@ -90,8 +90,9 @@ class TorchServe:
     """A real ``torchserve`` on free loopback ports, with its own working directory and TMPDIR.
 
     ``with TorchServe(store, [ServedModel("sst2")]) as server:`` starts it from the settings of
-    ``config`` (the repository's config.properties; addresses, ports, store and models replaced) and the
-    logging of ``log_config`` (the repository's log4j2.xml), waits until
+    ``config`` (the repository's config.properties; addresses, ports, store and models replaced) with
+    ``log_config`` copied into its working directory as the log4j2.xml that config's ``vmargs`` names (as when
+    ``torchserve`` is started from the repository root), waits until
     every model is READY, reads the inference key from key_file.json, and on exit always stops it (from the
     directory it started in, as ``torchserve --stop`` requires) and removes the working directory.
     ``environment`` adds variables to the server's environment (this process's own are passed on too).
@@ -207,8 +208,8 @@ class TorchServe:
         if missing:
             raise ModelLoadError(f"no archive for {', '.join(missing)} in {self.model_store}")
         config = self._write_config()
-        self._torchserve("--start", "--ncs", "--ts-config", str(config), "--model-store", str(self.model_store),
-                         "--log-config", str(self.log_config))  # fmt: skip
+        shutil.copy2(self.log_config, self.workdir / "log4j2.xml")
+        self._torchserve("--start", "--ncs", "--ts-config", str(config), "--model-store", str(self.model_store))
         self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
