@@ -150,3 +150,15 @@ def test_decoders_and_unknown_types_get_a_one_line_error():
     with pytest.raises(UnsupportedModelError, match=r"model_type='gpt2'.*albert.*deberta-v2.*distilbert.*modernbert") as error:
         SelfAttentionAttribution(decoder)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_float32_padded_batch_matches_float64(family):
+    model = tiny_model(family)
+    inputs = padded_batch([9, 5], seed=4)
+    low = SelfAttentionAttribution(model).attribute(**inputs, target=1)
+    high = SelfAttentionAttribution(model.double()).attribute(**inputs, target=1)
+    assert low[0].attributions[0].dtype == torch.float32
+    for a, b in zip(high, low):
+        for x, y in zip(a.attributions, b.attributions):
+            torch.testing.assert_close(y.double(), x, rtol=1e-3, atol=1e-6)

@@ -12,7 +12,7 @@ from auditor.encoders import encoder_for
 from auditor.errors import InputError
 from auditor.heads import accuracy, compute_importance, encode_dataset, full_mask, head_mask, scores_tensor
 from auditor.models import load_classifier
-from auditor.pruning import mask_without, prune_model, pruning_curve
+from auditor.pruning import mask_without, prune_model, pruning_curve, rank_heads, rank_shared_heads
 from auditor.schemas import IMPORTANCE_METHODS
 from tests.families import FAMILIES, SHARED, VARIANTS, save_tiny, tiny_model
 from tests.test_families import padded_batch, probabilities_replaced
@@ -85,3 +85,12 @@ def test_albert_prunes_its_shared_layer_only_from_every_application(tmp_path):
     with pytest.raises(InputError, match="share one set of weights.*same heads") as error:
         prune_model(classifier, {0: [1]}, tmp_path / "pruned")
     assert "\n" not in str(error.value)
+
+
+def test_shared_ranking_removes_a_head_from_every_layer_of_its_group_by_mean_score():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.4], [0.8, 0.0, 0.5, 0.3], [0.2, 0.2, 0.2, 0.9], [0.3, 0.1, 0.6, 0.9]])
+    # groups {0, 1} and {2, 3}; means: [0.45, 0.45, 0.5, 0.35] and [0.25, 0.15, 0.4, 0.9]
+    assert rank_shared_heads(scores, 4, [[0, 1], [2, 3]]) == {2: [0, 1], 3: [0, 1]}
+    assert rank_shared_heads(scores, 6, [[0, 1], [2, 3]]) == {0: [3], 1: [3], 2: [0, 1], 3: [0, 1]}
+    assert rank_shared_heads(scores, 7, [[0, 1], [2, 3]]) == rank_shared_heads(scores, 6, [[0, 1], [2, 3]])
+    assert rank_shared_heads(scores, 3, [[0], [1], [2], [3]]) == rank_heads(scores, 3)

@@ -5,13 +5,11 @@ ModernBERT (tiny random models), served by one real TorchServe: predictions equa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from auditor.cli import main
 from auditor.explain import explain
 from auditor.models import load_classifier
 from auditor.pruning import prune_model
@@ -20,7 +18,6 @@ from auditor.serving import ServedModel, TorchServe
 from tests.families import FAMILIES, save_tiny
 from tests.test_serving import assert_close
 
-REPO = Path(__file__).resolve().parents[1]
 #: how each family is packaged: backend and heads pruned (ALBERT: the same heads in every layer sharing weights)
 PACKAGING = {
     "distilbert": ("onnx", None),
@@ -40,10 +37,13 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         folder = save_tiny(family, work / family)
         backend, pruned = PACKAGING[family]
         spec = ["--pruned", ";".join(f"{layer}:{','.join(map(str, heads))}" for layer, heads in pruned.items())] if pruned else []
-        command = [sys.executable, "-m", "auditor", "package", "--model", str(folder), "--name", family, "--store", str(store),
-                   "--backend", backend, "--max-tokens", "64", *spec]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
+        arguments = ["package", "--model", str(folder), "--name", family, "--store", str(store), "--backend", backend,
+                     "--max-tokens", "64", *spec]  # fmt: skip
+        try:  # the real entry point, in process
+            main(arguments)
+        except SystemExit as done:
+            assert not done.code, f"auditor package exited with {done.code}"
+        assert (store / f"{family}.mar").is_file()
         reference = load_classifier(folder, device="cpu")
         references[family] = load_classifier(prune_model(reference, pruned, work / f"{family}-pruned")) if pruned else reference
     with TorchServe(store, [ServedModel(family, batch_size=1) for family in FAMILIES]) as server:
