@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
-from auditor.encoders import EncoderClassifier
+from auditor.encoders import LayerInputs, encoder_for
 from auditor.quadrature import QuadratureMethod, quadrature
 
 Target = int | Sequence[int] | torch.Tensor | None
@@ -81,7 +81,7 @@ class SelfAttentionAttribution:
     """
 
     def __init__(self, model: PreTrainedModel) -> None:
-        self.encoder = EncoderClassifier(model)
+        self.encoder = encoder_for(model)
         self.model = model
         self.passes = 0
 
@@ -164,7 +164,7 @@ class SelfAttentionAttribution:
         """Estimated activation memory kept for the backward pass by one row entering at ``layer``."""
         config = self.model.config
         element = torch.finfo(next(self.model.parameters()).dtype).bits // 8
-        per_layer = n * (5 * config.num_attention_heads * n + 12 * config.hidden_size + 3 * config.intermediate_size)
+        per_layer = n * (5 * self.encoder.num_heads * n + 12 * config.hidden_size + 3 * self.encoder.intermediate_size)
         return element * per_layer * (self.encoder.num_layers - layer)
 
     def _example_groups(
@@ -204,19 +204,16 @@ class SelfAttentionAttribution:
         internal_batch_size: int | None,
         memory_limit_mb: float,
     ) -> list[ExampleAttribution]:
+        segments = {} if token_type_ids is None or not self.encoder.takes_segments else {"token_type_ids": token_type_ids}
         with torch.no_grad():
-            output = self.model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                output_attentions=True,
-                output_hidden_states=True,
+            output = self.encoder.run(
+                input_ids=input_ids, attention_mask=attention_mask, output_attentions=True, output_hidden_states=True, **segments
             )
         probabilities = torch.softmax(output.logits, dim=-1)
         if targets is None:
             targets = probabilities.argmax(-1)
         hidden_states, attentions = output.hidden_states, output.attentions
-        additive_mask = self.encoder.additive_mask(attention_mask, hidden_states[0].dtype)
+        layer_inputs = self.encoder.layer_inputs(attention_mask, hidden_states[0].dtype)
         examples = input_ids.shape[0]
         device = input_ids.device
 
@@ -234,7 +231,7 @@ class SelfAttentionAttribution:
         n = input_ids.shape[1]
         for chunk in self._chunks(rows, n, internal_batch_size, memory_limit_mb):
             with torch.enable_grad():
-                probability, leaves = self._scaled_forward(chunk, hidden_states, attentions, additive_mask, targets, True)
+                probability, leaves = self._scaled_forward(chunk, hidden_states, attentions, layer_inputs, targets, True)
                 gradients = torch.autograd.grad(probability.sum(), leaves)
             offset = 0
             for part, gradient in zip(chunk, gradients):
@@ -254,7 +251,7 @@ class SelfAttentionAttribution:
             ]
             for chunk in self._chunks(baseline_rows, n, internal_batch_size, memory_limit_mb / 3):
                 with torch.no_grad():
-                    probability, _ = self._scaled_forward(chunk, hidden_states, attentions, additive_mask, targets, False)
+                    probability, _ = self._scaled_forward(chunk, hidden_states, attentions, layer_inputs, targets, False)
                 offset = 0
                 for part in chunk:
                     zero = zero_probability.setdefault(part.layer, torch.zeros(examples, device=device, dtype=probability.dtype))
@@ -318,7 +315,7 @@ class SelfAttentionAttribution:
         rows: list[_Rows],
         hidden_states: tuple[torch.Tensor, ...],
         attentions: tuple[torch.Tensor, ...],
-        additive_mask: torch.Tensor,
+        layer_inputs: LayerInputs,
         targets: torch.Tensor,
         requires_grad: bool,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -326,22 +323,24 @@ class SelfAttentionAttribution:
         self.passes += 1
         entering = {part.layer: part for part in rows}
         hidden: torch.Tensor | None = None
-        row_examples = torch.empty(0, dtype=torch.long, device=additive_mask.device)
+        row_examples = torch.empty(0, dtype=torch.long, device=targets.device)
         leaves: list[torch.Tensor] = []
         for index in range(rows[0].layer, self.encoder.num_layers):
             if hidden is not None:
-                hidden = self.encoder.layer_forward(index, hidden, additive_mask[row_examples])
+                hidden = self.encoder.layer_forward(index, hidden, layer_inputs.select(row_examples))
             part = entering.get(index)
             if part is None:
                 continue
             scaled = part.alphas.to(attentions[index].dtype)[:, None, None, None] * attentions[index][part.examples]
             scaled.requires_grad_(requires_grad)
             leaves.append(scaled)
-            new_hidden = self.encoder.layer_with_attention(index, hidden_states[index][part.examples], scaled)
+            new_hidden = self.encoder.layer_with_attention(
+                index, hidden_states[index][part.examples], layer_inputs.select(part.examples), scaled
+            )
             hidden = new_hidden if hidden is None else torch.cat([hidden, new_hidden])
             row_examples = torch.cat([row_examples, part.examples])
         assert hidden is not None
-        probabilities = torch.softmax(self.encoder.logits(hidden), dim=-1)
+        probabilities = torch.softmax(self.encoder.logits(hidden, layer_inputs.select(row_examples)), dim=-1)
         return probabilities.gather(1, targets[row_examples][:, None]).squeeze(1), leaves
 
 

@@ -13,6 +13,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -120,6 +121,38 @@ def _outcome(index: int, example: Example, result, seconds: float, explanations:
     )
 
 
+def attack_key(name: str, index: int) -> str:
+    """The checkpoint key of attack ``name``'s outcome on example ``index``."""
+    return f"attack:{name}:{index}"
+
+
+def attack_example(name: str, attack_for_label: Callable[[int], Attack], index: int, example: Example, seed: int) -> AttackOutcome:
+    """Attack one example, counting its explanation calls and the candidates the label-word constraint
+    rejected. Its outcome depends on the example, its index and ``seed`` alone: the random generators are
+    seeded from (seed, index) and the attack's caches start empty, so a resumed run, or one spread over many
+    processes, gives the same outcome as an uninterrupted single-process run."""
+    random.seed(seed * 1_000_003 + index)
+    np.random.seed((seed * 1_000_003 + index) % 2**32)
+    attack = attack_for_label(int(example.label))
+    attack.clear_cache()
+    validity = [c for c in attack.constraints if isinstance(c, LabelWordConstraint)]
+    victim = attack.goal_function.model
+    explained, rejected = getattr(victim, "explanations", 0), sum(c.rejected for c in validity)
+    started = time.perf_counter()
+    result = attack.attack(attacked_text(example), int(example.label))
+    seconds = time.perf_counter() - started
+    explanations = getattr(victim, "explanations", 0) - explained
+    return _outcome(index, example, result, seconds, explanations, sum(c.rejected for c in validity) - rejected)
+
+
+class AttackExecutor(Protocol):
+    """Runs (attack, example) pairs elsewhere (e.g. ``auditor.distributed.RayAttackExecutor``)."""
+
+    def attack(self, names: list[str], examples: Sequence[Example], checkpoint: Checkpoint, progress: Progress | None) -> None:
+        """Put the outcome of every attack in ``names`` on every example into ``checkpoint`` (under
+        ``attack_key``), each exactly once, skipping those already there."""
+
+
 def attack_examples(
     name: str,
     attack_for_label: Callable[[int], Attack],
@@ -128,30 +161,12 @@ def attack_examples(
     seed: int,
     progress: Progress | None = None,
 ) -> list[AttackOutcome]:
-    """Attack each example (seeded by ``seed`` and its index, so a resumed run matches an uninterrupted
-    one), reusing the outcomes already in the checkpoint; counts the explanation calls and the candidates
-    the label-word constraint rejected for each."""
+    """Attack each example (see ``attack_example``), reusing the outcomes already in the checkpoint."""
     outcomes = []
     for index, example in enumerate(examples):
-        key = f"attack:{name}:{index}"
+        key = attack_key(name, index)
         if key not in checkpoint:
-            random.seed(seed * 1_000_003 + index)
-            np.random.seed((seed * 1_000_003 + index) % 2**32)
-            attack = attack_for_label(int(example.label))
-            validity = [c for c in attack.constraints if isinstance(c, LabelWordConstraint)]
-            victim = attack.goal_function.model
-            explained, rejected = getattr(victim, "explanations", 0), sum(c.rejected for c in validity)
-            started = time.perf_counter()
-            result = attack.attack(attacked_text(example), int(example.label))
-            outcome = _outcome(
-                index,
-                example,
-                result,
-                time.perf_counter() - started,
-                getattr(victim, "explanations", 0) - explained,
-                sum(c.rejected for c in validity) - rejected,
-            )
-            checkpoint.put(key, outcome.model_dump(mode="json"))
+            checkpoint.put(key, attack_example(name, attack_for_label, index, example, seed).model_dump(mode="json"))
         outcomes.append(AttackOutcome.model_validate(checkpoint[key]))
         if progress:
             progress(name, index + 1, len(examples))
@@ -284,8 +299,8 @@ def attribution_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSet
 def audit_attacks(
     victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon, vocabulary: Sequence[str]
 ) -> dict[str, Callable[[int], Attack]]:
-    """The attribution-guided attack and the requested baselines, all under ``validity_constraints``; each
-    maps a gold label to its attack."""
+    """Every attack of the audit by name (the attribution-guided attack, then the chosen baselines), all under
+    ``validity_constraints``; each maps an example's gold label to the attack to run on it."""
     attacks: dict[str, Callable[[int], Attack]] = {"attribution": attribution_attacks(victim, triggers, settings, lexicon).__getitem__}
     if "random" in settings.baselines:
         candidates = max(1, len(top_patterns(triggers, 0, settings.top_k)))
@@ -335,8 +350,10 @@ def run_audit(
     trigger_data: Dataset,
     lexicon: LabelLexicon,
     progress: Progress | None = None,
+    executor: AttackExecutor | None = None,
 ) -> RobustnessReport:
-    """Audit ``victim`` on the first ``settings.examples`` examples of ``dataset``."""
+    """Audit ``victim`` on the first ``settings.examples`` examples of ``dataset`` (the attacks run in this
+    process, or by ``executor``; the report is the same)."""
     started = time.perf_counter()
     examples = dataset.head(settings.examples).examples
     if any(e.label is None for e in examples) or any(e.label is None for e in trigger_data.examples):
@@ -349,9 +366,12 @@ def run_audit(
     if lexicon.labels != labels:
         raise InputError(f"the label-word lexicon has labels {lexicon.labels}, the audited model has {labels}")
     attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(dataset))
-    resumed = sum(f"attack:{name}:{i}" in checkpoint for name in attacks for i in range(len(examples)))
+    resumed = sum(attack_key(name, i) in checkpoint for name in attacks for i in range(len(examples)))
+    if executor is not None:
+        executor.attack(list(attacks), examples, checkpoint, progress)
+    shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
     summaries = [
-        summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, progress), labels, settings.budget)
+        summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, shown), labels, settings.budget)
         for name, attack in attacks.items()
     ]
     table_examples = trigger_data.head(settings.trigger_examples).examples

@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm import tqdm
@@ -24,7 +25,7 @@ from transformers import BatchEncoding
 import auditor
 from auditor.attribution import SelfAttentionAttribution
 from auditor.data import Dataset
-from auditor.encoders import EncoderClassifier
+from auditor.encoders import encoder_for
 from auditor.errors import DataError, InputError
 from auditor.models import Classifier
 from auditor.quadrature import QuadratureMethod
@@ -70,42 +71,22 @@ def _progress(items: list, description: str, show: bool) -> Iterator:
     return iter(tqdm(items, desc=description, leave=False, disable=None if show else True))
 
 
-@contextlib.contextmanager
-def head_mask(model: torch.nn.Module, mask: torch.Tensor) -> Iterator[None]:
+def head_mask(model: torch.nn.Module, mask: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     """Run ``model`` with head h of layer l scaled by ``mask[..., l, h]`` (original head indices).
 
     ``mask`` is (layers, heads) for the whole batch or (batch, layers, heads) per example. Scaling head h's
     context vector is the same as scaling its attention probabilities (context_h = A_h V_h), i.e. the
-    ``head_mask`` of Michel et al.; it works on head-pruned models too, and a differentiable mask gives
+    ``head_mask`` of Michel et al., for every family (``EncoderClassifier.scale_heads``, also where the
+    model takes no ``head_mask``); it works on head-pruned models too, and a differentiable mask gives
     ∂L/∂ξ_h = Σ context_h · ∂L/∂context_h.
     """
-    encoder = EncoderClassifier(model)
-    if mask.shape[-2:] != (encoder.num_layers, model.config.num_attention_heads):
-        raise ValueError(f"head mask must end in ({encoder.num_layers}, {model.config.num_attention_heads}), got {tuple(mask.shape)}")
-    handles = []
-    for index, layer in enumerate(encoder.layers):
-        layer_mask = mask[..., index, encoder.head_ids[index]]
-
-        def scale(module: torch.nn.Module, args: tuple, layer_mask: torch.Tensor = layer_mask) -> tuple:
-            context, *rest = args
-            batch, n, width = context.shape
-            heads = layer_mask.shape[-1]
-            factors = layer_mask[:, None, :, None] if layer_mask.dim() == 2 else layer_mask[None, None, :, None]
-            scaled = (context.view(batch, n, heads, width // heads) * factors.to(context.dtype)).view(batch, n, width)
-            return (scaled, *rest)
-
-        handles.append(layer.attention.output.register_forward_pre_hook(scale))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return encoder_for(model).scale_heads(mask)
 
 
 def full_mask(model: torch.nn.Module) -> torch.Tensor:
     """Ones over (layers, original heads), NaN where a head is already pruned."""
-    encoder = EncoderClassifier(model)
-    mask = torch.full((encoder.num_layers, model.config.num_attention_heads), float("nan"))
+    encoder = encoder_for(model)
+    mask = torch.full((encoder.num_layers, encoder.num_heads), float("nan"))
     for layer, ids in enumerate(encoder.head_ids):
         mask[layer, ids] = 1.0
     return mask
@@ -116,117 +97,157 @@ def accuracy(model: torch.nn.Module, batches: list[LabelledBatch], mask: torch.T
     correct = 0
     total = 0
     device = next(model.parameters()).device
-    context = head_mask(model, mask.to(device)) if mask is not None else contextlib.nullcontext()
+    encoder = encoder_for(model)
+    context = encoder.scale_heads(mask.to(device)) if mask is not None else contextlib.nullcontext()
     with torch.no_grad(), context:
         for batch in batches:
-            logits = model(**model_inputs(batch.encoding)).logits
+            logits = encoder.run(**model_inputs(batch.encoding)).logits
             correct += int((logits.argmax(-1) == batch.labels).sum())
             total += batch.size
     return correct / total
 
 
-class AttributionImportance:
+class BatchSumImportance:
+    """A method whose scores are ``finish(Σ_b batch_sum(batch b), N)``: a sum over batches, in batch order,
+    then a final step. Batches can therefore be scored anywhere (``auditor.distributed``) and summed in
+    order to the same tensor."""
+
+    name = ""
+
+    def batch_sum(self, model: torch.nn.Module, batch: LabelledBatch) -> torch.Tensor:
+        """This batch's (layers, heads) contribution."""
+        raise NotImplementedError
+
+    def finish(self, model: torch.nn.Module, total: torch.Tensor, count: int) -> torch.Tensor:
+        """The scores from the sum of every batch's contribution over ``count`` examples."""
+        raise NotImplementedError
+
+    def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
+        return self.finish(model, sum_in_order(self.batch_sum(model, b) for b in _progress(batches, self.name, show_progress)), sum(b.size for b in batches))
+
+
+def sum_in_order(parts: Iterable[torch.Tensor]) -> torch.Tensor:
+    """((p₀ + p₁) + p₂) + …: the one summation order, wherever the parts were computed."""
+    total: torch.Tensor | None = None
+    for part in parts:
+        total = part.clone() if total is None else total + part
+    if total is None:
+        raise DataError("no batch to score")
+    return total
+
+
+class AttributionImportance(BatchSumImportance):
     """I_h = (1/N) Σ_x max_{i,j} Attr_h(A)(x), with Attr the self-attention attribution of the gold label's
     probability (``auditor.attribution.SelfAttentionAttribution``, ``steps`` quadrature nodes) over the
     example's real tokens (Hao et al. 2021, §4.1)."""
+
+    name = "attribution"
 
     def __init__(self, steps: int = 3, quadrature: QuadratureMethod = "gausslegendre") -> None:
         self.steps = steps
         self.quadrature = quadrature
 
-    def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
+    def batch_sum(self, model: torch.nn.Module, batch: LabelledBatch) -> torch.Tensor:
         engine = SelfAttentionAttribution(model)
         scores = torch.zeros(len(engine.encoder.layers), model.config.num_attention_heads)
-        count = 0
-        for batch in _progress(batches, "attribution", show_progress):
-            inputs = model_inputs(batch.encoding)
-            results = engine.attribute(
-                inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"),
-                target=batch.labels, n_steps=self.steps, method=self.quadrature,
-            )
-            for result in results:
-                for layer, ids, attribution in zip(result.layers, result.head_ids, result.attributions):
-                    scores[layer, ids] += attribution.flatten(1).max(1).values.float()
-            count += len(results)
-        return _with_pruned_as_nan(model, scores / count)
+        inputs = model_inputs(batch.encoding)
+        results = engine.attribute(
+            inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"),
+            target=batch.labels, n_steps=self.steps, method=self.quadrature,
+        )
+        for result in results:
+            for layer, ids, attribution in zip(result.layers, result.head_ids, result.attributions):
+                scores[layer, ids] += attribution.flatten(1).max(1).values.float()
+        return scores
+
+    def finish(self, model: torch.nn.Module, total: torch.Tensor, count: int) -> torch.Tensor:
+        return _with_pruned_as_nan(model, total / count)
 
 
-class AttentionImportance:
+class AttentionImportance(BatchSumImportance):
     """I_h = (1/N) Σ_x max_{i,j} A_h(x): the mean over examples of head h's largest attention probability
     between real tokens (padding excluded)."""
 
-    def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
-        encoder = EncoderClassifier(model)
+    name = "attention"
+
+    def batch_sum(self, model: torch.nn.Module, batch: LabelledBatch) -> torch.Tensor:
+        encoder = encoder_for(model)
         scores = torch.zeros(encoder.num_layers, model.config.num_attention_heads)
-        count = 0
         with torch.no_grad():
-            for batch in _progress(batches, "attention", show_progress):
-                attentions = model(**model_inputs(batch.encoding), output_attentions=True).attentions
-                real = batch.encoding["attention_mask"].bool()
-                pair_mask = (real[:, :, None] & real[:, None, :])[:, None]  # (batch, 1, n, n)
-                for layer, ids in enumerate(encoder.head_ids):
-                    maxima = attentions[layer].masked_fill(~pair_mask, float("-inf")).flatten(2).max(-1).values
-                    scores[layer, ids] += maxima.sum(0).float().cpu()
-                count += batch.size
-        return _with_pruned_as_nan(model, scores / count)
+            attentions = encoder.run(**model_inputs(batch.encoding), output_attentions=True).attentions
+            real = batch.encoding["attention_mask"].bool()
+            pair_mask = (real[:, :, None] & real[:, None, :])[:, None]  # (batch, 1, n, n)
+            for layer, ids in enumerate(encoder.head_ids):
+                maxima = attentions[layer].masked_fill(~pair_mask, float("-inf")).flatten(2).max(-1).values
+                scores[layer, ids] += maxima.sum(0).float().cpu()
+        return scores
+
+    def finish(self, model: torch.nn.Module, total: torch.Tensor, count: int) -> torch.Tensor:
+        return _with_pruned_as_nan(model, total / count)
 
 
-class TaylorImportance:
+class TaylorImportance(BatchSumImportance):
     """Michel et al. (2019): I_h = Σ_x |∂L(x)/∂ξ_h| = Σ_x |Σ_t context_h(x)_t · ∂L(x)/∂context_h(x)_t|, with ξ
     the head mask (all ones), L the cross-entropy loss of the gold label, then normalised per layer:
     I_h ← I_h / ‖I_layer‖₂."""
 
-    def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
-        encoder = EncoderClassifier(model)
+    name = "taylor"
+
+    def batch_sum(self, model: torch.nn.Module, batch: LabelledBatch) -> torch.Tensor:
+        encoder = encoder_for(model)
         device = next(model.parameters()).device
-        scores = torch.zeros(encoder.num_layers, model.config.num_attention_heads)
-        for batch in _progress(batches, "taylor", show_progress):
-            xi = torch.ones(batch.size, encoder.num_layers, model.config.num_attention_heads, device=device, requires_grad=True)
-            with torch.enable_grad(), head_mask(model, xi):
-                logits = model(**model_inputs(batch.encoding)).logits
-                loss = torch.nn.functional.cross_entropy(logits, batch.labels, reduction="sum")
-                (gradient,) = torch.autograd.grad(loss, xi)
-            scores += gradient.abs().sum(0).float().cpu()
-        scores = _with_pruned_as_nan(model, scores)
+        xi = torch.ones(batch.size, encoder.num_layers, model.config.num_attention_heads, device=device, requires_grad=True)
+        with torch.enable_grad(), encoder.scale_heads(xi):
+            logits = encoder.run(**model_inputs(batch.encoding)).logits
+            loss = torch.nn.functional.cross_entropy(logits, batch.labels, reduction="sum")
+            (gradient,) = torch.autograd.grad(loss, xi)
+        return gradient.abs().sum(0).float().cpu()
+
+    def finish(self, model: torch.nn.Module, total: torch.Tensor, count: int) -> torch.Tensor:
+        scores = _with_pruned_as_nan(model, total)
         norms = scores.nan_to_num(0.0).norm(dim=1, keepdim=True).clamp_min(1e-20)
         return scores / norms
 
 
-class LeaveOneOutImportance:
+class LeaveOneOutImportance(BatchSumImportance):
     """I_h = acc(model) − acc(model without head h) on the examples: the accuracy lost by masking head h alone.
 
     Masking a head of layer l leaves layers below l unchanged, so each batch's hidden states are computed
     once and only layers l…L−1 are rerun, for several heads of the layer at a time (``rows`` rows per pass).
+    A batch contributes (examples right) − (examples right without head h), a whole number.
     """
+
+    name = "leave-one-out"
 
     def __init__(self, rows: int = 256) -> None:
         self.rows = rows
 
-    def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
-        encoder = EncoderClassifier(model)
+    def batch_sum(self, model: torch.nn.Module, batch: LabelledBatch) -> torch.Tensor:
+        encoder = encoder_for(model)
         base = full_mask(model).nan_to_num(0.0).to(next(model.parameters()).device)
         correct = torch.zeros(base.shape)
-        reference = 0
         with torch.no_grad():
-            for batch in _progress(batches, "leave-one-out", show_progress):
-                output = model(**model_inputs(batch.encoding), output_hidden_states=True)
-                reference += int((output.logits.argmax(-1) == batch.labels).sum())
-                additive = encoder.additive_mask(batch.encoding["attention_mask"], output.hidden_states[0].dtype)
-                step = max(1, self.rows // batch.size)
-                for layer, ids in enumerate(encoder.head_ids):
-                    for start in range(0, len(ids), step):
-                        heads = ids[start : start + step]
-                        masks = base.repeat(len(heads), 1, 1)
-                        masks[torch.arange(len(heads)), layer, heads] = 0.0
-                        rows_mask = masks.repeat_interleave(batch.size, 0)
-                        hidden = output.hidden_states[layer].repeat(len(heads), 1, 1)
-                        with head_mask(model, rows_mask):
-                            for index in range(layer, encoder.num_layers):
-                                hidden = encoder.layer_forward(index, hidden, additive.repeat(len(heads), 1, 1, 1))
-                            predicted = encoder.logits(hidden).argmax(-1).view(len(heads), batch.size)
-                        correct[layer, heads] += (predicted == batch.labels).sum(1).float().cpu()
-        total = sum(batch.size for batch in batches)
-        return _with_pruned_as_nan(model, (reference - correct) / total)
+            output = encoder.run(**model_inputs(batch.encoding), output_hidden_states=True)
+            reference = int((output.logits.argmax(-1) == batch.labels).sum())
+            inputs = encoder.layer_inputs(batch.encoding["attention_mask"], output.hidden_states[0].dtype)
+            step = max(1, self.rows // batch.size)
+            for layer, ids in enumerate(encoder.head_ids):
+                for start in range(0, len(ids), step):
+                    heads = ids[start : start + step]
+                    masks = base.repeat(len(heads), 1, 1)
+                    masks[torch.arange(len(heads)), layer, heads] = 0.0
+                    rows_mask = masks.repeat_interleave(batch.size, 0)
+                    hidden = output.hidden_states[layer].repeat(len(heads), 1, 1)
+                    rows = inputs.select(torch.arange(batch.size, device=hidden.device).repeat(len(heads)))
+                    with encoder.scale_heads(rows_mask):
+                        for index in range(layer, encoder.num_layers):
+                            hidden = encoder.layer_forward(index, hidden, rows)
+                        predicted = encoder.logits(hidden, rows).argmax(-1).view(len(heads), batch.size)
+                    correct[layer, heads] += (predicted == batch.labels).sum(1).float().cpu()
+        return reference - correct
+
+    def finish(self, model: torch.nn.Module, total: torch.Tensor, count: int) -> torch.Tensor:
+        return _with_pruned_as_nan(model, total / count)
 
 
 class RandomImportance:
@@ -317,6 +338,14 @@ class ImportanceCache:
         temporary.replace(self.directory / f"{key}.json")
 
 
+class ImportanceExecutor(Protocol):
+    """Scores batches elsewhere (e.g. ``auditor.distributed.RayImportanceExecutor``)."""
+
+    def batch_sums(self, method: ImportanceMethod, dataset: Dataset, steps: int, seed: int, batch_size: int) -> list[torch.Tensor]:
+        """``importance_method(method, steps, seed).batch_sum`` of every batch of
+        ``encode_dataset(classifier, dataset, batch_size)``, in batch order, for the executor's model."""
+
+
 def compute_importance(
     classifier: Classifier,
     dataset: Dataset,
@@ -327,9 +356,11 @@ def compute_importance(
     batch_size: int = 32,
     cache: ImportanceCache | None = None,
     show_progress: bool = False,
+    executor: ImportanceExecutor | None = None,
 ) -> HeadImportance:
     """Importance of every head of ``classifier`` by ``method`` on the first ``examples`` examples of
-    ``dataset`` (all when None), target = gold label; looked up in / stored to ``cache`` when given."""
+    ``dataset`` (all when None), target = gold label; looked up in / stored to ``cache`` when given. The
+    batches are scored here or by ``executor``; the result is the same."""
     if method not in IMPORTANCE_METHODS:
         raise InputError(f"unknown importance method {method!r}; choose one of {', '.join(IMPORTANCE_METHODS)} or all")
     if examples is not None and examples < 1:
@@ -347,7 +378,12 @@ def compute_importance(
     was_training = classifier.model.training
     classifier.model.eval()
     try:
-        scores = importance_method(method, steps, seed)(classifier.model, batches, show_progress)
+        scorer = importance_method(method, steps, seed)
+        if executor is not None and isinstance(scorer, BatchSumImportance):
+            parts = executor.batch_sums(method, chosen, steps, seed, batch_size)
+            scores = scorer.finish(classifier.model, sum_in_order(parts), sum(b.size for b in batches))
+        else:
+            scores = scorer(classifier.model, batches, show_progress)
     finally:
         classifier.model.train(was_training)
     importance = HeadImportance(

@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Batc
 from transformers import PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from auditor.encoders import EncoderClassifier, UnsupportedModelError
+from auditor.encoders import UnsupportedModelError, encoder_for
 from auditor.errors import InputError, ModelLoadError
 from auditor.schemas import ModelIdentity
 
@@ -78,6 +78,8 @@ class Classifier:
                 raise InputError(f"input {i} has {n} tokens, more than the limit of {limit}; shorten it or pass truncate")
         options = {"truncation": "longest_first", "max_length": limit} if truncate else {}
         encoded = self.tokenizer(list(texts), second, padding=True, return_tensors="pt", **options)
+        if not encoder_for(self.model).takes_segments:
+            encoded.pop("token_type_ids", None)
         return encoded.to(self.device)
 
     def tokens(self, input_ids: torch.Tensor) -> list[str]:
@@ -109,14 +111,15 @@ def weights_digest(directory: Path) -> str:
 
 def identify(model: PreTrainedModel, name: str, weights_sha256: str) -> ModelIdentity:
     config = model.config
+    encoder = encoder_for(model)
     return ModelIdentity(
         name=name,
         model_type=config.model_type,
         weights_sha256=weights_sha256,
-        num_layers=config.num_hidden_layers,
-        num_heads=config.num_attention_heads,
+        num_layers=encoder.num_layers,
+        num_heads=encoder.num_heads,
         labels=[config.id2label[i] for i in range(config.num_labels)],
-        pruned_heads={int(k): sorted(v) for k, v in (config.pruned_heads or {}).items()},
+        pruned_heads=encoder.pruned_heads(),
     )
 
 
@@ -125,7 +128,10 @@ def load_classifier(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Classifier:
-    """Load a BERT-family sequence classifier and its tokenizer from a folder or a hub name.
+    """Load an encoder sequence classifier of a supported family (``auditor.encoders``) and its tokenizer
+    from a folder or a hub name, always with eager attention (the only implementation that exposes the
+    attention probabilities attribution scales; sdpa and flash kernels are never used, so numbers never
+    depend on them).
 
     ``device`` defaults to CUDA when available. Raises ModelLoadError with a readable message.
     """
@@ -144,7 +150,7 @@ def load_classifier(
     except (OSError, ValueError, KeyError) as error:
         raise ModelLoadError(f"cannot load a sequence classifier from {text}: {error}") from None
     try:
-        EncoderClassifier(model)
+        encoder_for(model)
     except UnsupportedModelError as error:
         raise ModelLoadError(str(error)) from None
     target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")

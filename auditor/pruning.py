@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from auditor.encoders import UnsupportedModelError, encoder_for
 from auditor.errors import InputError
 from auditor.heads import LabelledBatch, accuracy, full_mask
 from auditor.models import Classifier
@@ -58,6 +59,22 @@ def rank_heads(scores: torch.Tensor, count: int, keep_per_layer: int = 1) -> Hea
     return {layer: sorted(heads) for layer, heads in sorted(chosen.items())}
 
 
+def rank_shared_heads(scores: torch.Tensor, count: int, groups: list[list[int]], keep_per_layer: int = 1) -> HeadSet:
+    """``rank_heads`` for a model whose layers share weights in ``groups`` (lists of layer indices, all of one
+    size k; ``EncoderClassifier.weight_groups``): a head goes from every layer of its group at once, ranked
+    by its mean score over the group, so ``count`` heads (counted per layer, as in ``rank_heads``) are
+    ``count // k`` heads of the shared weights, each removed k times. With one layer per group (no sharing)
+    it is ``rank_heads``."""
+    size = len(groups[0])
+    if any(len(group) != size for group in groups):
+        raise InputError("layer groups sharing weights must all have the same size")
+    if size == 1:
+        return rank_heads(scores, count, keep_per_layer)
+    shared = torch.stack([scores[group].mean(0) for group in groups])
+    chosen = rank_heads(shared, count // size, keep_per_layer)
+    return {layer: heads for g, heads in chosen.items() for layer in groups[g]}
+
+
 def mask_without(model: torch.nn.Module, heads: HeadSet) -> torch.Tensor:
     """The (layers, heads) head mask that removes ``heads`` (0) and keeps every other present head (1)."""
     mask = full_mask(model).nan_to_num(0.0)
@@ -100,15 +117,19 @@ def prune_model(
     heads_to_remove: HeadSet,
     out_dir: Path | str,
     metadata: dict | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Remove ``heads_to_remove`` ({layer: [original head index, …]}) from a copy of the model's weights with
     ``prune_heads`` and save it with its tokenizer to ``out_dir`` (``save_pretrained``; ``config.pruned_heads``
-    makes ``from_pretrained`` re-prune on load). The classifier passed in is left unchanged. A layer may not
-    lose all its heads: transformers' attention cannot run with none (``InputError`` naming the alternatives).
-    ``metadata`` is written to ``pruning.json``."""
+    makes ``from_pretrained`` re-prune on load), for families whose adapter can (``InputError`` naming the
+    alternatives otherwise; ALBERT prunes its shared layer, so every layer sharing it must name the same
+    heads). The classifier passed in is left unchanged. A layer may not lose all its heads: transformers'
+    attention cannot run with none (``InputError`` naming the alternatives). ``metadata`` is written to
+    ``pruning.json``. The weights are stored in ``dtype`` (default: the model's; pass
+    ``auditor.archive.checkpoint_dtype(source folder)`` to keep a float16 checkpoint float16)."""
     model = classifier.model
-    layers = model.config.num_hidden_layers
-    heads = model.config.num_attention_heads
+    encoder = encoder_for(model)
+    layers, heads = encoder.num_layers, encoder.num_heads
     present = ~full_mask(model).isnan()
     cleaned: HeadSet = {}
     for layer, ids in heads_to_remove.items():
@@ -127,7 +148,11 @@ def prune_model(
             )
     pruned = copy.deepcopy(model)
     if cleaned:
-        pruned.prune_heads(cleaned)
+        try:
+            encoder_for(pruned).prune_heads(pruned, cleaned)
+        except UnsupportedModelError as error:
+            raise InputError(str(error)) from None
+    pruned.to(dtype or next(model.parameters()).dtype)  # prune_heads rebuilds the layers it prunes in float32
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pruned.save_pretrained(out)

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from auditor.quadrature import MAX_STEPS, QuadratureMethod
 
@@ -14,6 +15,25 @@ class StrictModel(BaseModel):
     """Unknown fields are an error, so a typo in a request is reported instead of ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class RequestModel(StrictModel):
+    """An HTTP request body: unknown fields are an error and types are strict (``"steps": "3"`` and
+    ``"target": true`` are rejected, not coerced)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f")
+"""Characters that render as nothing beyond the Unicode categories ``visible`` drops (fillers, blank braille)."""
+
+
+def visible(text: str) -> str:
+    """``text`` without whitespace, control and format characters (zero-width spaces and joiners, BOM,
+    bidi marks…) and the fillers in ``INVISIBLE``: empty when the text would show nothing."""
+    return "".join(
+        c for c in text if not (c.isspace() or c in INVISIBLE or unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp"))
+    )
 
 
 class ModelIdentity(BaseModel):
@@ -28,8 +48,9 @@ class ModelIdentity(BaseModel):
     pruned_heads: dict[int, list[int]] = {}
 
 
-class PredictionRequest(StrictModel):
-    """Body of ``POST /predictions/{model}``: one text, or a sentence pair."""
+class PredictionRequest(RequestModel):
+    """Body of ``POST /predictions/{model}``: one text, or a sentence pair. A text that shows nothing
+    (only whitespace, zero-width or other invisible characters) is rejected."""
 
     text: str = Field(min_length=1)
     text_pair: str | None = Field(default=None, min_length=1)
@@ -37,9 +58,17 @@ class PredictionRequest(StrictModel):
     @field_validator("text", "text_pair")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
+        if value is not None and not visible(value):
+            raise ValueError("must not be blank (it has no visible characters)")
         return value
+
+
+class PredictionBatchRequest(RequestModel):
+    """Body of ``POST /predictions/{model}`` for several inputs at once (at most the archive's ``max_batch``);
+    answered with a ``PredictionList`` in the same order. One bad input fails the request (HTTP 400 naming
+    its index)."""
+
+    inputs: list[PredictionRequest] = Field(min_length=1)
 
 
 class Prediction(BaseModel):
@@ -51,15 +80,19 @@ class Prediction(BaseModel):
     labels: list[str]
 
 
+class PredictionList(RootModel[list[Prediction]]):
+    """Answer to a ``PredictionBatchRequest``: one ``Prediction`` per input, in the order of ``inputs``."""
+
+
 class ErrorResponse(BaseModel):
-    """Body of every 4xx answer."""
+    """Body of every 4xx answer (429: an explanation the worker has no room for now; retry after a while)."""
 
     code: int
     type: str
     message: str
 
 
-class ExplanationOptions(StrictModel):
+class ExplanationOptions(RequestModel):
     """What to compute for ``POST /explanations/{model}`` and ``auditor explain``."""
 
     target: Literal["predicted"] | int = "predicted"
@@ -248,12 +281,24 @@ Backend = Literal["torch", "onnx"]
 
 
 class ServingLimits(StrictModel):
-    """What one request may ask of a worker; anything over a limit is answered with HTTP 400."""
+    """What one request may ask of a worker; anything over a limit is answered with HTTP 400.
+
+    An explanation costs tokens² × steps × layers (attention-attribution work: ``steps`` forward and backward
+    passes per layer, each quadratic in the tokens). One worker runs explanations of at most
+    ``max_explanation_cost`` in total per server-side batch; an explanation that does not fit into the batch it
+    arrived in is answered 429 (retry), one that costs more on its own 400. The default is the cost of
+    ``max_tokens`` tokens, ``max_steps`` steps on 6 layers.
+    """
 
     max_tokens: int = Field(default=128, ge=3, description="longest input in tokens, special tokens included")
     max_chars: int = Field(default=4096, ge=1, description="longest text + text_pair in characters (checked before tokenizing)")
     max_steps: int = Field(default=20, ge=1, le=MAX_STEPS, description="most quadrature steps an explanation may ask for")
-    max_batch: int = Field(default=8, ge=1, description="most inputs run through the model in one forward pass")
+    max_batch: int = Field(default=8, ge=1, description="most inputs run through the model in one forward pass, and in one request")
+    max_explanation_cost: int = Field(default=128 * 128 * 20 * 6, ge=1, description="most tokens² × steps × layers of explanations per batch")
+    max_top_k: int = Field(default=64, ge=0, description="most token pairs per layer an explanation may ask for")
+    max_response_bytes: int = Field(
+        default=4_000_000, ge=10_000, description="largest answer; an explanation that would be larger (matrices) is a 400"
+    )
 
 
 class HandlerSettings(StrictModel):
@@ -274,6 +319,7 @@ def json_schemas() -> dict[str, dict]:
         and issubclass(value, BaseModel)
         and value.__module__ == __name__
         and not name.startswith("_")
+        and name.isidentifier()  # not the parametrised bases pydantic registers here, e.g. "RootModel[list[Prediction]]"
         and value.model_fields
     }
 

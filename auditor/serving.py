@@ -1,9 +1,10 @@
-"""Serving classifiers with TorchServe: the handler's settings and limits, request parsing, model archives,
-and ``TorchServe``, a real server on free loopback ports for tests, benchmarks and local use.
+"""Serving classifiers with TorchServe: ``TorchServe``, a real server on free loopback ports (for tests,
+benchmarks and local use) started from the repository's config.properties and log4j2.xml.
 
-The handler (``handlers/classifier_handler.py``) runs in TorchServe's Python worker, which is started with
-the interpreter that runs ``torchserve``: install auditor into that environment (``pip install -e .``) so
-that the handler's ``import auditor`` works.
+Archives are built by ``auditor.archive`` (re-exported here: ``build_archive``, ``package_model``, …); the
+worker's request logic is ``auditor.service``. The handler (``handlers/classifier_handler.py``) runs in
+TorchServe's Python worker, which is started with the interpreter that runs ``torchserve``: install auditor
+into that environment (``pip install -e .``) so that the handler's ``import auditor`` works.
 """
 
 from __future__ import annotations
@@ -19,183 +20,23 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
 
 import requests
-import yaml
-from pydantic import BaseModel, ValidationError
 
-from auditor.errors import AuditorError, InputError, ModelLoadError
-from auditor.schemas import Backend, HandlerSettings, ServingLimits
+from auditor.archive import (  # noqa: F401 - re-exported: auditor.serving was their home before auditor.archive
+    ServingLimits,
+    build_archive,
+    checkpoint_dtype,
+    handler_settings,
+    package_model,
+    parse_heads,
+    validation_message,
+)
+from auditor.errors import AuditorError, ModelLoadError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HANDLER_FILE = REPO_ROOT / "handlers" / "classifier_handler.py"
 DEFAULT_CONFIG = REPO_ROOT / "config.properties"
-MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json", "added_tokens.json")
-ONNX_FILE = HandlerSettings().onnx_file
-
-Request = TypeVar("Request", bound=BaseModel)
-
-
-def handler_settings(model_yaml_config: Mapping[str, object] | None) -> HandlerSettings:
-    """The ``handler:`` section of an archive's model-config.yaml (defaults when absent)."""
-    section = (model_yaml_config or {}).get("handler") or {}
-    try:
-        return HandlerSettings.model_validate(section)
-    except ValidationError as error:
-        raise ModelLoadError(f"invalid handler section in model-config.yaml: {validation_message(error)}") from None
-
-
-def validation_message(error: ValidationError) -> str:
-    """One readable line per problem: ``field.path: message``."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
-    )
-
-
-def parse_request(body: object, request_type: type[Request]) -> Request:
-    """A request body as TorchServe hands it over (raw bytes, text, or already-decoded JSON) → a validated
-    ``request_type``. InputError for non-UTF-8 bytes, invalid JSON, a body that is not a JSON object, or
-    fields of the wrong type or value."""
-    if isinstance(body, (bytes, bytearray)):
-        try:
-            body = bytes(body).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InputError(f"request body is not UTF-8 text: {error}") from None
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as error:
-            raise InputError(f"request body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise InputError(f"request body must be a JSON object with a \"text\" field, got {type(body).__name__}")
-    try:
-        return request_type.model_validate(body)
-    except ValidationError as error:
-        raise InputError(f"invalid request: {validation_message(error)}") from None
-
-
-def check_limits(limits: ServingLimits, text: str, text_pair: str | None, steps: int | None = None) -> None:
-    """InputError when the texts are longer than ``max_chars`` or ``steps`` exceeds ``max_steps``
-    (the token limit is checked when encoding, with ``max_length=limits.max_tokens``)."""
-    chars = len(text) + len(text_pair or "")
-    if chars > limits.max_chars:
-        raise InputError(f"input has {chars} characters, more than the limit of {limits.max_chars}")
-    if steps is not None and steps > limits.max_steps:
-        raise InputError(f"steps is {steps}, more than the limit of {limits.max_steps}")
-
-
-# --- model archives ---------------------------------------------------------------------------------------
-
-
-def build_archive(
-    model_dir: Path,
-    name: str,
-    model_store: Path,
-    backend: Backend = "torch",
-    onnx_file: Path | None = None,
-    limits: ServingLimits | None = None,
-    archive_format: Literal["default", "zip-store"] = "default",
-    threads: int | None = None,
-) -> Path:
-    """Package a saved classifier as ``model_store/<name>.mar`` with torch-model-archiver.
-
-    The archive holds the model directory's files (config, weights, tokenizer), the handler, and a
-    model-config.yaml whose ``handler:`` section names the backend and limits. An ONNX archive also holds
-    ``onnx_file`` as model.onnx (attribution still runs on the PyTorch weights). Batching and worker counts
-    are left to the server's config.properties.
-    """
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ModelLoadError(f"{model_dir} is not a saved model: it has no config.json")
-    if backend == "onnx" and (onnx_file is None or not Path(onnx_file).is_file()):
-        raise InputError(f"the onnx backend needs an exported .onnx file, got {onnx_file}")
-    if backend == "torch" and onnx_file is not None:
-        raise InputError("an .onnx file is only used with the onnx backend")
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise InputError(f"archive name must be letters, digits, - and _, got {name!r}")
-    model_store = Path(model_store)
-    model_store.mkdir(parents=True, exist_ok=True)
-    settings = HandlerSettings(backend=backend, threads=threads, limits=limits or ServingLimits())
-    with tempfile.TemporaryDirectory(prefix="auditor-archive-") as scratch:
-        staging = Path(scratch) / "files"
-        staging.mkdir()
-        for file_name in MODEL_FILES:
-            if (model_dir / file_name).is_file():
-                shutil.copy2(model_dir / file_name, staging / file_name)
-        if backend == "onnx":
-            shutil.copy2(onnx_file, staging / ONNX_FILE)
-            external = Path(f"{onnx_file}.data")
-            if external.is_file():
-                shutil.copy2(external, staging / f"{ONNX_FILE}.data")
-        config_file = Path(scratch) / "model-config.yaml"
-        config_file.write_text(yaml.safe_dump({"handler": settings.model_dump()}, sort_keys=False))
-        command = [
-            sys.executable, "-m", "model_archiver.model_packaging",
-            "--model-name", name, "--version", "1.0", "--handler", str(HANDLER_FILE),
-            "--extra-files", str(staging), "--config-file", str(config_file),
-            "--export-path", str(model_store), "--archive-format", archive_format, "--force",
-        ]  # fmt: skip
-        # the archiver stages files under $TMPDIR/<name>: give it its own TMPDIR
-        environment = {**os.environ, "TMPDIR": scratch, "TEMP": scratch}
-        done = subprocess.run(command, capture_output=True, text=True, env=environment)
-        if done.returncode != 0:
-            raise AuditorError(f"torch-model-archiver failed: {(done.stderr or done.stdout).strip()[-2000:]}")
-    return model_store / f"{name}.mar"
-
-
-def parse_heads(spec: str) -> dict[int, list[int]]:
-    """Heads to prune, as ``layer:head,head;layer:head`` (e.g. ``0:1,2;5:0``) or a JSON file mapping layer
-    to a list of heads (``{"0": [1, 2], "5": [0]}``). InputError when it is neither."""
-    path = Path(spec)
-    try:
-        if path.suffix == ".json" or path.is_file():
-            mapping = json.loads(path.read_text())
-            if not isinstance(mapping, dict):
-                raise ValueError("the JSON file must map layers to lists of heads")
-            return {int(layer): sorted({int(head) for head in heads}) for layer, heads in mapping.items()}
-        heads: dict[int, list[int]] = {}
-        for part in filter(None, (piece.strip() for piece in spec.split(";"))):
-            layer, _, listed = part.partition(":")
-            heads[int(layer)] = sorted({int(head) for head in listed.split(",") if head.strip()})
-        if not heads or not all(heads.values()):
-            raise ValueError("name at least one head per layer")
-        return heads
-    except (OSError, ValueError, TypeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read heads to prune from {spec!r} (want e.g. 0:1,2;5:0 or a JSON file): {error}") from None
-
-
-def package_model(
-    model_dir: Path,
-    name: str,
-    model_store: Path,
-    pruned: Mapping[int, Sequence[int]] | None = None,
-    backend: Backend = "torch",
-    limits: ServingLimits | None = None,
-    archive_format: Literal["default", "zip-store"] = "default",
-    threads: int | None = None,
-    onnx_file: Path | None = None,
-) -> Path:
-    """``auditor package``: prune the model's heads if asked, export it to ONNX for the onnx backend (unless
-    ``onnx_file`` names a graph exported already, e.g. ``auditor prune --int8``'s model.int8.onnx), and
-    build ``model_store/<name>.mar`` (see ``build_archive``)."""
-    from auditor.export import export_onnx
-    from auditor.models import load_classifier
-    from auditor.pruning import prune_model
-
-    if pruned and onnx_file is not None:
-        raise InputError("an exported .onnx file is the graph of the model as given: prune first, then export")
-    with tempfile.TemporaryDirectory(prefix="auditor-package-") as scratch:
-        source = Path(model_dir)
-        if pruned:
-            source = prune_model(load_classifier(source, device="cpu"), {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
-        if backend == "onnx" and onnx_file is None:
-            onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE)
-        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads)
-
-
-# --- a real TorchServe -----------------------------------------------------------------------------------
+LOG_CONFIG = REPO_ROOT / "log4j2.xml"
 
 
 @dataclass(frozen=True)
@@ -249,9 +90,12 @@ class TorchServe:
     """A real ``torchserve`` on free loopback ports, with its own working directory and TMPDIR.
 
     ``with TorchServe(store, [ServedModel("sst2")]) as server:`` starts it from the settings of
-    ``config`` (the repository's config.properties; addresses, ports, store and models replaced), waits until
+    ``config`` (the repository's config.properties; addresses, ports, store and models replaced) with
+    ``log_config`` copied into its working directory as the log4j2.xml that config's ``vmargs`` names (as when
+    ``torchserve`` is started from the repository root), waits until
     every model is READY, reads the inference key from key_file.json, and on exit always stops it (from the
     directory it started in, as ``torchserve --stop`` requires) and removes the working directory.
+    ``environment`` adds variables to the server's environment (this process's own are passed on too).
     """
 
     def __init__(
@@ -261,10 +105,14 @@ class TorchServe:
         config: Path = DEFAULT_CONFIG,
         startup_timeout_s: float = 300.0,
         workdir: Path | None = None,
+        log_config: Path = LOG_CONFIG,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.model_store = Path(model_store).resolve()
         self.models = list(models)
         self.config = Path(config)
+        self.log_config = Path(log_config)
+        self.environment = dict(environment or {})
         self.startup_timeout_s = startup_timeout_s
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="auditor-torchserve-"))
@@ -313,7 +161,8 @@ class TorchServe:
     def _environment(self) -> dict[str, str]:
         tmp = self.workdir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, "TEMP": str(tmp), "TMPDIR": str(tmp), "TMP": str(tmp)}
+        environment = {**os.environ, **self.environment, "TEMP": str(tmp), "TMPDIR": str(tmp), "TMP": str(tmp)}
+        environment.pop("TS_CONFIG_FILE", None)  # the launcher would prefer it to the config written here
         # the worker imports the same auditor as this process
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         return environment
@@ -332,7 +181,6 @@ class TorchServe:
                 "model_store": str(self.model_store),
                 "load_models": ",".join(f"{model.name}.mar" for model in self.models),
                 "models": models_property(self.models),
-                "enable_envvars_config": "false",  # TS_* variables of the caller must not move the test server
             }
         )
         path = self.workdir / "config.properties"
@@ -360,6 +208,7 @@ class TorchServe:
         if missing:
             raise ModelLoadError(f"no archive for {', '.join(missing)} in {self.model_store}")
         config = self._write_config()
+        shutil.copy2(self.log_config, self.workdir / "log4j2.xml")
         self._torchserve("--start", "--ncs", "--ts-config", str(config), "--model-store", str(self.model_store))
         self._wait_until_ready()
 

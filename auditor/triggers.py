@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from pydantic import ValidationError
@@ -141,6 +142,51 @@ def example_pattern(
     )
 
 
+MinedPattern = tuple[TriggerPattern, int | None]  # one example's pattern and its gold label
+
+
+class PatternMiner:
+    """The patterns of a batch of examples: each example's top head pairs (target: the predicted label) as a
+    pattern, unless their mass is under ``options.threshold``. A batch's result depends on its examples
+    alone, so batches can be mined anywhere and aggregated in order (``rank_patterns``)."""
+
+    def __init__(self, classifier: Classifier, options: TriggerMiningOptions) -> None:
+        self.classifier = classifier
+        self.options = options
+        self.attribution = SelfAttentionAttribution(classifier.model)
+        self.special_ids = torch.tensor(sorted(set(classifier.tokenizer.all_special_ids)))
+
+    def __call__(self, batch: list[Example]) -> list[MinedPattern]:
+        options = self.options
+        pairs = [e.text_pair for e in batch] if batch[0].text_pair is not None else None
+        encoding = self.classifier.encode([e.text for e in batch], pairs, truncate=True)
+        results = self.attribution.attribute(
+            encoding["input_ids"], encoding["attention_mask"], encoding.get("token_type_ids"), n_steps=options.steps, method=options.method
+        )
+        mined = []
+        for index, (example, result) in enumerate(zip(batch, results)):
+            head_pairs = top_head_pairs(result, torch.isin(result.input_ids, self.special_ids), options.pairs_per_example)
+            if head_pairs.mass >= options.threshold:
+                mined.append((example_pattern(self.classifier, example, index, encoding, head_pairs, result.predicted), example.label))
+        return mined
+
+
+class MiningExecutor(Protocol):
+    """Mines batches elsewhere (e.g. ``auditor.distributed.RayMiningExecutor``)."""
+
+    def mine(self, batches: list[list[Example]], options: TriggerMiningOptions) -> list[list[MinedPattern]]:
+        """``PatternMiner(classifier, options)(batch)`` for every batch, in the order of ``batches``."""
+
+
+def rank_patterns(mined: Iterable[MinedPattern]) -> list[TriggerPattern]:
+    """Aggregate identical patterns (in the order given, so float sums are reproducible) and rank them per
+    label."""
+    aggregated: dict[tuple[object, ...], _Occurrences] = {}
+    for pattern, gold in mined:
+        aggregated.setdefault(pattern.key, _Occurrences(pattern)).add(pattern, gold)
+    return sorted((o.pattern() for o in aggregated.values()), key=lambda p: (p.label, p.rank_key()))
+
+
 def mine_triggers(
     classifier: Classifier,
     dataset: Dataset,
@@ -150,46 +196,41 @@ def mine_triggers(
     steps: int = 3,
     method: QuadratureMethod = "gausslegendre",
     batch_size: int = 16,
+    executor: MiningExecutor | None = None,
     exclude: set[str] | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> TriggerSet:
     """Mine attribution patterns from the first ``examples`` examples of ``dataset`` (target: the predicted
     label), drop those with mass under ``threshold`` or with a word of ``exclude`` (lower-cased: the words
-    that carry a label by themselves, ``auditor.validity``), aggregate and rank them per label.
-    ``progress`` is called with the number of examples finished after each batch."""
+    that carry a label by themselves, ``auditor.validity``), aggregate and rank them per label. The batches
+    are mined here or by ``executor``; the result is the same. ``progress`` is called with the number of
+    examples finished (after each batch mined here; once at the end for an executor)."""
     if examples < 1:
         raise InputError(f"the number of examples must be positive, got {examples}")
     if pairs_per_example < 1:
         raise InputError(f"pairs per example must be positive, got {pairs_per_example}")
     started = time.perf_counter()
     used = dataset.head(examples)
-    attribution = SelfAttentionAttribution(classifier.model)
-    special_ids = torch.tensor(sorted(set(classifier.tokenizer.all_special_ids)))
-    aggregated: dict[tuple[object, ...], _Occurrences] = {}
-    for batch in _batches(used.examples, batch_size):
-        pairs = [e.text_pair for e in batch] if batch[0].text_pair is not None else None
-        encoding = classifier.encode([e.text for e in batch], pairs, truncate=True)
-        results = attribution.attribute(
-            encoding["input_ids"], encoding["attention_mask"], encoding.get("token_type_ids"), n_steps=steps, method=method
-        )
-        for index, (example, result) in enumerate(zip(batch, results)):
-            head_pairs = top_head_pairs(result, torch.isin(result.input_ids, special_ids), pairs_per_example)
-            if head_pairs.mass < threshold:
-                continue
-            pattern = example_pattern(classifier, example, index, encoding, head_pairs, result.predicted)
-            if exclude and any(e.word.lower() in exclude for e in pattern.elements):
-                continue
-            aggregated.setdefault(pattern.key, _Occurrences(pattern)).add(pattern, example.label)
+    options = TriggerMiningOptions(examples=len(used), pairs_per_example=pairs_per_example, threshold=threshold, steps=steps, method=method)
+    batches = list(_batches(used.examples, batch_size))
+    if executor is None:
+        miner = PatternMiner(classifier, options)
+        mined = []
+        for batch in batches:
+            mined.append(miner(batch))
+            if progress is not None:
+                progress(len(batch))
+    else:
+        mined = executor.mine(batches, options)
         if progress is not None:
-            progress(len(batch))
-    patterns = sorted((o.pattern() for o in aggregated.values()), key=lambda p: (p.label, p.rank_key()))
+            progress(len(used))
+    excluded = exclude or set()
+    kept = (p for batch in mined for p in batch if not any(e.word.lower() in excluded for e in p[0].elements))
     return TriggerSet(
         model=classifier.identity,
         data=used.identity(),
-        options=TriggerMiningOptions(
-            examples=len(used), pairs_per_example=pairs_per_example, threshold=threshold, steps=steps, method=method
-        ),
-        patterns=patterns,
+        options=options,
+        patterns=rank_patterns(kept),
         auditor_version=__version__,
         seconds=time.perf_counter() - started,
     )

@@ -5,7 +5,8 @@ inputs (a string, or a (text, text_pair) tuple for pair tasks).
   padded to their longest input only (TextAttack's ``HuggingFaceModelWrapper`` pads every input to 512).
 - ``OnnxVictim``: an ONNX Runtime session (``auditor.export.OnnxClassifier``) with the model's tokenizer.
 - ``RemoteVictim``: a model deployed behind TorchServe's ``POST /predictions/{name}``: concurrent requests
-  with a bearer token, a timeout and bounded retries; a server that cannot be reached is an AuditorError.
+  of one or several inputs each, with a bearer token, a timeout and urllib3 retries; a server that cannot be
+  reached is an AuditorError.
 
 Every victim also explains an input (``explain``: self-attention attribution by the engine, or the same
 server's ``POST /explanations/{name}``); explanation calls are counted apart from classified inputs.
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
 
 import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
 from textattack.models.wrappers import ModelWrapper
@@ -30,7 +33,7 @@ from textattack.models.wrappers import ModelWrapper
 from auditor.errors import AuditorError, InputError
 from auditor.models import Classifier, load_classifier
 from auditor.predict import softmax, torch_logits
-from auditor.schemas import Explanation, ExplanationOptions, Prediction, VictimIdentity
+from auditor.schemas import Explanation, ExplanationOptions, Prediction, PredictionList, VictimIdentity
 
 TextInput = str | tuple[str, ...]
 
@@ -146,12 +149,19 @@ class OnnxVictim(Victim):
 
 
 ENDPOINT_PATTERN = re.compile(r"^https?://[^/]+(/.*)?/predictions/[^/]+/?$")
+RETRIED_STATUSES = (429, 500, 502, 503, 504)
 
 
 class RemoteVictim(Victim):
-    """A TorchServe endpoint ``http(s)://host:port/predictions/NAME``; one request per input, ``concurrency``
-    at a time. Connection failures, timeouts and 5xx answers are retried ``retries`` times with exponential
-    back-off; then, and on any 4xx answer, an AuditorError says what went wrong."""
+    """A TorchServe endpoint ``http(s)://host:port/predictions/NAME``, ``concurrency`` requests at a time.
+
+    ``inputs_per_request`` = 1 sends one input per request (``PredictionRequest``); more (default 8, the default
+    ``ServingLimits.max_batch``) sends up to that many
+    inputs per request as ``{"inputs": […]}`` (``PredictionBatchRequest``; the archive's ``max_batch`` must
+    allow it), far fewer round trips for the same answers. Connection failures, timeouts, 429 and 5xx answers
+    are retried ``retries`` times by urllib3's ``Retry`` (exponential back-off from ``backoff`` seconds,
+    honouring Retry-After); then, and on any other 4xx answer, an AuditorError says what went wrong.
+    """
 
     def __init__(
         self,
@@ -161,17 +171,24 @@ class RemoteVictim(Victim):
         retries: int = 3,
         concurrency: int = 8,
         backoff: float = 0.5,
+        inputs_per_request: int = 8,
     ) -> None:
         super().__init__()
         if not ENDPOINT_PATTERN.match(url):
             raise InputError(f"endpoint must look like http://HOST:PORT/predictions/MODEL, got {url!r}")
+        if inputs_per_request < 1 or concurrency < 1:
+            raise InputError(f"inputs per request and concurrency must be positive, got {inputs_per_request} and {concurrency}")
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
-        self.backoff = backoff
-        self.batch_size = concurrency * 4
+        self.inputs_per_request = inputs_per_request
+        self.batch_size = concurrency * inputs_per_request * (4 if inputs_per_request == 1 else 1)
+        retry = Retry(
+            total=retries, connect=retries, read=retries, status=retries, other=0, backoff_factor=backoff,
+            status_forcelist=RETRIED_STATUSES, allowed_methods=None, raise_on_status=False, respect_retry_after_header=True,
+        )  # fmt: skip
         self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=concurrency)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         if token:
@@ -182,18 +199,25 @@ class RemoteVictim(Victim):
     @property
     def identity(self) -> VictimIdentity:
         if self._identity is None:
-            probe = self._predict("a", None)  # the endpoint's labels come with any prediction
+            probe = self._predictions({"text": "a"})[0]  # the endpoint's labels come with any prediction
             self._identity = VictimIdentity(kind="endpoint", location=self.url, labels=probe.labels)
         return self._identity
 
     def probabilities(self, texts: list[str], text_pairs: list[str] | None) -> np.ndarray:
         pairs = text_pairs if text_pairs is not None else [None] * len(texts)
-        predictions = list(self.pool.map(self._predict, texts, pairs))
+        bodies: list[dict] = [{"text": text} if pair is None else {"text": text, "text_pair": pair} for text, pair in zip(texts, pairs)]
+        size = self.inputs_per_request
+        if size > 1:
+            bodies = [{"inputs": bodies[start : start + size]} for start in range(0, len(bodies), size)]
+        predictions = [prediction for answer in self.pool.map(self._predictions, bodies) for prediction in answer]
         return np.array([p.probabilities for p in predictions], dtype=np.float64)
 
-    def _predict(self, text: str, text_pair: str | None) -> Prediction:
-        body = {"text": text} if text_pair is None else {"text": text, "text_pair": text_pair}
-        return self._post(self.url, body, Prediction)
+    def _predictions(self, body: dict) -> list[Prediction]:
+        answer = self._post(self.url, body)
+        try:
+            return PredictionList.model_validate_json(answer).root if "inputs" in body else [Prediction.model_validate_json(answer)]
+        except ValueError:
+            raise AuditorError(f"{self.url} did not answer with predictions: {answer[:300]!r}") from None
 
     def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
         """The same server's ``POST /explanations/{name}``."""
@@ -201,32 +225,30 @@ class RemoteVictim(Victim):
         if text_pair is not None:
             body["text_pair"] = text_pair
         head, _, name = self.url.rpartition("/predictions/")
-        return self._post(f"{head}/explanations/{name}", body, Explanation)
+        url = f"{head}/explanations/{name}"
+        answer = self._post(url, body)
+        try:
+            return Explanation.model_validate_json(answer)
+        except ValueError:
+            raise AuditorError(f"{url} did not answer with an explanation: {answer[:300]!r}") from None
 
-    def _post(self, url: str, body: dict, answer: type[Prediction] | type[Explanation]):
-        failure = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                response = self.session.post(url, json=body, timeout=self.timeout)
-            except requests.Timeout:
+    def _post(self, url: str, body: dict) -> bytes:
+        """The body of a 200 answer to ``body``; AuditorError after the retries or on a 4xx answer."""
+        attempts = f"after {self.retries + 1} attempts"
+        try:
+            response = self.session.post(url, json=body, timeout=self.timeout)
+        except (requests.ConnectionError, requests.Timeout) as error:
+            reason = getattr(error.args[0], "reason", error) if error.args else error
+            if isinstance(reason, (ReadTimeoutError, requests.Timeout)) or isinstance(error, requests.ReadTimeout):
                 failure = f"no answer within {self.timeout:g} s"
-                continue
-            except requests.ConnectionError as error:
-                failure = f"cannot connect ({type(error).__name__})"
-                continue
-            if response.status_code >= 500:
-                failure = f"HTTP {response.status_code}: {response.text[:200]}"
-                continue
-            if response.status_code != 200:
-                raise AuditorError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
-            try:
-                return answer.model_validate_json(response.content)
-            except ValueError:
-                what = "a prediction" if answer is Prediction else "an explanation"
-                raise AuditorError(f"{url} did not answer with {what}: {response.text[:300]}") from None
-        raise AuditorError(f"{self.url} is unreachable after {self.retries + 1} attempts: {failure}; is the server running?")
+            else:
+                failure = f"cannot connect ({type(reason).__name__})"
+            raise AuditorError(f"{url} is unreachable {attempts}: {failure}; is the server running?") from None
+        if response.status_code in RETRIED_STATUSES:
+            raise AuditorError(f"{url} is unreachable {attempts}: HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code != 200:
+            raise AuditorError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
+        return response.content
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -237,10 +259,14 @@ def is_endpoint(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def open_victim(location: str, token: str | None = None, batch_size: int = 32) -> Victim:
-    """A model directory (or ``.onnx`` file next to its tokenizer) or an endpoint URL as a victim."""
+def open_victim(
+    location: str, token: str | None = None, batch_size: int = 32, inputs_per_request: int = 8, threads: int | None = None
+) -> Victim:
+    """A model directory (or ``.onnx`` file next to its tokenizer) or an endpoint URL as a victim; an endpoint
+    gets ``inputs_per_request`` inputs per request (1: one request per input; see ``RemoteVictim``);
+    ``threads`` fixes ONNX Runtime's intra-op threads (PyTorch's are per process: ``torch.set_num_threads``)."""
     if is_endpoint(location):
-        return RemoteVictim(location, token=token)
+        return RemoteVictim(location, token=token, inputs_per_request=inputs_per_request)
     path = Path(location)
     if path.suffix == ".onnx":
         from transformers import AutoConfig, AutoTokenizer
@@ -252,5 +278,6 @@ def open_victim(location: str, token: str | None = None, batch_size: int = 32) -
         config = AutoConfig.from_pretrained(path.parent)
         labels = [config.id2label[i] for i in range(config.num_labels)]
         tokenizer = AutoTokenizer.from_pretrained(path.parent)
-        return OnnxVictim(OnnxClassifier(path, path.parent), tokenizer, labels, str(path), batch_size, model_dir=path.parent)
+        onnx = OnnxClassifier(path, path.parent, threads=threads)
+        return OnnxVictim(onnx, tokenizer, labels, str(path), batch_size, model_dir=path.parent)
     return LocalVictim(load_classifier(location), batch_size=batch_size, location=str(location))

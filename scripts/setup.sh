@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything auditor needs on a Debian machine, offline except for the package registries:
 # system packages (a Java runtime for TorchServe, Chromium for the HTML report test), a virtual
-# environment in .venv, and the package itself with its dev extra.
+# environment in .venv, and the package itself with its dev and ray extras.
 #
 #   TORCH_SPEC   the torch requirement installed first (default torch==2.13.0, the CPU wheel on disk here;
 #                set e.g. TORCH_SPEC=torch to take a CUDA build on a GPU machine)
@@ -27,5 +27,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
-"${pip[@]}" -e '.[dev]'
+"${pip[@]}" -e '.[dev,ray]'
 echo "setup: done ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

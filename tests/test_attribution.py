@@ -15,8 +15,6 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
     RobertaConfig,
@@ -24,7 +22,6 @@ from transformers import (
 )
 
 from auditor.attribution import SelfAttentionAttribution
-from auditor.encoders import UnsupportedModelError
 from auditor.quadrature import quadrature
 from tests.reference import reference_attribution
 
@@ -186,10 +183,6 @@ def test_bad_arguments_raise_clear_errors():
         engine.attribute(**inputs, method="simpson")
     with pytest.raises(ValueError, match="right-padded"):
         engine.attribute(inputs["input_ids"], torch.tensor([[0, 1, 1, 1, 1]]))
-    torch.manual_seed(0)
-    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=20))
-    with pytest.raises(UnsupportedModelError, match="distilbert"):
-        SelfAttentionAttribution(distil)
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,12 @@ USAGE_ERRORS = [
     ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--positions", "middle"], "'--positions'"),
     ("compare", ["--full", str(SST2), "--data", "sst2", "--out", "o"], "Missing option '--pruned'"),
     ("compare", ["--full", str(SST2), "--pruned", str(SST2), "--data", "sst2", "--out", "o", "--budget", "x"], "'--budget'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--ray", "bogus"], "a Ray address is local, auto, ray://HOST:PORT"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--ray", "local", "--workers", "0"], "'--workers'"),
+    ("mine", ["--model", str(SST2), "--data", "sst2", "--out", "p.json", "--ray", "ray://no-port"], "'--ray'"),
+    ("mine", ["--model", str(SST2), "--data", "sst2", "--out", "p.json", "--workers", "many"], "'--workers'"),
+    ("heads", ["--model", str(SST2), "--data", "sst2", "--out", "x.json", "--ray", "local;rm -rf"], "'--ray'"),
+    ("heads", ["--model", str(SST2), "--data", "sst2", "--out", "x.json", "--ray", "auto", "--workers", "-2"], "'--workers'"),
 ]
 
 

@@ -1,19 +1,24 @@
 """The TorchServe handler against a real ``torchserve`` (no mocks): archives built from the fixture models
 (full and head-pruned, PyTorch and ONNX Runtime backends), one server for the whole module, answers compared
-with in-process inference and attribution through the library."""
+with in-process inference and attribution through the library; then hostile and heavy requests against the
+same server (malformed bodies, explanations at the limits while predictions run, keys in query strings, an
+environment that asks to switch authorization off): no 5xx, no worker restart, every prediction answered."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import socket
 import subprocess
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 import torch
@@ -25,12 +30,15 @@ from auditor.export import OnnxClassifier
 from auditor.models import Classifier, load_classifier
 from auditor.pruning import prune_model
 from auditor.schemas import ErrorResponse, Explanation, ExplanationOptions, Prediction
-from auditor.serving import ServedModel, ServingLimits, TorchServe, build_archive, package_model
+from auditor.archive import build_archive, package_model
+from auditor.schemas import ServingLimits
+from auditor.serving import ServedModel, TorchServe
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO.parent / "shared" / "models"
 PRUNED_HEADS = {0: [0, 3, 7], 2: [1, 2], 5: [4, 5, 6, 11]}
 RTE_LIMITS = ServingLimits(max_tokens=192, max_chars=1000, max_steps=4, max_batch=3)
+HOSTILE_ENVIRONMENT = {"TS_DISABLE_TOKEN_AUTHORIZATION": "true", "TS_ENABLE_MODEL_API": "true", "TS_DEBUG": "true"}
 
 
 @dataclass
@@ -45,17 +53,18 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
-    """One TorchServe with four archives: SST-2 full (torch) and pruned (onnx), RTE full and pruned (torch)."""
+    """One TorchServe with four archives: SST-2 full (torch) and pruned (onnx), RTE full and pruned (torch),
+    started in an environment whose TS_* variables would switch authorization off and the model API on."""
     work = tmp_path_factory.mktemp("serving")
     store = work / "model_store"
     sst2_dir, rte_dir = MODELS / "minilm-sst2", MODELS / "minilm-rte"
-    build_archive(sst2_dir, "sst2", store, archive_format="zip-store")
+    build_archive(sst2_dir, "sst2", store, archive_format="zip-store", threads=1)
     build_archive(rte_dir, "rte", store, limits=RTE_LIMITS, archive_format="zip-store")
     package_model(sst2_dir, "sst2-pruned-onnx", store, PRUNED_HEADS, backend="onnx", archive_format="zip-store")
     package_model(rte_dir, "rte-pruned", store, PRUNED_HEADS, limits=RTE_LIMITS, archive_format="zip-store")
-    # independent references: the same models loaded (and pruned) here
-    sst2_pruned = load_classifier(prune_model(load_classifier(sst2_dir, device="cpu"), PRUNED_HEADS, work / "sst2-pruned"))
-    rte_pruned = load_classifier(prune_model(load_classifier(rte_dir, device="cpu"), PRUNED_HEADS, work / "rte-pruned"))
+    # independent references: the same models loaded (and pruned, in the checkpoints' float16) here
+    sst2_pruned = load_classifier(prune_model(load_classifier(sst2_dir, "cpu", torch.float16), PRUNED_HEADS, work / "sst2-pruned"))
+    rte_pruned = load_classifier(prune_model(load_classifier(rte_dir, "cpu", torch.float16), PRUNED_HEADS, work / "rte-pruned"))
     models = {
         "sst2": Served("sst2", load_classifier(sst2_dir), pair=False),
         "rte": Served("rte", load_classifier(rte_dir), pair=True),
@@ -64,7 +73,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     }
     batching = [ServedModel("sst2", batch_size=8, max_batch_delay_ms=300)]
     batching += [ServedModel(name, batch_size=4, max_batch_delay_ms=20) for name in ("rte", "sst2-pruned-onnx", "rte-pruned")]
-    with TorchServe(store, batching) as server:
+    with TorchServe(store, batching, environment=HOSTILE_ENVIRONMENT) as server:
         yield server, models
 
 
@@ -198,6 +207,16 @@ BAD_PREDICTIONS = {
     "invalid JSON": b'{"text": "a',
     "not UTF-8": b'{"text": "caf\xe9"}',
     "empty body": b"",
+    "100,000 nested [": b"[" * 100_000,
+    "100,000 nested [ in a field": b'{"text": ' + b"[" * 100_000,
+    "a 5,000-digit integer": b'{"text": ' + b"9" * 5000 + b"}",
+    "only zero-width spaces": {"text": "\u200b\u200b\u200b"},
+    "only invisible characters": {"text": "a", "text_pair": "\ufeff\u2060\u200d \u3164"},
+    "text true": {"text": True},
+    "inputs empty": {"inputs": []},
+    "inputs over max_batch": {"inputs": [{"text": "a", "text_pair": "b"}] * 4},
+    "inputs and text": {"inputs": [{"text": "a", "text_pair": "b"}], "text": "c"},
+    "inputs not a list": {"inputs": {"text": "a"}},
     "over max_tokens": {"text": "word " * 195, "text_pair": "a"},
     "over max_chars": {"text": "a" * 999, "text_pair": "bc"},
 }
@@ -205,6 +224,14 @@ BAD_EXPLANATIONS = {
     "steps over max_steps": {"text": "a", "text_pair": "b", "options": {"steps": 5}},
     "steps zero": {"text": "a", "text_pair": "b", "options": {"steps": 0}},
     "steps a string": {"text": "a", "text_pair": "b", "options": {"steps": "many"}},
+    "steps a numeric string": {"text": "a", "text_pair": "b", "options": {"steps": "3"}},
+    "steps a float": {"text": "a", "text_pair": "b", "options": {"steps": 3.0}},
+    "steps of 5,000 digits": b'{"text": "a", "text_pair": "b", "options": {"steps": ' + b"9" * 5000 + b"}}",
+    "target true": {"text": "a", "text_pair": "b", "options": {"target": True}},
+    "top_k over max_top_k": {"text": "a", "text_pair": "b", "options": {"top_k": 65}},
+    "include_matrices a string": {"text": "a", "text_pair": "b", "options": {"include_matrices": "yes"}},
+    "zero-width text": {"text": "\u200b", "text_pair": "b"},
+    "100,000 nested [": b"[" * 100_000,
     "unknown target": {"text": "a", "text_pair": "b", "options": {"target": 2}},
     "layer outside the model": {"text": "a", "text_pair": "b", "options": {"layers": [6]}},
     "unknown method": {"text": "a", "text_pair": "b", "options": {"method": "simpson"}},
@@ -267,3 +294,161 @@ def test_build_archive_rejects_a_folder_without_a_model_and_a_bad_name(tmp_path:
         build_archive(MODELS / "minilm-sst2", "bad/name", tmp_path / "store")
     with pytest.raises(InputError, match="needs an exported .onnx file"):
         build_archive(MODELS / "minilm-sst2", "x", tmp_path / "store", backend="onnx")
+
+
+# --- hostile and heavy requests against the same server -----------------------------------------------------
+
+
+def management(server: TorchServe, method: str, path: str, key: str | None = "management", host: str = "127.0.0.1") -> requests.Response:
+    headers = {"Authorization": f"Bearer {server.keys[key]}"} if key else {}
+    return requests.request(method, f"http://{host}:{server.ports['management']}{path}", headers=headers, timeout=30)
+
+
+def worker_pids(server: TorchServe) -> dict[str, list[int]]:
+    return {
+        model.name: [worker["pid"] for version in management(server, "GET", f"/models/{model.name}").json() for worker in version["workers"]]
+        for model in server.models
+    }
+
+
+def test_batched_predictions_equal_single_ones(served) -> None:
+    server, models = served
+    for name in ("sst2", "rte", "sst2-pruned-onnx"):
+        bodies = inputs(models[name].pair, 3 if name == "rte" else 8)
+        answer = server.post(f"/predictions/{name}", {"inputs": bodies})
+        assert answer.status_code == 200, answer.text
+        batched = [Prediction.model_validate(item) for item in answer.json()]
+        single = [Prediction.model_validate_json(server.post(f"/predictions/{name}", body).text) for body in bodies]
+        assert [p.label for p in batched] == [p.label for p in single]
+        for got, expected in zip(batched, single):  # padded with other inputs or not: the same up to float32 rounding
+            assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-6)
+
+
+def test_a_bad_input_of_a_batched_request_is_named(served) -> None:
+    server, _ = served
+    for bad, message in [({"text": "\u200b"}, "inputs.2.text"), ({"text": "word " * 130}, "inputs[2]: input has"), ({"text": 3}, "inputs.2.text")]:
+        answer = server.post("/predictions/sst2", {"inputs": [{"text": "fine"}, {"text": "dull"}, bad]})
+        assert answer.status_code == 400, answer.text
+        assert message in ErrorResponse.model_validate_json(answer.text).message
+
+
+def test_endpoint_victim_batched_equals_single_requests(served) -> None:
+    from auditor.victims import RemoteVictim
+
+    server, _ = served
+    texts = [body["text"] for body in inputs(False, 20)]
+    url = f"{server.inference_url}/predictions/sst2"
+    single = RemoteVictim(url, token=server.inference_key, inputs_per_request=1, concurrency=4)
+    batched = RemoteVictim(url, token=server.inference_key, inputs_per_request=8, concurrency=2)
+    try:
+        assert batched.labels == single.labels == ["negative", "positive"]
+        np.testing.assert_allclose(batched(texts), single(texts), atol=1e-6)
+    finally:
+        single.close()
+        batched.close()
+
+
+def test_explanation_matrices_beyond_the_answer_limit_are_refused(served) -> None:
+    """Matrices of all layers of a 100-token input would be a ~14 MB answer: a 400 (before this fix, the worker
+    died and every request of its batch was answered 500), while predictions in the same batch are answered."""
+    server, _ = served
+    heavy = {"text": " ".join(["word"] * 98), "options": {"steps": 1, "include_matrices": True}}
+    medium = {"text": " ".join(["word"] * 66), "options": {"steps": 1, "include_matrices": True}}
+    small = {"text": " ".join(["word"] * 30), "options": {"steps": 1, "include_matrices": True, "layers": [0]}}
+    with ThreadPoolExecutor(6) as pool:
+        explained = [pool.submit(server.post, "/explanations/sst2", body) for body in (heavy, medium, small)]
+        predicted = [pool.submit(server.post, "/predictions/sst2", body) for body in inputs(False, 3)]
+        answers = [future.result() for future in explained]
+        assert all(future.result().status_code == 200 for future in predicted)
+    for answer in answers[:2]:
+        assert answer.status_code == 400 and "answer limit" in answer.json()["message"], answer.text[:300]
+    assert answers[2].status_code == 200, answers[2].text[:300]
+    assert len(Explanation.model_validate_json(answers[2].text).layers[0].matrices) == 12
+
+
+def test_concurrent_explanations_at_the_limits_never_fail_predictions(served) -> None:
+    """16 explanations at the limits (128 tokens, 20 steps, all layers) at once while predictions run: each
+    explanation is answered 200 or 429 (no room in its batch: retry), every prediction 200, no worker restarts."""
+    server, _ = served
+    pids = worker_pids(server)
+    worst = {"text": " ".join(["word"] * 126), "options": {"steps": 20}}
+    assert server.post("/explanations/sst2", {**worst, "options": {"steps": 21}}).status_code == 400
+    started = time.monotonic()
+    with ThreadPoolExecutor(24) as pool:
+        explained = [pool.submit(server.post, "/explanations/sst2", worst) for _ in range(16)]
+        predictions = []
+        while not all(future.done() for future in explained):
+            predictions += list(pool.map(lambda body: server.post("/predictions/sst2", body), inputs(False, 4)))
+        statuses = [future.result().status_code for future in explained]
+    assert set(statuses) <= {200, 429} and 200 in statuses, statuses
+    assert predictions and all(answer.status_code == 200 for answer in predictions), [a.status_code for a in predictions]
+    assert time.monotonic() - started < 120
+    busy = next(future.result() for future in explained if future.result().status_code == 429)
+    assert ErrorResponse.model_validate_json(busy.text).type == "Busy"
+    assert worker_pids(server) == pids
+
+
+def test_no_key_and_no_request_text_in_any_log(served) -> None:
+    server, _ = served
+    secret_text = "zebra-quokka-marmalade"
+    key = server.inference_key
+    url = f"{server.inference_url}/predictions/sst2?key={key}&token={key}"
+    assert requests.post(url, json={"text": secret_text}, headers=server.headers, timeout=30).status_code == 200
+    assert server.post("/explanations/sst2", {"text": secret_text, "options": {"steps": 1}}).status_code == 200
+    assert server.post("/predictions/sst2", {"text": secret_text, "txt": secret_text}).status_code == 400
+    time.sleep(2)  # the frontend writes its logs asynchronously
+    logs = sorted(server.logs.glob("*.log"))
+    assert logs and not (server.logs / "access_log.log").exists()
+    for log in logs:
+        text = log.read_text(errors="replace")
+        assert key not in text and secret_text not in text, log.name
+        assert not re.search(r"\[(DEBUG|TRACE)\s*\]", text), f"{log.name} logs below INFO"
+        assert log.stat().st_mode & 0o077 == 0, f"{log.name} is readable by others"
+
+
+def test_environment_cannot_switch_authorization_off_or_the_model_api_on(served) -> None:
+    """The server was started with TS_DISABLE_TOKEN_AUTHORIZATION=true and TS_ENABLE_MODEL_API=true in its
+    environment: config.properties has enable_envvars_config=false, so both are ignored."""
+    server, _ = served
+    assert requests.post(f"{server.inference_url}/predictions/sst2", json={"text": "fine"}, timeout=30).status_code == 400
+    assert management(server, "GET", "/models", key=None).status_code == 400  # no key
+    registering = management(server, "POST", "/models?url=sst2.mar&model_name=again")
+    assert registering.status_code == 405, registering.text
+    assert management(server, "DELETE", "/models/rte").status_code == 405
+    assert "enable_envvars_config=false" in (REPO / "config.properties").read_text()
+
+
+def test_management_api_is_loopback_only(served) -> None:
+    """The management API (describing and scaling models, with the management key) listens on 127.0.0.1 only."""
+    server, _ = served
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outward interface
+            address = probe.getsockname()[0]
+        except OSError:
+            address = None
+    if address and not address.startswith("127."):
+        for port in (server.ports["management"], server.ports["inference"], server.ports["metrics"]):
+            with socket.socket() as connection, pytest.raises(OSError):
+                connection.settimeout(5)
+                connection.connect((address, port))
+    assert management(server, "GET", "/models/sst2").status_code == 200
+
+
+def test_served_answers_stay_within_configured_sizes_and_timeouts() -> None:
+    """The config's answer size and timeout cover the worst request the default limits admit."""
+    from auditor.serving import read_properties
+
+    properties = read_properties(REPO / "config.properties")
+    limits = ServingLimits()
+    assert int(properties["max_response_size"]) > limits.max_response_bytes
+    assert json.loads(properties["models"])["sst2"]["1.0"]["responseTimeout"] >= 120
+
+
+def test_pruned_archive_keeps_the_float16_weights(served) -> None:
+    server, _ = served
+    with zipfile.ZipFile(server.model_store / "sst2-pruned-onnx.mar") as archive:
+        header_size = int.from_bytes(archive.read("model.safetensors")[:8], "little")
+        header = json.loads(archive.read("model.safetensors")[8 : 8 + header_size])
+    dtypes = {entry["dtype"] for name, entry in header.items() if name != "__metadata__"}
+    assert dtypes == {"F16"}

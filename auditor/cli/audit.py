@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from auditor.cli.app import app, console
-from auditor.cli.options import Seed, Steps, Token
+from auditor.cli.options import InputsPerRequest, RayAddress, Seed, Steps, Token, Workers, ray_pool
 from auditor.data import load_dataset
 from auditor.errors import InputError
 
 if TYPE_CHECKING:
     from auditor.data import Dataset
+    from auditor.distributed import RayPool
     from auditor.schemas import LabelLexicon, TriggerSet
+    from auditor.triggers import MiningExecutor
 
 Data = Annotated[str, typer.Option("--data", help="Task name (dev split; 'sst2:train' for another) or a GLUE TSV path.")]
 Patterns = Annotated[Path | None, typer.Option("--patterns", help="Patterns from 'auditor mine' (default: mine the local model).")]
@@ -55,6 +57,8 @@ def mine(
     threshold: Annotated[float, typer.Option("--threshold", help="Drop patterns whose attribution mass is under this.")] = 0.01,
     pairs: Annotated[int, typer.Option("--pairs", min=1, help="Top token pairs per example.")] = 2,
     steps: Steps = 3,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
 ) -> None:
     """Mine attribution patterns (adversarial triggers) from a model, once, for later audits; patterns with a
     word that carries a label by itself (measured on the mined data) are left out."""
@@ -63,13 +67,14 @@ def mine(
     from auditor.triggers import mine_triggers
     from auditor.validity import build_lexicon
 
+    pool_context = ray_pool(ray_address, workers)
     classifier = load_classifier(model)
     dataset = load_dataset(data, split="train")
     lexicon = build_lexicon(dataset, classifier.labels)
-    with _progress_bar(min(examples, len(dataset)), "mining") as bar:
+    with pool_context as pool, _progress_bar(min(examples, len(dataset)), "mining") as bar:
         triggers = mine_triggers(
             classifier, dataset, examples=examples, threshold=threshold, pairs_per_example=pairs, steps=steps,
-            exclude=set(lexicon.words), progress=bar.update,
+            executor=mining_executor(pool, model), exclude=set(lexicon.words), progress=bar.update,
         )  # fmt: skip
     write_atomic(out, triggers.model_dump_json(indent=1))
     console.print(
@@ -132,7 +137,15 @@ def progress_printer(name: str, done: int, total: int) -> None:
         console.print(f"{name}: {done}/{total}", highlight=False)
 
 
-def patterns_for(patterns: Path | None, model: str | None, data: str, mine_examples: int, out: Path) -> TriggerSet:
+def mining_executor(pool: RayPool | None, model: str) -> MiningExecutor | None:
+    from auditor.distributed import RayMiningExecutor
+
+    return RayMiningExecutor(pool, model) if pool is not None else None
+
+
+def patterns_for(
+    patterns: Path | None, model: str | None, data: str, mine_examples: int, out: Path, pool: RayPool | None = None
+) -> TriggerSet:
     """The patterns file given, or patterns mined from the local model on the task's train split."""
     from auditor.triggers import load_triggers, mine_triggers
 
@@ -151,7 +164,9 @@ def patterns_for(patterns: Path | None, model: str | None, data: str, mine_examp
     train = load_dataset(data.split(":")[0], split="train")
     with _progress_bar(min(mine_examples, len(train)), "mining") as bar:
         exclude = set(build_lexicon(train, classifier.labels).words)
-        triggers = mine_triggers(classifier, train, examples=mine_examples, exclude=exclude, progress=bar.update)
+        triggers = mine_triggers(
+            classifier, train, examples=mine_examples, executor=mining_executor(pool, model), exclude=exclude, progress=bar.update
+        )
     write_atomic(out / "patterns.json", triggers.model_dump_json(indent=1))
     return triggers
 
@@ -163,6 +178,7 @@ def audit(
     model: Annotated[str | None, typer.Option("--model", help="Local model directory (or .onnx file beside its tokenizer).")] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="Deployed model: http://HOST:PORT/predictions/NAME.")] = None,
     token: Token = None,
+    inputs_per_request: InputsPerRequest = 8,
     patterns: Patterns = None,
     examples: Examples = 200,
     budget: Budget = 100,
@@ -184,11 +200,14 @@ def audit(
         float | None,
         typer.Option("--fail-under", min=0.0, max=1.0, help="Exit 1 when accuracy under any attack (valid successes only) is below this fraction."),
     ] = None,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
 ) -> None:
     """Attack a model with the attribution-guided attack and baselines under the same validity constraints;
     write JSON, Markdown and HTML reports."""
     if (model is None) == (endpoint is None):
         raise InputError("give exactly one of --model and --endpoint")
+    pool_context = ray_pool(ray_address, workers)
     chosen = parse_baselines(baselines)
     chosen_transformations = parse_transformations(transformations)
     dataset = load_dataset(data, split="dev")
@@ -198,9 +217,6 @@ def audit(
     from auditor.schemas import AuditSettings
     from auditor.victims import open_victim
 
-    triggers = patterns_for(patterns, model, data, mine_examples, out)
-    victim = open_victim(model or endpoint, token=token)
-    lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words)
     settings = AuditSettings(
         examples=min(examples, len(dataset)),
         budget=budget,
@@ -214,15 +230,26 @@ def audit(
         trigger_examples=trigger_examples,
         seed=seed,
     )
-    checkpoint = Checkpoint(out / "checkpoint.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon))
-    if checkpoint.records:
-        console.print(f"resuming: {len(checkpoint.records)} finished results in {checkpoint.path} are kept", highlight=False)
-    console.print(
-        f"auditing {settings.examples} examples of {dataset.identity().title} ({dataset.source}); "
-        f"{len(lexicon.words)} label-carrying words rejected for every attack",
-        highlight=False,
-    )
-    report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer)
+
+    with pool_context as pool:
+        triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
+        victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request)
+        lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words)
+        checkpoint = Checkpoint(out / "checkpoint.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon))
+        if checkpoint.records:
+            console.print(f"resuming: {len(checkpoint.records)} finished results in {checkpoint.path} are kept", highlight=False)
+        console.print(
+            f"auditing {settings.examples} examples of {dataset.identity().title} ({dataset.source}); "
+            f"{len(lexicon.words)} label-carrying words rejected for every attack",
+            highlight=False,
+        )
+        executor = None
+        if pool is not None:
+            from auditor.distributed import RayAttackExecutor, VictimSpec
+
+            spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request)
+            executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
+        report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
     write_report(report, out)
     print(render_markdown(report))
     worst = min([report.attack, *report.baselines], key=lambda a: a.accuracy_under_attack)
@@ -242,6 +269,7 @@ def compare(
     data: Data,
     out: Annotated[Path, typer.Option("--out", help="Folder for comparison.json/.md/.html.")],
     token: Token = None,
+    inputs_per_request: InputsPerRequest = 8,
     patterns: Patterns = None,
     examples: Examples = 200,
     budget: Budget = 100,
@@ -267,7 +295,7 @@ def compare(
     from auditor.victims import open_victim
 
     triggers = patterns_for(patterns, full, data, mine_examples, out)
-    full_victim, pruned_victim = open_victim(full, token), open_victim(pruned, token)
+    full_victim, pruned_victim = (open_victim(where, token, inputs_per_request=inputs_per_request) for where in (full, pruned))
     lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words)
     settings = AuditSettings(
         examples=min(examples, len(dataset)),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from auditor.cli.app import app, console
-from auditor.cli.options import AllowEmptyLayers, CacheDir, ModelPath, NoCache, Seed, Steps, parse_fractions
+from auditor.cli.options import AllowEmptyLayers, CacheDir, ModelPath, NoCache, RayAddress, Seed, Steps, Workers, parse_fractions, ray_pool
 from auditor.errors import InputError
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ def heads(
     seed: Seed = 0,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
 ) -> None:
     """Importance of every attention head, target = gold label (higher = more important)."""
     from auditor.data import load_dataset
@@ -59,14 +61,23 @@ def heads(
     from auditor.models import load_classifier
 
     methods = importance_methods(method)
+    pool_context = ray_pool(ray_address, workers)
     classifier = load_classifier(model)
     dataset = load_dataset(data, split="train")
     cache = importance_cache(cache_dir, no_cache)
     results = []
-    for name in methods:
-        importance = compute_importance(classifier, dataset, name, examples, steps=steps, seed=seed, cache=cache, show_progress=True)
-        console.print(f"{name}: {importance.examples.count} examples of {dataset.name} {dataset.split}, {importance.seconds:.1f} s")
-        results.append(importance.model_dump(mode="json"))
+    with pool_context as pool:
+        executor = None
+        if pool is not None:
+            from auditor.distributed import RayImportanceExecutor
+
+            executor = RayImportanceExecutor(pool, model)
+        for name in methods:
+            importance = compute_importance(
+                classifier, dataset, name, examples, steps=steps, seed=seed, cache=cache, show_progress=True, executor=executor
+            )
+            console.print(f"{name}: {importance.examples.count} examples of {dataset.name} {dataset.split}, {importance.seconds:.1f} s")
+            results.append(importance.model_dump(mode="json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results[0] if method != "all" else results, indent=1) + "\n")
     console.print(f"wrote {out}")
@@ -110,9 +121,10 @@ def prune(
     Every layer keeps at least one head: transformers cannot run a layer without heads (measure that with
     head masks instead: ``auditor curves --allow-empty-layers``)."""
     from auditor.data import load_dataset
+    from auditor.encoders import encoder_for
     from auditor.heads import accuracy, encode_dataset, scores_tensor
     from auditor.models import load_classifier
-    from auditor.pruning import check_importance_matches, heads_for_fraction, prune_model, rank_heads
+    from auditor.pruning import check_importance_matches, heads_for_fraction, prune_model, rank_shared_heads
 
     if (fraction is None) == (heads_count is None):
         raise InputError("give exactly one of --fraction F or --heads K")
@@ -122,11 +134,15 @@ def prune(
     scores = scores_tensor(chosen)
     present = int((~scores.isnan()).sum())
     count = heads_for_fraction(fraction, present) if fraction is not None else int(heads_count)  # type: ignore[arg-type]
-    removed = rank_heads(scores, count, keep_per_layer=1)
     classifier = load_classifier(model)
     check_importance_matches(chosen, classifier)
+    removed = rank_shared_heads(scores, count, encoder_for(classifier.model).weight_groups(), keep_per_layer=1)
+    count = sum(map(len, removed.values()))  # fewer when layers share weights and count is not a multiple
     metadata = {"importance_method": chosen.method, "importance_examples": chosen.examples.model_dump(), "heads_removed": count}
-    folder = prune_model(classifier, removed, out, metadata=metadata)
+    from auditor.archive import checkpoint_dtype
+
+    # stored in the checkpoint's dtype (a float16 model stays float16); evaluated and exported in float32
+    folder = prune_model(classifier, removed, out, metadata=metadata, dtype=checkpoint_dtype(Path(model)))
     console.print(f"removed {count} of {present} heads ({chosen.method} order); saved {folder}")
     report: dict[str, object] = {"heads_removed": count, "removed": {str(k): v for k, v in removed.items()}}
     pruned = load_classifier(folder, device=classifier.device)

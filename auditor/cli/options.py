@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from auditor.errors import InputError
 from auditor.quadrature import MAX_STEPS, QUADRATURE_METHODS
+
+if TYPE_CHECKING:
+    from auditor.distributed import RayPool
 
 ModelPath = Annotated[str, typer.Option("--model", help="A saved sequence classifier (folder).")]
 Steps = Annotated[
@@ -20,6 +24,46 @@ CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="Importance c
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Always recompute importances, store nothing.")]
 AllowEmptyLayers = Annotated[bool, typer.Option("--allow-empty-layers", help="Allow masking every head of a layer.")]
 Token = Annotated[str | None, typer.Option("--token", envvar="AUDITOR_TOKEN", help="Inference key for endpoints.")]
+InputsPerRequest = Annotated[
+    int,
+    typer.Option("--inputs-per-request", min=1, help='Inputs per request to an endpoint ({"inputs": [...]}, at most its max_batch); 1 = one each.'),
+]
+
+
+def _ray_address(value: str | None) -> str | None:
+    """Checked before any work starts; Ray is imported only when the option is given."""
+    if value is None:
+        return None
+    try:
+        from auditor.distributed import check_address
+    except ImportError:
+        raise typer.BadParameter("needs Ray: pip install 'auditor[ray]'") from None
+    try:
+        return check_address(value)
+    except InputError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        callback=_ray_address,
+        help="Run on Ray: 'local' (a cluster on this machine), 'auto' (join the one 'ray start' runs here) or ray://HOST:PORT.",
+    ),
+]
+Workers = Annotated[int | None, typer.Option("--workers", min=1, help="Ray actors (with --ray; default one per CPU of the cluster).")]
+
+
+def ray_pool(address: str | None, workers: int | None) -> contextlib.AbstractContextManager[RayPool | None]:
+    """The Ray pool for ``--ray``/``--workers`` (entered, it connects), or a context giving None without ``--ray``."""
+    if address is None:
+        if workers is not None:
+            raise InputError("--workers needs --ray (local, auto or ray://HOST:PORT)")
+        return contextlib.nullcontext(None)
+    from auditor.distributed import RayPool
+
+    return RayPool(address, workers)
 
 
 def parse_target(value: str) -> str | int:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from auditor.cli.app import app, console
 from auditor.errors import InputError
+from auditor.schemas import ServingLimits
 
 
 @app.command()
@@ -24,7 +25,13 @@ def package(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest input in tokens.")] = 128,
     max_chars: Annotated[int, typer.Option("--max-chars", help="Longest text + text_pair in characters.")] = 4096,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Most quadrature steps per explanation.")] = 20,
-    max_batch: Annotated[int, typer.Option("--max-batch", help="Most inputs per forward pass.")] = 8,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Most inputs per forward pass and per request.")] = 8,
+    max_explanation_cost: Annotated[
+        int, typer.Option("--max-explanation-cost", help="Most tokens² × steps × layers of explanations per server-side batch.")
+    ] = ServingLimits().max_explanation_cost,
+    max_response_bytes: Annotated[
+        int, typer.Option("--max-response-bytes", help="Largest answer (keep it below config.properties' max_response_size).")
+    ] = ServingLimits().max_response_bytes,
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="Intra-op threads of the worker (default: the runtime's).")
     ] = None,
@@ -34,10 +41,13 @@ def package(
     ] = None,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
-    from auditor.serving import ServingLimits, package_model, parse_heads, validation_message
+    from auditor.archive import package_model, parse_heads, validation_message
 
     try:
-        limits = ServingLimits(max_tokens=max_tokens, max_chars=max_chars, max_steps=max_steps, max_batch=max_batch)
+        limits = ServingLimits(
+            max_tokens=max_tokens, max_chars=max_chars, max_steps=max_steps, max_batch=max_batch,
+            max_explanation_cost=max_explanation_cost, max_response_bytes=max_response_bytes,
+        )  # fmt: skip
     except ValidationError as error:
         raise InputError(validation_message(error)) from None
     heads = parse_heads(pruned) if pruned else None

@@ -1,0 +1,310 @@
+"""The work of a serving worker, without TorchServe: parse and validate request bodies, admit explanations by
+their cost, run predictions in forward passes of at most ``max_batch`` inputs, and answer every request of a
+server-side batch with its own status and JSON body. ``handlers/classifier_handler.py`` adapts ``Service`` to
+TorchServe's handler interface.
+
+Guarantees (each request alone; a bad or expensive request never fails its neighbours):
+
+- a malformed body (not UTF-8, not JSON, nested too deep, an integer too long to read, a wrong type, a blank
+  text, a limit exceeded) is a 400 ``ErrorResponse``; for ``{"inputs": […]}`` the message names the input;
+- an explanation is admitted by its cost tokens² × steps × layers: over ``max_explanation_cost`` on its own
+  a 400, over what is left of the batch's budget a 429 (retry later), so that a batch never holds more than
+  one worst-case explanation and its time is bounded by the limits;
+- an answer larger than ``max_response_bytes`` (explanation matrices) is a 400, never a worker-killing body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from auditor.encoders import encoder_for
+from auditor.errors import InputError
+from auditor.explain import explain, validate_layers
+from auditor.models import Classifier, quiet_transformers
+from auditor.predict import predictions_from_logits, torch_logits
+from auditor.schemas import (
+    ErrorResponse,
+    ExplanationRequest,
+    HandlerSettings,
+    PredictionBatchRequest,
+    PredictionList,
+    PredictionRequest,
+    ServingLimits,
+)
+from auditor.archive import validation_message
+
+logger = logging.getLogger(__name__)
+
+Request = TypeVar("Request", bound=BaseModel)
+
+
+class Busy(InputError):
+    """An explanation that fits the limits but not into the batch it arrived in: answered 429, retry later."""
+
+
+def decode_body(body: object) -> dict:
+    """A request body as TorchServe hands it over (raw bytes, text, or already-decoded JSON) → a JSON object.
+    InputError for non-UTF-8 bytes, invalid or unreadable JSON (nested too deeply, an integer of more than
+    4300 digits), or a body that is not a JSON object."""
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InputError(f"request body is not UTF-8 text: {error}") from None
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except RecursionError:
+            raise InputError("request body is not valid JSON: nested too deeply") from None
+        except ValueError as error:  # JSONDecodeError, and integers too long to convert
+            raise InputError(f"request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InputError(f"request body must be a JSON object with a \"text\" field, got {type(body).__name__}")
+    return body
+
+
+def parse_request(body: object, request_type: type[Request]) -> Request:
+    """``decode_body``, then validated as ``request_type`` (InputError naming each wrong field)."""
+    data = decode_body(body)
+    try:
+        return request_type.model_validate(data)
+    except ValidationError as error:
+        raise InputError(f"invalid request: {validation_message(error)}") from None
+    except RecursionError:
+        raise InputError("invalid request: nested too deeply") from None
+
+
+def check_chars(limits: ServingLimits, text: str, text_pair: str | None) -> None:
+    """InputError when text + text_pair are longer than ``max_chars`` (checked before tokenizing)."""
+    chars = len(text) + len(text_pair or "")
+    if chars > limits.max_chars:
+        raise InputError(f"input has {chars} characters, more than the limit of {limits.max_chars}")
+
+
+def explanation_cost(tokens: int, steps: int, layers: int) -> int:
+    """Work of one explanation in units of tokens² × steps × layers: attribution runs ``steps`` forward and
+    backward passes for each of ``layers`` encoder layers, and attention is quadratic in the tokens."""
+    return tokens * tokens * steps * layers
+
+
+def check_explanation(limits: ServingLimits, request: ExplanationRequest, tokens: int, num_layers: int, num_heads: int) -> int:
+    """The explanation's cost; InputError when a limit refuses it (steps, top_k, cost, matrices too large)."""
+    options = request.options
+    if options.steps > limits.max_steps:
+        raise InputError(f"steps is {options.steps}, more than the limit of {limits.max_steps}")
+    if options.top_k > limits.max_top_k:
+        raise InputError(f"top_k is {options.top_k}, more than the limit of {limits.max_top_k}")
+    layers = validate_layers(options.layers, num_layers)
+    count = len(layers) if layers is not None else num_layers
+    cost = explanation_cost(tokens, options.steps, count)
+    if cost > limits.max_explanation_cost:
+        raise InputError(
+            f"this explanation costs {cost} (tokens² × steps × layers = {tokens}² × {options.steps} × {count}), more than "
+            f"the limit of {limits.max_explanation_cost}: ask for fewer steps or layers, or send a shorter text"
+        )
+    if options.include_matrices:
+        values = count * num_heads * tokens * tokens
+        if values * MIN_BYTES_PER_VALUE > limits.max_response_bytes:
+            raise InputError(
+                f"the matrices of {count} layers × {num_heads} heads × {tokens}² tokens ({values} values) exceed the "
+                f"answer limit of {limits.max_response_bytes} bytes: choose fewer layers or a shorter text"
+            )
+    return cost
+
+
+MIN_BYTES_PER_VALUE = 8
+"""A lower bound on the JSON bytes of one attribution value (digits and separator), for refusing early."""
+
+
+@dataclass
+class Answer:
+    """One request's answer: HTTP status, JSON body, and for an explanation its time and tokens (metrics)."""
+
+    status: int
+    body: str
+    explanation_ms: float | None = None
+    tokens: int | None = None
+
+    @classmethod
+    def error(cls, status: int, error: Exception) -> Answer:
+        return cls(status, ErrorResponse(code=status, type=type(error).__name__, message=str(error)).model_dump_json())
+
+
+@dataclass
+class _Input:
+    """One text (pair) to predict, from request ``request`` at position ``position`` of its inputs."""
+
+    request: int
+    position: int
+    text: str
+    text_pair: str | None
+    ids: dict[str, list[int]] = field(default_factory=dict)
+
+
+class Service:
+    """Answers a server-side batch of prediction and explanation requests for one classifier.
+
+    Predictions run on ``onnx`` (an ``auditor.export.OnnxClassifier``) when given, else on the PyTorch model;
+    explanations always on the PyTorch model. Each input is tokenized once, in one call per batch.
+    """
+
+    def __init__(self, classifier: Classifier, settings: HandlerSettings, onnx=None) -> None:
+        self.classifier = classifier
+        self.settings = settings
+        self.limits = settings.limits
+        self.onnx = onnx
+        self.segments = encoder_for(classifier.model).takes_segments  # else token_type_ids are left out
+
+    def handle(self, bodies: Sequence[object], explain_flags: Sequence[bool]) -> list[Answer]:
+        """One answer per body, in order; ``explain_flags[i]`` marks a ``POST /explanations`` request."""
+        answers: list[Answer | None] = [None] * len(bodies)
+        inputs: list[_Input] = []
+        batched: dict[int, int] = {}  # request → number of inputs, for {"inputs": […]} bodies
+        explanations: list[tuple[int, ExplanationRequest]] = []
+        for index, (body, explaining) in enumerate(zip(bodies, explain_flags)):
+            try:
+                data = decode_body(body)
+                if explaining:
+                    explanations.append((index, parse_request(data, ExplanationRequest)))
+                elif "inputs" in data:
+                    request = parse_request(data, PredictionBatchRequest)
+                    if len(request.inputs) > self.limits.max_batch:
+                        raise InputError(f"inputs has {len(request.inputs)} entries, more than the limit of {self.limits.max_batch}")
+                    batched[index] = len(request.inputs)
+                    for position, item in enumerate(request.inputs):
+                        inputs.append(_Input(index, position, item.text, item.text_pair))
+                else:
+                    request = parse_request(data, PredictionRequest)
+                    inputs.append(_Input(index, 0, request.text, request.text_pair))
+            except InputError as error:
+                answers[index] = Answer.error(400, error)
+        self._predict(inputs, batched, answers)
+        budget = self.limits.max_explanation_cost
+        for index, request in explanations:
+            try:
+                answers[index], cost = self._explain(request, budget)
+                budget -= cost
+            except Busy as error:
+                answers[index] = Answer.error(429, error)
+            except InputError as error:
+                answers[index] = Answer.error(400, error)
+            except Exception as error:  # noqa: BLE001 - one failed explanation must not fail the batch
+                answers[index] = self._internal(index, error)
+        return answers  # type: ignore[return-value]
+
+    # --- predictions ---------------------------------------------------------------------------------------
+
+    def _predict(self, inputs: list[_Input], batched: dict[int, int], answers: list[Answer | None]) -> None:
+        """Tokenize every input once, refuse the requests with a bad input, and answer the rest."""
+        valid: list[_Input] = []
+        failed: set[int] = set()
+        for paired in (False, True):
+            group = [item for item in inputs if (item.text_pair is not None) == paired]
+            if group:
+                valid += self._tokenize(group, batched, answers, failed)
+        valid = [item for item in valid if item.request not in failed]
+        results: dict[tuple[int, int], object] = {}
+        valid.sort(key=lambda item: (item.text_pair is not None, len(item.ids["input_ids"])))  # little padding
+        size = self.limits.max_batch
+        chunks = [valid[start : start + size] for start in range(0, len(valid), size)]
+        chunks = [[item for item in chunk if (item.text_pair is not None) == paired] for chunk in chunks for paired in (False, True)]
+        for chunk in filter(None, chunks):
+            try:
+                for item, prediction in zip(chunk, self._forward(chunk)):
+                    results[item.request, item.position] = prediction
+            except Exception as error:  # noqa: BLE001 - a failed forward pass fails its own requests only
+                for item in chunk:
+                    if answers[item.request] is None:
+                        answers[item.request] = self._internal(item.request, error)
+        for item in valid:
+            if answers[item.request] is not None:
+                continue
+            if item.request in batched:
+                predictions = [results[item.request, position] for position in range(batched[item.request])]
+                answers[item.request] = Answer(200, PredictionList(predictions).model_dump_json())
+            else:
+                answers[item.request] = Answer(200, results[item.request, 0].model_dump_json())
+
+    def _tokenize(self, group: list[_Input], batched: dict[int, int], answers: list[Answer | None], failed: set[int]) -> list[_Input]:
+        """Token ids of each input (one tokenizer call for the group); a request with an input over a limit
+        is answered 400 naming the input (``inputs[i]``) when it is a batch request."""
+        limits = self.limits
+        kept = []
+        for item in group:
+            try:
+                check_chars(limits, item.text, item.text_pair)
+                kept.append(item)
+            except InputError as error:
+                self._refuse(item, batched, answers, failed, error)
+        if not kept:
+            return []
+        with quiet_transformers():
+            encoded = self.classifier.tokenizer(
+                [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept], truncation=False
+            )
+        limit = min(limits.max_tokens, self.classifier.max_length)  # never past the model's position embeddings
+        for row, item in enumerate(kept):
+            item.ids = {name: values[row] for name, values in encoded.items() if self.segments or name != "token_type_ids"}
+            tokens = len(item.ids["input_ids"])
+            if tokens > limit:
+                error = InputError(f"input has {tokens} tokens, more than the limit of {limit}; shorten it")
+                self._refuse(item, batched, answers, failed, error)
+        return [item for item in kept if item.request not in failed]
+
+    @staticmethod
+    def _refuse(item: _Input, batched: dict[int, int], answers: list[Answer | None], failed: set[int], error: InputError) -> None:
+        if item.request in failed:
+            return
+        failed.add(item.request)
+        where = f"inputs[{item.position}]: " if item.request in batched else ""
+        answers[item.request] = Answer.error(400, InputError(f"{where}{error}"))
+
+    def _forward(self, chunk: list[_Input]):
+        with quiet_transformers():  # not the "__call__ is faster" notice: these inputs are tokenized already
+            encoding = self.classifier.tokenizer.pad(
+                [item.ids for item in chunk], padding=True, return_tensors="np" if self.onnx is not None else "pt"
+            )
+        if self.onnx is not None:
+            logits = self.onnx.logits(encoding)
+        else:
+            logits = torch_logits(self.classifier, encoding)
+        return predictions_from_logits(logits, self.classifier.labels)
+
+    # --- explanations --------------------------------------------------------------------------------------
+
+    def _explain(self, request: ExplanationRequest, budget: int) -> tuple[Answer, int]:
+        """(answer, cost). Busy when the request fits the limits but not the ``budget`` left in this batch."""
+        check_chars(self.limits, request.text, request.text_pair)
+        encoding = self.classifier.encode([request.text], None if request.text_pair is None else [request.text_pair], max_length=self.limits.max_tokens)
+        tokens = int(encoding["input_ids"].shape[1])
+        identity = self.classifier.identity
+        heads = max(identity.num_heads, 1)
+        cost = check_explanation(self.limits, request, tokens, identity.num_layers, heads)
+        if cost > budget:
+            raise Busy(f"the worker is busy with another explanation in this batch (cost {cost}, {max(budget, 0)} left): retry later")
+        started = time.perf_counter()
+        explanation = explain(self.classifier, request.text, request.text_pair, request.options)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        body = explanation.model_dump_json()
+        if len(body) > self.limits.max_response_bytes:
+            raise InputError(
+                f"the explanation is {len(body)} bytes, more than the answer limit of {self.limits.max_response_bytes}: "
+                "ask for fewer layers, a smaller top_k, no matrices, or a higher tree threshold"
+            )
+        return Answer(200, body, explanation_ms=elapsed_ms, tokens=tokens), cost
+
+    @staticmethod
+    def _internal(index: int, error: Exception) -> Answer:
+        """A 500 for an unexpected failure; the log gets the traceback's frames but not the message, which may
+        quote the user's text."""
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        logger.error("request %d failed with %s:\n%s", index, type(error).__name__, frames)
+        return Answer(500, ErrorResponse(code=500, type=type(error).__name__, message="internal error").model_dump_json())
