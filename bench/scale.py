@@ -44,14 +44,14 @@ ATTACKS = 3  # attribution, random, deepwordbug
 
 
 def onnx_model(scratch: Path) -> Path:
-    """model.onnx beside the tokenizer and config of the SST-2 fixture."""
+    """model.onnx beside the config, tokenizer and weights of the SST-2 fixture (the attribution attack ranks
+    words with explanations, which need the PyTorch weights)."""
     from auditor.export import export_onnx
 
     folder = scratch / "onnx"
     folder.mkdir()
     for path in SST2.iterdir():
-        if path.suffix != ".safetensors":
-            shutil.copy(path, folder / path.name)
+        shutil.copy(path, folder / path.name)
     return export_onnx(load_classifier(SST2), folder / "model.onnx")
 
 
