@@ -1,0 +1,77 @@
+"""Pydantic models: the one definition of every request, response and report that crosses a boundary
+(HTTP bodies, JSON files, CLI output), one module per concept; ``auditor schema`` exports their JSON Schema.
+Everything is importable from ``auditor.schemas``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from auditor.schemas.common import (  # noqa: F401
+    INVISIBLE,
+    ModelIdentity,
+    RequestModel,
+    StrictModel,
+    visible,
+)
+from auditor.schemas.serving import (  # noqa: F401
+    Backend,
+    ErrorResponse,
+    HandlerSettings,
+    Prediction,
+    PredictionBatchRequest,
+    PredictionList,
+    PredictionRequest,
+    ServingLimits,
+)
+from auditor.schemas.explanations import (  # noqa: F401
+    AttributionTree,
+    Explanation,
+    ExplanationOptions,
+    ExplanationRequest,
+    LayerExplanation,
+    TokenPair,
+    TreeEdge,
+    TreeNode,
+    WordImportance,
+)
+from auditor.schemas.importance import (  # noqa: F401
+    CurvePoint,
+    ExamplesUsed,
+    HeadImportance,
+    IMPORTANCE_METHODS,
+    ImportanceMethod,
+    PruningCurves,
+)
+from auditor.schemas.audits import (  # noqa: F401
+    AttackOutcome,
+    AttackSummary,
+    AuditSettings,
+    BudgetPoint,
+    ClassBreakdown,
+    ComparisonReport,
+    LabelLexicon,
+    LexiconOptions,
+    LexiconSummary,
+    ModelComparison,
+    RobustnessReport,
+    TriggerElement,
+    TriggerMiningOptions,
+    TriggerPattern,
+    TriggerRow,
+    TriggerSet,
+    VictimIdentity,
+)
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schema of every public model of the schema modules (new models are included automatically)."""
+    return {
+        name: value.model_json_schema()
+        for name, value in sorted(globals().items())
+        if isinstance(value, type)
+        and issubclass(value, BaseModel)
+        and value.__module__.startswith(f"{__name__}.")
+        and not name.startswith("_")
+        and name.isidentifier()  # not the parametrised bases pydantic registers, e.g. "RootModel[list[Prediction]]"
+        and value.model_fields
+    }

@@ -1,0 +1,274 @@
+"""Robustness audits: mined patterns, the label-word lexicon, attack outcomes and summaries, reports
+(auditor.triggers, auditor.validity, auditor.attack, auditor.audit, auditor.report)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from auditor.quadrature import QuadratureMethod
+from auditor.schemas.common import ModelIdentity
+from auditor.schemas.importance import ExamplesUsed
+
+
+class TriggerElement(BaseModel):
+    """One token of an attribution pattern: the word piece, the whole word it belongs to in the example it
+    was mined from, its segment (0 = first sentence, 1 = second), and its word offset from the pattern's
+    first token in the same segment."""
+
+    token: str
+    word: str
+    segment: Literal[0, 1]
+    offset: int = Field(ge=0)
+
+
+class TriggerPattern(BaseModel):
+    """Tokens of the top attribution pairs of one head, aggregated over the examples where they recur.
+
+    ``label`` is the class the model predicted on those examples; ``anchors[segment]`` the mean relative
+    position (0 = start, 1 = end) of the pattern's first token in that segment; ``mass`` the summed
+    attribution of the pairs over all occurrences and ``count`` the number of occurrences.
+    """
+
+    label: int
+    label_name: str
+    elements: list[TriggerElement]
+    anchors: dict[int, float]
+    count: int = Field(ge=1)
+    mass: float
+    gold_labels: dict[int, int] = Field(description="gold label -> occurrences")
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        return (self.label, tuple((e.token, e.word, e.segment, e.offset) for e in self.elements))
+
+    def words(self, segment: int) -> list[tuple[int, str]]:
+        """(offset, word) of the pattern's distinct words in ``segment``, word pieces joined back into words;
+        punctuation tokens, which no word holds, are left out."""
+        merged: dict[int, str] = {}
+        for element in self.elements:
+            if element.segment == segment and any(c.isalnum() for c in element.word):
+                merged.setdefault(element.offset, element.word)
+        return sorted(merged.items())
+
+    def rank_key(self) -> tuple[int, int, float]:
+        return (sum(len(self.words(s)) for s in self.anchors), -self.count, -self.mass)
+
+    @property
+    def text(self) -> str:
+        """Human-readable form, e.g. ``bad … film`` or ``no | not`` for a pattern spanning both sentences."""
+        return " | ".join(" ".join(word for _, word in self.words(s)) for s in sorted(self.anchors) if self.words(s))
+
+
+class TriggerMiningOptions(BaseModel):
+    examples: int
+    pairs_per_example: int
+    threshold: float
+    steps: int
+    method: QuadratureMethod
+
+
+class TriggerSet(BaseModel):
+    """Attribution patterns mined from one model on one dataset, ranked per label (best first)."""
+
+    model: ModelIdentity
+    data: ExamplesUsed
+    options: TriggerMiningOptions
+    patterns: list[TriggerPattern]
+    auditor_version: str
+    seconds: float
+
+    def ranked(self, label: int) -> list[TriggerPattern]:
+        """Patterns of ``label``, best first: fewer words (the attack's cost is words inserted, so short
+        patterns leave room for more), then more occurrences, then more attribution mass."""
+        return sorted((p for p in self.patterns if p.label == label), key=TriggerPattern.rank_key)
+
+
+class LexiconOptions(BaseModel):
+    """How ``auditor.validity`` finds words that carry a label: the one-word labelled phrases of the training
+    split (``phrases``), and a smoothed log-odds association (prior ``prior``, at least ``min_count``
+    documents, log-odds ratio ≥ ``threshold`` and z ≥ ``min_z``). ``threshold`` was chosen on SST-2 train
+    only (best F1 against its one-word phrases, ``bench/tune_audit.py``)."""
+
+    phrases: bool = True
+    min_count: int = Field(default=5, ge=1)
+    prior: float = Field(default=1.0, gt=0)
+    threshold: float = 0.5
+    min_z: float = 1.96
+
+
+class LabelLexicon(BaseModel):
+    """Words that carry a label by themselves (word -> label index, -1 for a user word of any label), and
+    the training data they were measured on; perturbations adding, substituting or deleting them are invalid."""
+
+    labels: list[str]
+    data: ExamplesUsed | None
+    options: LexiconOptions
+    words: dict[str, int]
+    phrase_words: int
+    associated_words: int
+    user_words: int
+
+
+class VictimIdentity(BaseModel):
+    """The audited model: a local directory (with its weights' identity), an ONNX file, or an endpoint."""
+
+    kind: Literal["local", "onnx", "endpoint"]
+    location: str
+    labels: list[str]
+    model: ModelIdentity | None = None
+
+
+class AttackOutcome(BaseModel):
+    """One example under one attack. ``status``: ``skipped`` when the model already got it wrong."""
+
+    index: int
+    label: int
+    text: str
+    text_pair: str | None = None
+    perturbed_text: str
+    perturbed_text_pair: str | None = None
+    status: Literal["succeeded", "failed", "skipped"]
+    original_probabilities: list[float]
+    perturbed_probabilities: list[float]
+    queries: int
+    explanations: int = Field(default=0, description="explanation calls the attack made (its word ranking)")
+    rejected: int = Field(default=0, description="candidates the label-word constraint refused")
+    word_edits: int = Field(description="word-level edit distance original -> perturbed (words inserted by insertions)")
+    inserted_words: list[str] = Field(description="words of the perturbed text that are not in the original (edit alignment)")
+    seconds: float
+
+
+class ClassBreakdown(BaseModel):
+    label: int
+    name: str
+    examples: int
+    clean_accuracy: float
+    accuracy_under_attack: float
+    success_rate: float | None
+
+
+class BudgetPoint(BaseModel):
+    """Accuracy under attack counting only attacks that succeeded within ``budget`` queries."""
+
+    budget: int
+    accuracy: float
+
+
+class AttackSummary(BaseModel):
+    """One attack over the audited examples. Rates are fractions; ``success_rate`` is over the examples the
+    model got right; query and edit means are over successful attacks (``None`` when there are none).
+
+    Every attack of an audit runs under the same validity constraints (``auditor.validity``): a candidate
+    that inserts, substitutes or deletes a label-carrying word is rejected before it is queried, so every
+    success counted here is a valid, label-preserving one; ``rejected`` says how many candidates that took.
+    Costs: ``queries`` model predictions, ``explanations`` explanation calls, ``seconds`` wall time.
+    """
+
+    name: str
+    description: str
+    examples: int
+    clean_accuracy: float
+    accuracy_under_attack: float
+    success_rate: float | None
+    mean_queries: float | None = Field(description="queries per attacked (not skipped) example")
+    mean_queries_per_success: float | None
+    mean_word_edits: float | None = Field(description="word-level edit distance per successful attack")
+    queries: int = Field(description="model queries over all examples")
+    explanations: int = Field(description="explanation calls over all examples")
+    rejected: int = Field(description="candidates the label-word constraint refused, over all examples")
+    per_class: list[ClassBreakdown]
+    budget_curve: list[BudgetPoint]
+    seconds: float
+    outcomes: list[AttackOutcome]
+
+
+class TriggerRow(BaseModel):
+    """A mined pattern inserted into every example of another class: accuracy on that class before/after."""
+
+    pattern: str
+    pattern_label: str
+    target_class: str
+    examples: int
+    accuracy_before: float
+    accuracy_after: float
+    count: int
+    mass: float
+
+
+class AuditSettings(BaseModel):
+    """What an audit ran. ``transformations``: the edits the attribution-guided attack tries on each ranked
+    word (chosen on training examples only, ``bench/tune_audit.py``); ``max_words``: the most words any
+    attack may edit; ``steps``: quadrature steps of the ranking's attribution; ``top_k``: patterns per
+    class for pattern insertion."""
+
+    examples: int
+    budget: int
+    max_words: int
+    transformations: list[Literal["charedit", "typo", "delete", "pattern"]] = ["charedit"]
+    steps: int = 3
+    top_k: int
+    positions: Literal["pattern", "all"]
+    baselines: list[Literal["random", "deepwordbug"]]
+    trigger_top_k: int
+    trigger_examples: int | None
+    seed: int
+
+
+class LexiconSummary(BaseModel):
+    """The label-word lexicon an audit's validity constraint used (its words are in ``LabelLexicon``)."""
+
+    data: ExamplesUsed | None
+    options: LexiconOptions
+    words: int
+    phrase_words: int
+    associated_words: int
+    user_words: int
+
+
+class RobustnessReport(BaseModel):
+    """Result of ``auditor audit``: clean accuracy, the attribution-guided attack, the baselines run on the
+    same examples with the same query budget and constraints, and the universal-trigger table.
+    ``resumed``: how many attack outcomes came from an earlier, interrupted run's checkpoint."""
+
+    schema_version: Literal[2] = 2
+    auditor_version: str
+    victim: VictimIdentity
+    data: ExamplesUsed
+    lexicon: LexiconSummary
+    resumed: int = 0
+    patterns: ExamplesUsed
+    patterns_model: ModelIdentity
+    settings: AuditSettings
+    clean_accuracy: float
+    attack: AttackSummary
+    baselines: list[AttackSummary]
+    triggers: list[TriggerRow]
+    trigger_data: ExamplesUsed
+    seconds: float
+
+
+class ModelComparison(BaseModel):
+    """One side of ``auditor compare``: accuracy, latency, and robustness under the shared patterns."""
+
+    victim: VictimIdentity
+    accuracy: float
+    ms_per_example: float = Field(description="mean wall time of batched predictions, per example")
+    attack: AttackSummary
+    baselines: list[AttackSummary] = []
+    triggers: list[TriggerRow]
+
+
+class ComparisonReport(BaseModel):
+    """``auditor compare``: a full and a pruned model on the same examples, patterns and budget."""
+
+    schema_version: Literal[1] = 1
+    auditor_version: str
+    data: ExamplesUsed
+    patterns: ExamplesUsed
+    settings: AuditSettings
+    agreement: float = Field(description="fraction of examples where both models predict the same label")
+    full: ModelComparison
+    pruned: ModelComparison
+    seconds: float

@@ -1,0 +1,67 @@
+"""Head importance and pruning curves (auditor.heads, auditor.pruning), and the examples a computation used."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from auditor.schemas.common import ModelIdentity
+
+
+ImportanceMethod = Literal["attribution", "attention", "taylor", "loo", "random"]
+IMPORTANCE_METHODS: tuple[str, ...] = ("attribution", "attention", "taylor", "loo", "random")
+
+
+class ExamplesUsed(BaseModel):
+    """Which examples a computation used: the dataset, its split and file fingerprint, how many, and a
+    digest of the examples themselves (texts and labels) so that a change in the data is always noticed."""
+
+    dataset: str
+    split: str
+    source: str
+    fingerprint: str
+    count: int
+    digest: str
+
+    @property
+    def title(self) -> str:
+        """How reports and plots name the data: ``sst2 dev``, or ``sst2 held-out.tsv`` for a file given by path."""
+        file = self.source.rsplit("/", 1)[-1]
+        return f"{self.dataset} {self.split}" if file == f"{self.split}.tsv" or self.source.startswith("hub:") else f"{self.dataset} {file}"
+
+
+class HeadImportance(BaseModel):
+    """Importance of every attention head of one model, higher = more important.
+
+    ``scores[layer][head]`` is indexed by the *original* head index; heads already pruned from the model
+    are ``null``. ``model`` identifies the weights the scores were computed on.
+    """
+
+    method: ImportanceMethod
+    scores: list[list[float | None]]
+    examples: ExamplesUsed
+    model: ModelIdentity
+    options: dict[str, int | float | str] = {}
+    target: Literal["gold"] = "gold"
+    auditor_version: str
+    seconds: float
+
+
+class CurvePoint(BaseModel):
+    """Accuracy after removing the ``heads_removed`` least important heads (``fraction`` of the model's heads)."""
+
+    fraction: float
+    heads_removed: int
+    accuracy: float
+
+
+class PruningCurves(BaseModel):
+    """Accuracy vs fraction of heads pruned, one curve per importance method, all on the same evaluation set."""
+
+    model: ModelIdentity
+    evaluation: ExamplesUsed
+    importance_examples: ExamplesUsed
+    keep_per_layer: int
+    full_accuracy: float
+    curves: dict[str, list[CurvePoint]]

@@ -1,0 +1,90 @@
+"""HTTP bodies of ``POST /predictions`` and errors, and the ``handler:`` settings and limits of an archive
+(auditor.service, auditor.archive, handlers/)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, RootModel, field_validator
+
+from auditor.quadrature import MAX_STEPS
+from auditor.schemas.common import RequestModel, StrictModel, visible
+
+
+class PredictionRequest(RequestModel):
+    """Body of ``POST /predictions/{model}``: one text, or a sentence pair. A text that shows nothing
+    (only whitespace, zero-width or other invisible characters) is rejected."""
+
+    text: str = Field(min_length=1)
+    text_pair: str | None = Field(default=None, min_length=1)
+
+    @field_validator("text", "text_pair")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not visible(value):
+            raise ValueError("must not be blank (it has no visible characters)")
+        return value
+
+
+class PredictionBatchRequest(RequestModel):
+    """Body of ``POST /predictions/{model}`` for several inputs at once (at most the archive's ``max_batch``);
+    answered with a ``PredictionList`` in the same order. One bad input fails the request (HTTP 400 naming
+    its index)."""
+
+    inputs: list[PredictionRequest] = Field(min_length=1)
+
+
+class Prediction(BaseModel):
+    """A classifier's answer for one input; ``probabilities`` follow ``labels`` (label-id order)."""
+
+    label: str
+    label_id: int
+    probabilities: list[float]
+    labels: list[str]
+
+
+class PredictionList(RootModel[list[Prediction]]):
+    """Answer to a ``PredictionBatchRequest``: one ``Prediction`` per input, in the order of ``inputs``."""
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx answer (429: an explanation the worker has no room for now; retry after a while)."""
+
+    code: int
+    type: str
+    message: str
+
+
+
+
+Backend = Literal["torch", "onnx"]
+
+
+class ServingLimits(StrictModel):
+    """What one request may ask of a worker; anything over a limit is answered with HTTP 400.
+
+    An explanation costs tokens² × steps × layers (attention-attribution work: ``steps`` forward and backward
+    passes per layer, each quadratic in the tokens). One worker runs explanations of at most
+    ``max_explanation_cost`` in total per server-side batch; an explanation that does not fit into the batch it
+    arrived in is answered 429 (retry), one that costs more on its own 400. The default is the cost of
+    ``max_tokens`` tokens, ``max_steps`` steps on 6 layers.
+    """
+
+    max_tokens: int = Field(default=128, ge=3, description="longest input in tokens, special tokens included")
+    max_chars: int = Field(default=4096, ge=1, description="longest text + text_pair in characters (checked before tokenizing)")
+    max_steps: int = Field(default=20, ge=1, le=MAX_STEPS, description="most quadrature steps an explanation may ask for")
+    max_batch: int = Field(default=8, ge=1, description="most inputs run through the model in one forward pass, and in one request")
+    max_explanation_cost: int = Field(default=128 * 128 * 20 * 6, ge=1, description="most tokens² × steps × layers of explanations per batch")
+    max_top_k: int = Field(default=64, ge=0, description="most token pairs per layer an explanation may ask for")
+    max_response_bytes: int = Field(
+        default=4_000_000, ge=10_000, description="largest answer; an explanation that would be larger (matrices) is a 400"
+    )
+
+
+class HandlerSettings(StrictModel):
+    """The ``handler:`` section of a TorchServe archive's model-config.yaml: prediction backend, worker threads, limits."""
+
+    backend: Backend = "torch"
+    onnx_file: str = "model.onnx"
+    threads: int | None = Field(default=None, ge=1, description="intra-op threads of the worker (PyTorch and ONNX Runtime); default: theirs")
+    limits: ServingLimits = ServingLimits()
