@@ -43,8 +43,7 @@ from auditor.schemas import (
     TriggerRow,
     TriggerSet,
 )
-from auditor.triggers import word_spans
-from auditor.validity import LabelWordConstraint
+from auditor.validity import LabelWordConstraint, example_words
 from auditor.victims import Victim
 from textattack import Attack
 from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
@@ -87,12 +86,7 @@ def top_patterns(triggers: TriggerSet, exclude_label: int | None, k: int, lexico
 
 def data_vocabulary(dataset: Dataset) -> list[str]:
     """Every distinct lower-cased word of the dataset: what the random-insertion baseline draws from."""
-    words = set()
-    for example in dataset.examples:
-        for text in (example.text, example.text_pair):
-            if text is not None:
-                words.update(text[a:b].lower() for a, b in word_spans(text))
-    return sorted(words)
+    return sorted(set().union(*(example_words(example) for example in dataset.examples)))
 
 
 def _outcome(index: int, example: Example, result, seconds: float, explanations: int, rejected: int) -> AttackOutcome:
