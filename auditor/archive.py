@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import yaml
 from pydantic import ValidationError
 
-from auditor.errors import AuditorError, InputError, ModelLoadError
+from auditor.errors import AuditorError, InputError, ModelLoadError, validation_message
 from auditor.schemas import Backend, HandlerSettings, ServingLimits
 
 if TYPE_CHECKING:
@@ -38,13 +38,6 @@ def handler_settings(model_yaml_config: Mapping[str, object] | None) -> HandlerS
         return HandlerSettings.model_validate(section)
     except ValidationError as error:
         raise ModelLoadError(f"invalid handler section in model-config.yaml: {validation_message(error)}") from None
-
-
-def validation_message(error: ValidationError) -> str:
-    """One readable line per problem: ``field.path: message``."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
-    )
 
 
 def build_archive(

@@ -26,7 +26,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from auditor.encoders import encoder_for
-from auditor.errors import InputError
+from auditor.errors import InputError, validation_message
 from auditor.explain import explain, validate_layers
 from auditor.models import Classifier, quiet_transformers
 from auditor.predict import predictions_from_logits, torch_logits
@@ -39,7 +39,6 @@ from auditor.schemas import (
     PredictionRequest,
     ServingLimits,
 )
-from auditor.archive import validation_message
 
 logger = logging.getLogger(__name__)
 

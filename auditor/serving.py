@@ -1,7 +1,7 @@
 """Serving classifiers with TorchServe: ``TorchServe``, a real server on free loopback ports (for tests,
 benchmarks and local use) started from the repository's config.properties and log4j2.xml.
 
-Archives are built by ``auditor.archive`` (re-exported here: ``build_archive``, ``package_model``, …); the
+Archives are built by ``auditor.archive`` (``build_archive``, ``package_model``, …); the
 worker's request logic is ``auditor.service``. The handler (``handlers/classifier_handler.py``) runs in
 TorchServe's Python worker, which is started with the interpreter that runs ``torchserve``: install auditor
 into that environment (``pip install -e .``) so that the handler's ``import auditor`` works.
@@ -23,15 +23,6 @@ from pathlib import Path
 
 import requests
 
-from auditor.archive import (  # noqa: F401 - re-exported: auditor.serving was their home before auditor.archive
-    ServingLimits,
-    build_archive,
-    checkpoint_dtype,
-    handler_settings,
-    package_model,
-    parse_heads,
-    validation_message,
-)
 from auditor.errors import AuditorError, ModelLoadError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -43,7 +43,8 @@ def assert_same(local: object, remote: object, where: str = "report") -> None:
 
 
 def test_audit_over_http_equals_local_audit(tmp_path: Path) -> None:
-    from auditor.serving import ServedModel, TorchServe, build_archive  # the serving helper's contract
+    from auditor.archive import build_archive
+    from auditor.serving import ServedModel, TorchServe
 
     patterns = tmp_path / "patterns.json"
     done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--out", str(patterns))

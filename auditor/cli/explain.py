@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from auditor.cli.app import app, console, output
 from auditor.cli.options import Method, ModelPath, Steps, parse_layers, parse_target, read_text_file
-from auditor.errors import InputError
+from auditor.errors import InputError, validation_message
 
 if TYPE_CHECKING:
     from auditor.schemas import Explanation, ExplanationOptions
@@ -86,8 +86,7 @@ def explanation_options(**values: object) -> ExplanationOptions:
     try:
         return ExplanationOptions(**values)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise InputError(f"invalid option: {problems}") from None
+        raise InputError(f"invalid option: {validation_message(error)}") from None
 
 
 def gather_inputs(texts: list[str], pair: str | None, input_file: Path | None) -> tuple[list[str], list[str | None] | None]:

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from auditor.cli.app import app, console
-from auditor.errors import InputError
+from auditor.errors import InputError, validation_message
 from auditor.schemas import ServingLimits
 
 
@@ -41,7 +41,7 @@ def package(
     ] = None,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
-    from auditor.archive import package_model, parse_heads, validation_message
+    from auditor.archive import package_model, parse_heads
 
     try:
         limits = ServingLimits(
