@@ -52,7 +52,7 @@ from textattack.shared import AttackedText
 Progress = Callable[[str, int, int], None]
 
 DESCRIPTIONS = {
-    "attribution": "edit words in order of their attribution into [CLS] (one explanation per example, no ranking query)",
+    "attribution": "edit words in order of the attribution drawn from them (one explanation per example, no ranking query)",
     "random": "insert random words from the data's vocabulary (greedy search, as many candidates per step)",
     "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy leave-one-out word-importance search",
 }

@@ -150,17 +150,26 @@ def summarise(
 
 
 def word_importance(classifier: Classifier, text: str, text_pair: str | None, result: ExampleAttribution) -> list[WordImportance]:
-    """Each word's attribution into [CLS], Σ_l Σ_h Σ_{j ∈ word} Attr_h(A^l)[0, j], over the layers attributed.
+    """Each word's attribution drawn on by every token, Σ_l Σ_h Σ_i Σ_{j ∈ word} Attr_h(A^l)[i, j], over the
+    layers attributed: the column sums of the attribution matrices, the part of the target probability that
+    flowed out of the word's pieces through any attention link (into [CLS] directly, or through the other
+    tokens whose states [CLS] reads later).
 
-    Why the [CLS] row: the classifier reads only [CLS]'s last hidden state, so Attr[CLS, j] is the part of
-    the target probability that flowed directly from token j into the token the prediction is made from;
-    summed over layers it ranks the words the prediction rests on (special tokens and punctuation outside
-    words carry no word). Tokens are mapped to TextAttack's words by their character offsets.
+    Why columns and not only the [CLS] row: an edit of the word changes every link that reads it. On
+    training examples (``bench/tune_audit.py``) the column sums ranked the words to edit better than the
+    [CLS] row.
     """
-    into_cls = torch.stack([attribution.double()[:, 0, :].sum(0) for attribution in result.attributions]).sum(0)
+    drawn = torch.stack([attribution.double().sum((0, 1)) for attribution in result.attributions]).sum(0)
+    return sum_over_words(classifier, text, text_pair, drawn[: result.length].tolist())
+
+
+def sum_over_words(classifier: Classifier, text: str, text_pair: str | None, token_scores: Sequence[float]) -> list[WordImportance]:
+    """Sum per-token scores (one per token of the input's encoding, special tokens included) over each word's
+    pieces. Words are TextAttack's; tokens are mapped to them by their character offsets, and special tokens
+    and punctuation outside words carry no word."""
     encoding = classifier.tokenizer(text, text_pair, return_offsets_mapping=True, truncation=True, max_length=classifier.max_length)
-    segments = encoding.sequence_ids()[: result.length]
-    offsets = encoding["offset_mapping"][: result.length]
+    segments = encoding.sequence_ids()[: len(token_scores)]
+    offsets = encoding["offset_mapping"][: len(token_scores)]
     texts = [text, text_pair]
     scores: dict[tuple[int, int], float] = {}
     for position, (segment, (start, end)) in enumerate(zip(segments, offsets)):
@@ -169,7 +178,7 @@ def word_importance(classifier: Classifier, text: str, text_pair: str | None, re
         spans = word_spans(texts[segment])
         index = next((i for i, (a, b) in enumerate(spans) if a <= start < b), None)
         if index is not None:
-            scores[(segment, index)] = scores.get((segment, index), 0.0) + float(into_cls[position])
+            scores[(segment, index)] = scores.get((segment, index), 0.0) + float(token_scores[position])
     return [
         WordImportance(segment=segment, index=index, word=texts[segment][slice(*word_spans(texts[segment])[index])], score=score)
         for (segment, index), score in sorted(scores.items())

@@ -4,7 +4,7 @@ from one self-attention attribution of the input instead of one model query per 
 TextAttack's ``GreedyWordSwapWIR`` ranks words by deleting (or masking) each in turn and querying the model:
 a query per word before the first edit. ``AttributionGreedySearch`` asks the victim for one explanation
 (``Victim.explain``: the engine for a local or ONNX model, ``POST /explanations`` for an endpoint) and
-visits words in order of their attribution into [CLS] (``auditor.explain.word_importance``), so ranking
+visits words in order of the attribution drawn from them (``auditor.explain.word_importance``), so ranking
 costs no prediction query. It then edits one word at a time like ``GreedyWordSwapWIR``: the best candidate
 is kept when it raises the goal score, and the search stops at success or when the query budget is spent;
 a word's candidates are queried one by one, so the step that succeeds stops at its first successful one.
@@ -32,7 +32,7 @@ def word_scores(text: AttackedText, explanation: Explanation) -> dict[int, float
 
 
 class AttributionGreedySearch(SearchMethod):
-    """Greedy search over words in descending order of attribution into [CLS] (one explanation per example,
+    """Greedy search over words in descending order of the attribution drawn from them (one explanation per example,
     with ``steps`` quadrature steps; no prediction query for the ranking)."""
 
     def __init__(self, victim: Victim, steps: int = 3) -> None:

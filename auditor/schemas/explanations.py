@@ -23,7 +23,7 @@ class ExplanationOptions(RequestModel):
     include_matrices: bool = False
     include_tree: bool = True
     threshold: float = Field(default=0.4, gt=0, le=1, description="τ of the attribution tree")
-    include_word_importance: bool = Field(default=False, description="report each word's attribution into [CLS] (WordImportance)")
+    include_word_importance: bool = Field(default=False, description="report each word's attribution drawn on by all tokens (WordImportance)")
 
 
 class ExplanationRequest(PredictionRequest):
@@ -102,9 +102,9 @@ class LayerExplanation(BaseModel):
 
 
 class WordImportance(BaseModel):
-    """How much one word mattered to the target probability, as seen by [CLS]: the summed self-attention
-    attribution of [CLS] drawing on the word's pieces, over every layer and head,
-    ``score`` = Σ_l Σ_h Σ_{j ∈ word} Attr_h(A^l)[CLS, j].
+    """How much one word mattered to the target probability: the self-attention attribution of every token
+    drawing on the word's pieces, over every layer and head, ``score`` = Σ_l Σ_h Σ_i Σ_{j ∈ word} Attr_h(A^l)[i, j]
+    (``auditor.explain.word_importance``).
 
     Words are TextAttack's words of the segment (``auditor.triggers.word_spans``); ``index`` counts them
     from 0 in ``segment`` (0 = text, 1 = text_pair). A word cut off by truncation has no entry.
