@@ -26,20 +26,15 @@ from textattack.models.wrappers import ModelWrapper
 from textattack.search_methods import BeamSearch
 from textattack.shared import AttackedText
 from textattack.shared.utils import words_from_text
-from textattack.transformations import (
-    CompositeTransformation,
-    Transformation,
-    WordDeletion,
-    WordSwapNeighboringCharacterSwap,
-    WordSwapRandomCharacterDeletion,
-    WordSwapRandomCharacterInsertion,
-    WordSwapRandomCharacterSubstitution,
-)
+from textattack.transformations import CompositeTransformation, Transformation, WordDeletion
 
+from auditor.edits import RandomCharacterEdit, TokenizerCharacterEdit, character_edits
+from auditor.errors import InputError
 from auditor.schemas import TriggerPattern
+from auditor.victims import Victim
 
 Positions = Literal["pattern", "all"]
-TRANSFORMATIONS: tuple[str, ...] = ("charedit", "typo", "delete", "pattern")
+TRANSFORMATIONS: tuple[str, ...] = ("tokenedit", "charedit", "typo", "delete", "pattern")
 
 
 def word_edit_distance(original: Sequence[str], perturbed: Sequence[str]) -> int:
@@ -260,42 +255,6 @@ def random_insertion_attack(
     )
 
 
-def character_edits() -> Transformation:
-    """DeepWordBug's four character edits of a word, one random candidate each: swap two neighbouring
-    letters, substitute, delete or insert a letter."""
-    return CompositeTransformation(
-        [
-            WordSwapNeighboringCharacterSwap(),
-            WordSwapRandomCharacterSubstitution(),
-            WordSwapRandomCharacterDeletion(),
-            WordSwapRandomCharacterInsertion(),
-        ]
-    )
-
-
-class RandomCharacterEdit(Transformation):
-    """One of DeepWordBug's four character edits, drawn at random (``random``, seeded per example by the
-    audit) for each word: one candidate per word instead of four."""
-
-    def __init__(self) -> None:
-        self.edits = [
-            WordSwapNeighboringCharacterSwap(),
-            WordSwapRandomCharacterSubstitution(),
-            WordSwapRandomCharacterDeletion(),
-            WordSwapRandomCharacterInsertion(),
-        ]
-
-    def _get_transformations(self, current_text: AttackedText, indices_to_modify: set[int]) -> list[AttackedText]:
-        transformed = []
-        for index in sorted(indices_to_modify):
-            transformed += random.choice(self.edits)._get_transformations(current_text, {index})
-        return transformed
-
-    @property
-    def deterministic(self) -> bool:
-        return False
-
-
 class AnyStopwordModification(StopwordModification):
     """TextAttack's ``StopwordModification`` for every transformation: its own applies only to word swaps,
     so a word deletion or insertion next to a stopword would get through."""
@@ -304,14 +263,18 @@ class AnyStopwordModification(StopwordModification):
         return True
 
 
-def word_transformations(names: Sequence[str], patterns: Sequence[TriggerPattern] = ()) -> Transformation:
-    """The candidates tried on one ranked word: any of ``charedit`` (``character_edits``: four candidates),
-    ``typo`` (``RandomCharacterEdit``: one), ``delete`` (drop the word) and ``pattern`` (insert each of
-    ``patterns`` before the word)."""
+def word_transformations(names: Sequence[str], patterns: Sequence[TriggerPattern] = (), tokenizer=None) -> Transformation:
+    """The candidates tried on one ranked word: any of ``tokenedit`` (``TokenizerCharacterEdit``: the four
+    single-character edits that most change the word's tokenization; needs the victim's ``tokenizer``),
+    ``charedit`` (``character_edits``: DeepWordBug's four random ones), ``typo`` (``RandomCharacterEdit``:
+    one), ``delete`` (drop the word) and ``pattern`` (insert each of ``patterns`` before the word)."""
     unknown = [n for n in names if n not in TRANSFORMATIONS]
     if unknown or not names:
         raise ValueError(f"transformations must be some of {', '.join(TRANSFORMATIONS)}, got {', '.join(names) or 'none'}")
+    if "tokenedit" in names and tokenizer is None:
+        raise InputError("the 'tokenedit' transformation needs the model's tokenizer (an endpoint serves none)")
     parts = {
+        "tokenedit": lambda: TokenizerCharacterEdit(tokenizer),
         "charedit": character_edits,
         "typo": RandomCharacterEdit,
         "delete": WordDeletion,
@@ -322,24 +285,24 @@ def word_transformations(names: Sequence[str], patterns: Sequence[TriggerPattern
 
 
 def attribution_attack(
-    model_wrapper: ModelWrapper,
+    victim: Victim,
     transformations: Sequence[str],
     query_budget: int,
     constraints: Sequence[Constraint] = (),
     patterns: Sequence[TriggerPattern] = (),
     steps: int = 3,
 ) -> Attack:
-    """Untargeted attack editing words in order of attribution into [CLS] (``AttributionGreedySearch``:
+    """Untargeted attack editing words in order of the attribution drawn from them (``AttributionGreedySearch``:
     one explanation, no query, for the ranking), with ``word_transformations``; like DeepWordBug, no word
     is modified twice and stopwords are left alone; plus the extra ``constraints``."""
     from auditor.search import AttributionGreedySearch
 
-    goal = UntargetedClassification(model_wrapper, query_budget=query_budget)
+    goal = UntargetedClassification(victim, query_budget=query_budget)
     return Attack(
         goal,
         [RepeatModification(), AnyStopwordModification(), *constraints],
-        word_transformations(transformations, patterns),
-        AttributionGreedySearch(model_wrapper, steps),
+        word_transformations(transformations, patterns, victim.tokenizer),
+        AttributionGreedySearch(victim, steps),
     )
 
 

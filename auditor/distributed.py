@@ -213,12 +213,18 @@ class VictimSpec:
     batch_size: int = 32
     threads: int = 1
     inputs_per_request: int = 8
+    tokenizer: str | None = None
 
     def open(self):  # noqa: ANN201 (a Victim)
         from auditor.victims import open_victim
 
         return open_victim(
-            self.location, token=self.token, batch_size=self.batch_size, threads=self.threads, inputs_per_request=self.inputs_per_request
+            self.location,
+            token=self.token,
+            batch_size=self.batch_size,
+            threads=self.threads,
+            inputs_per_request=self.inputs_per_request,
+            tokenizer=self.tokenizer,
         )
 
 

@@ -40,9 +40,11 @@ TextInput = str | tuple[str, ...]
 
 class Victim(ModelWrapper):
     """Probabilities (inputs × classes, label-id order) for TextAttack inputs, in batches of ``batch_size``;
-    counts the inputs it classified, the explanations it gave and the seconds it spent on each."""
+    counts the inputs it classified, the explanations it gave and the seconds it spent on each. ``tokenizer``:
+    the model's tokenizer where the victim has it (``TokenizerCharacterEdit`` needs it), else None."""
 
     batch_size: int = 32
+    tokenizer = None
 
     def __init__(self) -> None:
         self.model = self  # TextAttack's goal functions look the model up here
@@ -99,6 +101,7 @@ class LocalVictim(Victim):
     def __init__(self, classifier: Classifier, batch_size: int = 32, location: str | None = None) -> None:
         super().__init__()
         self.classifier = classifier
+        self.tokenizer = classifier.tokenizer
         self.batch_size = batch_size
         self._identity = VictimIdentity(
             kind="local", location=location or classifier.identity.name, labels=classifier.labels, model=classifier.identity
@@ -158,7 +161,8 @@ class RemoteVictim(Victim):
     ``inputs_per_request`` = 1 sends one input per request (``PredictionRequest``); more (default 8, the default
     ``ServingLimits.max_batch``) sends up to that many
     inputs per request as ``{"inputs": […]}`` (``PredictionBatchRequest``; the archive's ``max_batch`` must
-    allow it), far fewer round trips for the same answers. Connection failures, timeouts, 429 and 5xx answers
+    allow it), far fewer round trips for the same answers. ``tokenizer``: the served model's tokenizer, when
+    the caller has it (the endpoint does not serve one). Connection failures, timeouts, 429 and 5xx answers
     are retried ``retries`` times by urllib3's ``Retry`` (exponential back-off from ``backoff`` seconds,
     honouring Retry-After); then, and on any other 4xx answer, an AuditorError says what went wrong.
     """
@@ -172,8 +176,10 @@ class RemoteVictim(Victim):
         concurrency: int = 8,
         backoff: float = 0.5,
         inputs_per_request: int = 8,
+        tokenizer=None,
     ) -> None:
         super().__init__()
+        self.tokenizer = tokenizer
         if not ENDPOINT_PATTERN.match(url):
             raise InputError(f"endpoint must look like http://HOST:PORT/predictions/MODEL, got {url!r}")
         if inputs_per_request < 1 or concurrency < 1:
@@ -259,14 +265,32 @@ def is_endpoint(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
+def load_tokenizer(location: str):  # noqa: ANN201 (a transformers tokenizer)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot load a tokenizer from {location!r}: {str(error).splitlines()[0]}") from None
+
+
 def open_victim(
-    location: str, token: str | None = None, batch_size: int = 32, inputs_per_request: int = 8, threads: int | None = None
+    location: str,
+    token: str | None = None,
+    batch_size: int = 32,
+    inputs_per_request: int = 8,
+    threads: int | None = None,
+    tokenizer: str | None = None,
 ) -> Victim:
     """A model directory (or ``.onnx`` file next to its tokenizer) or an endpoint URL as a victim; an endpoint
-    gets ``inputs_per_request`` inputs per request (1: one request per input; see ``RemoteVictim``);
+    gets ``inputs_per_request`` inputs per request (1: one request per input; see ``RemoteVictim``) and the
+    tokenizer in ``tokenizer`` (a directory or hub name; a local model has its own);
     ``threads`` fixes ONNX Runtime's intra-op threads (PyTorch's are per process: ``torch.set_num_threads``)."""
     if is_endpoint(location):
-        return RemoteVictim(location, token=token, inputs_per_request=inputs_per_request)
+        loaded = load_tokenizer(tokenizer) if tokenizer is not None else None
+        return RemoteVictim(location, token=token, inputs_per_request=inputs_per_request, tokenizer=loaded)
+    if tokenizer is not None:
+        raise InputError("--tokenizer is for an endpoint: a local model uses its own tokenizer")
     path = Path(location)
     if path.suffix == ".onnx":
         from transformers import AutoConfig, AutoTokenizer

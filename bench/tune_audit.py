@@ -1,5 +1,5 @@
-"""Choose the attribution-guided attack's transformations on TRAINING examples only (never the dev examples
-``bench/audit.py`` reports), and record the choice.
+"""Choose the attribution-guided attack's transformations and word ranking on TRAINING examples only (never
+the dev examples ``bench/audit.py`` reports), and record the choice.
 
 For each task: the label-word lexicon and the mined patterns come from the training split (patterns from
 its first --mine-examples examples, as in ``bench/audit.py``); the tuning examples are further training
@@ -9,9 +9,15 @@ Every candidate set of transformations and DeepWordBug attack them under the sam
 constraints and budget; the script prints valid success rate, queries per success and explanation calls,
 and writes the result to --out/tuning.json. The default (``AuditSettings.transformations``) is the
 candidate with the highest valid success rate among those whose queries per success are at most 1/3 of
-DeepWordBug's on every task (ties: fewer queries).
+DeepWordBug's on every task (ties: fewer queries). The word ranking is checked the same way: each set in
+--row-candidates is also run with the words ranked by the [CLS] row of the attribution alone,
+Σ_l Σ_h Attr_h[CLS, j], instead of the product's column sums Σ_l Σ_h Σ_i Attr_h[i, j]
+(``auditor.explain.word_importance``), and both are printed and recorded.
 
     .venv/bin/python bench/tune_audit.py [--examples 60] [--tasks sst2,rte]
+
+Tasks can run as separate processes (--tasks sst2, --tasks rte) to use more cores: every run is
+checkpointed under --out, so a last run with all tasks resumes them and writes the record.
 """
 
 from __future__ import annotations
@@ -27,18 +33,51 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from auditor.audit import attack_examples, audit_attacks, data_vocabulary, summarise  # noqa: E402
+from auditor.attribution import SelfAttentionAttribution  # noqa: E402
+from auditor.audit import attack_examples, attribution_attacks, audit_attacks, data_vocabulary, summarise  # noqa: E402
 from auditor.checkpoint import Checkpoint  # noqa: E402
 from auditor.data import Dataset, load_dataset  # noqa: E402
+from auditor.explain import sum_over_words  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
 from auditor.report import percent, write_atomic  # noqa: E402
 from auditor.schemas import AuditSettings, TriggerSet  # noqa: E402
+from auditor.search import AttributionGreedySearch  # noqa: E402
 from auditor.triggers import mine_triggers, word_spans  # noqa: E402
 from auditor.validity import build_lexicon  # noqa: E402
 from auditor.victims import LocalVictim  # noqa: E402
+from textattack import Attack  # noqa: E402  (after auditor's NLTK set-up)
 
 MODELS = {"sst2": "minilm-sst2", "rte": "minilm-rte"}
-CANDIDATES = ["charedit", "charedit,delete", "typo"]
+CANDIDATES = ["tokenedit", "charedit"]
+
+
+class ClsRowSearch(AttributionGreedySearch):
+    """The product's search with words ranked by the [CLS] row alone, Σ_l Σ_h Σ_{j ∈ word} Attr_h[CLS, j]."""
+
+    def index_order(self, text):
+        _, indices = self.get_indices_to_order(text)
+        classifier = self.victim.classifier
+        self.victim.explanations += 1  # one attribution, like the product's explanation call
+        columns = [text.tokenizer_input] if isinstance(text.tokenizer_input, str) else list(text.tokenizer_input)
+        pair = columns[1] if len(columns) > 1 else None
+        encoding = classifier.encode([columns[0]], None if pair is None else [pair], truncate=True)
+        result = SelfAttentionAttribution(classifier.model).attribute(
+            encoding["input_ids"], encoding["attention_mask"], encoding.get("token_type_ids"), n_steps=self.steps
+        )[0]
+        into_cls = sum(attribution.double()[:, 0, :].sum(0) for attribution in result.attributions)
+        words = sum_over_words(classifier, columns[0], pair, into_cls[: result.length].tolist())
+        offsets = [0, len(text.words_per_input[0])]
+        scores = {offsets[w.segment] + w.index: w.score for w in words}
+        return sorted(indices, key=lambda i: (-scores.get(i, float("-inf")), i))
+
+
+def row_ranked(victim, triggers, settings, lexicon):  # noqa: ANN001, ANN201
+    """The attribution-guided attack of every gold label with ``ClsRowSearch`` in place of its search."""
+    attacks = {
+        label: Attack(attack.goal_function, [*attack.pre_transformation_constraints, *attack.constraints], attack.transformation, ClsRowSearch(victim, settings.steps))
+        for label, attack in attribution_attacks(victim, triggers, settings, lexicon).items()
+    }
+    return attacks.__getitem__
 
 
 def tuning_examples(task: str, train: Dataset, offset: int, count: int, min_words: int) -> tuple[Dataset, list[int]]:
@@ -71,12 +110,14 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--max-words", type=int, default=3)
     parser.add_argument("--candidates", default=";".join(CANDIDATES), help="transformation sets separated by ';'")
+    parser.add_argument("--row-candidates", default=";".join(CANDIDATES), help="sets also run with the [CLS]-row ranking")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "tune-audit")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     candidates = args.candidates.split(";")
+    row_candidates = [c for c in args.row_candidates.split(";") if c]
     results: dict[str, dict] = {}
     lines = ["| task | attack | valid success | queries/success | explanations/attack | rejected | seconds |", "|---|---|---|---|---|---|---|"]
     for task in args.tasks.split(","):
@@ -95,12 +136,15 @@ def main() -> None:
                 trigger_top_k=0, trigger_examples=None, seed=0,
             )  # fmt: skip
             attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(examples))
+            if candidate in row_candidates:
+                attacks = {"attribution": attacks.pop("attribution"), "cls-row": row_ranked(victim, triggers, settings, lexicon), **attacks}
             for name, attack in attacks.items():
-                label = f"attribution[{candidate}]" if name == "attribution" else name
+                label = f"{name}[{candidate}]" if name in ("attribution", "cls-row") else name
                 identity = {"task": task, "attack": label, "budget": args.budget, "max_words": args.max_words, "indices": indices}
                 checkpoint = Checkpoint(args.out / task / f"{label}.jsonl", identity)
                 started = time.perf_counter()
-                summary = summarise(name, attack_examples(name, attack, examples.examples, checkpoint, 0), classifier.labels, args.budget)
+                outcomes = attack_examples(name, attack, examples.examples, checkpoint, 0)
+                summary = summarise("attribution" if name == "cls-row" else name, outcomes, classifier.labels, args.budget)
                 attacked = max(1, sum(o.status != "skipped" for o in summary.outcomes))
                 results[task]["attacks"][label] = {
                     "success_rate": summary.success_rate,
@@ -129,7 +173,15 @@ def main() -> None:
     print("\n".join(lines))
     print(f"chosen default transformations: {best} (highest mean valid success on the training examples"
           f"{'' if pool != candidates or all(map(eligible, candidates)) else '; none met queries <= 1/3 of DeepWordBug'})")
-    write_atomic(args.out / "tuning.json", json.dumps({"chosen": best, "settings": vars(args) | {"out": str(args.out)}, "results": results}, indent=1))
+    ranking = {
+        f"{task}[{c}]": {"columns": r["attacks"][f"attribution[{c}]"]["success_rate"], "cls_row": r["attacks"][f"cls-row[{c}]"]["success_rate"]}
+        for c in row_candidates
+        for task, r in results.items()
+    }
+    for key, rates in ranking.items():
+        print(f"ranking {key}: column sums {percent(rates['columns'])} vs [CLS] row {percent(rates['cls_row'])} valid success")
+    record = {"chosen": best, "ranking": ranking, "settings": vars(args) | {"out": str(args.out)}, "results": results}
+    write_atomic(args.out / "tuning.json", json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

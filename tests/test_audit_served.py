@@ -1,5 +1,6 @@
 """End to end over HTTP: archive the SST-2 fixture, serve it with a real TorchServe, audit it through
-``--endpoint``, and check the report equals the local audit of the same model and examples; then the
+``--endpoint`` (with the model's tokenizer, which the default tokenizer-aware edits need), and check the
+report equals the local audit of the same model and examples; then the
 same command against the stopped server fails with a clear error."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 from tests.test_audit import SST2, auditor
 
 OPTIONS = ["--data", "sst2", "--examples", "6", "--budget", "15", "--trigger-examples", "16", "--trigger-top-k", "1"]
+REMOTE = [*OPTIONS, "--tokenizer", str(SST2)]  # the default 'tokenedit' needs the served model's tokenizer
 
 
 def comparable(path: Path) -> dict:
@@ -53,8 +55,8 @@ def test_audit_over_http_equals_local_audit(tmp_path: Path) -> None:
     build_archive(SST2, "sst2", store, archive_format="zip-store")
     with TorchServe(store, [ServedModel("sst2")]) as server:
         endpoint = f"{server.inference_url}/predictions/sst2"
-        remote = auditor("audit", "--endpoint", endpoint, "--token", server.inference_key, "--patterns", str(patterns), "--out", str(tmp_path / "remote"), *OPTIONS)
-        refused = auditor("audit", "--endpoint", endpoint, "--token", "wrong", "--patterns", str(patterns), "--out", str(tmp_path / "refused"), *OPTIONS)
+        remote = auditor("audit", "--endpoint", endpoint, "--token", server.inference_key, "--patterns", str(patterns), "--out", str(tmp_path / "remote"), *REMOTE)
+        refused = auditor("audit", "--endpoint", endpoint, "--token", "wrong", "--patterns", str(patterns), "--out", str(tmp_path / "refused"), *REMOTE)
     assert remote.returncode == 0, remote.stderr
     assert refused.returncode == 2 and "refused the request" in refused.stderr and "Traceback" not in refused.stderr
     local = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(tmp_path / "local"), *OPTIONS)
@@ -63,5 +65,5 @@ def test_audit_over_http_equals_local_audit(tmp_path: Path) -> None:
     assert remote_report["victim"]["kind"] == "endpoint" and remote_report["victim"]["labels"] == ["negative", "positive"]
     assert_same(comparable(tmp_path / "local" / "report.json"), comparable(tmp_path / "remote" / "report.json"))
 
-    down = auditor("audit", "--endpoint", endpoint, "--token", "k", "--patterns", str(patterns), "--out", str(tmp_path / "down"), *OPTIONS)
+    down = auditor("audit", "--endpoint", endpoint, "--token", "k", "--patterns", str(patterns), "--out", str(tmp_path / "down"), *REMOTE)
     assert down.returncode == 2 and "unreachable" in down.stderr and "Traceback" not in down.stderr

@@ -34,7 +34,7 @@ def sst2() -> LocalVictim:
 
 
 def reference_word_importance(victim: LocalVictim, text: str, steps: int) -> list[float]:
-    """Σ_l Σ_h Σ_{j ∈ word} Attr_h(A^l)[CLS, j], each layer attributed by re-running the whole model with
+    """Σ_l Σ_h Σ_i Σ_{j ∈ word} Attr_h(A^l)[i, j], each layer attributed by re-running the whole model with
     its attention patched (Gauss–Legendre nodes from numpy), words = whitespace words of a plain text."""
     classifier = victim.classifier
     inputs = dict(classifier.tokenizer(text, return_tensors="pt"))
@@ -44,8 +44,8 @@ def reference_word_importance(victim: LocalVictim, text: str, steps: int) -> lis
             target = int(model(**inputs).logits.argmax())
         points, weights = np.polynomial.legendre.leggauss(steps)
         nodes, weights = (points + 1) / 2, weights / 2
-        into_cls = sum(
-            reference_attribution(model, inputs, layer, target, nodes.tolist(), weights.tolist())[0][:, 0, :].sum(0)
+        drawn = sum(
+            reference_attribution(model, inputs, layer, target, nodes.tolist(), weights.tolist())[0].sum((0, 1))
             for layer in range(model.config.num_hidden_layers)
         )
     finally:
@@ -53,7 +53,7 @@ def reference_word_importance(victim: LocalVictim, text: str, steps: int) -> lis
     scores = [0.0] * len(text.split())
     for position, word in enumerate(classifier.tokenizer(text).word_ids()):
         if word is not None:
-            scores[word] += float(into_cls[position])
+            scores[word] += float(drawn[position])
     return scores
 
 
@@ -98,7 +98,7 @@ def test_no_attack_exceeds_its_query_budget(sst2: LocalVictim, budget: int) -> N
     texts = ["a gripping , beautifully acted film that never lets go", "the acting is superb and the story moves along briskly"]
     attacks = [
         attribution_attack(sst2, names, budget, validity_constraints(lexicon, 3), [pattern("meanwhile"), pattern("somehow")])
-        for names in (["charedit"], ["typo", "delete"], ["charedit", "delete", "pattern"])
+        for names in (["tokenedit"], ["charedit"], ["typo", "delete"], ["tokenedit", "delete", "pattern"])
     ]
     attacks.append(deepwordbug_attack(sst2, budget, validity_constraints(lexicon, 3)))
     attacks.append(random_insertion_attack(sst2, ["alpha", "beta", "gamma"], 3, budget, 3, constraints=[LabelWordConstraint(lexicon)]))

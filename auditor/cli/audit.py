@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from auditor.cli.app import app, console
-from auditor.cli.options import InputsPerRequest, RayAddress, Seed, Steps, Token, Workers, ray_pool
+from auditor.cli.options import EndpointTokenizer, InputsPerRequest, RayAddress, Seed, Steps, Token, Workers, ray_pool
 from auditor.data import load_dataset
 from auditor.errors import InputError
 
@@ -27,7 +27,7 @@ Transformations = Annotated[
     str | None,
     typer.Option(
         "--transformations",
-        help="Edits the attribution-guided attack tries on each ranked word, comma list of charedit, typo, delete, pattern "
+        help="Edits the attribution-guided attack tries on each ranked word, comma list of tokenedit, charedit, typo, delete, pattern "
         "(default: the combination tuned on training data).",
     ),
 ]
@@ -120,15 +120,30 @@ def parse_transformations(value: str | None) -> list[str]:
     chosen = [part.strip() for part in value.split(",") if part.strip()]
     unknown = [name for name in chosen if name not in TRANSFORMATIONS]
     if unknown or not chosen:
-        raise InputError(f"--transformations must be a comma list of {', '.join(TRANSFORMATIONS)}, got {value!r}")
+        raise typer.BadParameter(f"a comma list of {', '.join(TRANSFORMATIONS)}, got {value!r}", param_hint="'--transformations'")
     return chosen
+
+
+def check_tokenizer(locations: list[str], tokenizer: str | None, transformations: list[str]) -> None:
+    """``--tokenizer`` goes with an endpoint, and an endpoint needs it for 'tokenedit' (it serves no tokenizer)."""
+    from auditor.victims import is_endpoint
+
+    endpoints = [location for location in locations if is_endpoint(location)]
+    if tokenizer is not None and not endpoints:
+        raise typer.BadParameter("--tokenizer is for an endpoint: a local model uses its own tokenizer", param_hint="'--tokenizer'")
+    if endpoints and tokenizer is None and "tokenedit" in transformations:
+        raise typer.BadParameter(
+            "the 'tokenedit' transformation needs the endpoint model's tokenizer (an endpoint serves none): "
+            "pass --tokenizer DIR, or other --transformations",
+            param_hint="'--tokenizer'",
+        )
 
 
 def parse_baselines(value: str) -> list[str]:
     chosen = [] if value.strip() == "none" else [b.strip() for b in value.split(",") if b.strip()]
     unknown = sorted(set(chosen) - {"random", "deepwordbug"})
     if unknown:
-        raise InputError(f"unknown baseline {unknown[0]!r}: choose from random, deepwordbug, or none")
+        raise typer.BadParameter(f"unknown baseline {unknown[0]!r}: choose from random, deepwordbug, or none", param_hint="'--baselines'")
     return chosen
 
 
@@ -178,6 +193,7 @@ def audit(
     model: Annotated[str | None, typer.Option("--model", help="Local model directory (or .onnx file beside its tokenizer).")] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="Deployed model: http://HOST:PORT/predictions/NAME.")] = None,
     token: Token = None,
+    tokenizer: EndpointTokenizer = None,
     inputs_per_request: InputsPerRequest = 8,
     patterns: Patterns = None,
     examples: Examples = 200,
@@ -210,6 +226,7 @@ def audit(
     pool_context = ray_pool(ray_address, workers)
     chosen = parse_baselines(baselines)
     chosen_transformations = parse_transformations(transformations)
+    check_tokenizer([model or endpoint], tokenizer, chosen_transformations)
     dataset = load_dataset(data, split="dev")
     from auditor.audit import checkpoint_identity, run_audit
     from auditor.checkpoint import Checkpoint
@@ -233,7 +250,7 @@ def audit(
 
     with pool_context as pool:
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
-        victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request)
+        victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
         lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words)
         checkpoint = Checkpoint(out / "checkpoint.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon))
         if checkpoint.records:
@@ -247,7 +264,7 @@ def audit(
         if pool is not None:
             from auditor.distributed import RayAttackExecutor, VictimSpec
 
-            spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request)
+            spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
             executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
         report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
     write_report(report, out)
@@ -269,6 +286,7 @@ def compare(
     data: Data,
     out: Annotated[Path, typer.Option("--out", help="Folder for comparison.json/.md/.html.")],
     token: Token = None,
+    tokenizer: EndpointTokenizer = None,
     inputs_per_request: InputsPerRequest = 8,
     patterns: Patterns = None,
     examples: Examples = 200,
@@ -288,14 +306,18 @@ def compare(
     and per class included) and triggers, latency."""
     chosen = parse_baselines(baselines)
     chosen_transformations = parse_transformations(transformations)
+    check_tokenizer([full, pruned], tokenizer, chosen_transformations)
     dataset = load_dataset(data, split="dev")
     from auditor.compare import compare_models
     from auditor.report import render_comparison_markdown, write_comparison
     from auditor.schemas import AuditSettings
-    from auditor.victims import open_victim
+    from auditor.victims import is_endpoint, open_victim
 
     triggers = patterns_for(patterns, full, data, mine_examples, out)
-    full_victim, pruned_victim = (open_victim(where, token, inputs_per_request=inputs_per_request) for where in (full, pruned))
+    full_victim, pruned_victim = (
+        open_victim(where, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer if is_endpoint(where) else None)
+        for where in (full, pruned)
+    )
     lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words)
     settings = AuditSettings(
         examples=min(examples, len(dataset)),

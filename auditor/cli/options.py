@@ -24,6 +24,10 @@ CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="Importance c
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Always recompute importances, store nothing.")]
 AllowEmptyLayers = Annotated[bool, typer.Option("--allow-empty-layers", help="Allow masking every head of a layer.")]
 Token = Annotated[str | None, typer.Option("--token", envvar="AUDITOR_TOKEN", help="Inference key for endpoints.")]
+EndpointTokenizer = Annotated[
+    str | None,
+    typer.Option("--tokenizer", help="The endpoint model's tokenizer (directory or hub name), for the 'tokenedit' transformation."),
+]
 InputsPerRequest = Annotated[
     int,
     typer.Option("--inputs-per-request", min=1, help='Inputs per request to an endpoint ({"inputs": [...]}, at most its max_batch); 1 = one each.'),

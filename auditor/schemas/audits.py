@@ -206,7 +206,7 @@ class AuditSettings(BaseModel):
     examples: int
     budget: int
     max_words: int
-    transformations: list[Literal["charedit", "typo", "delete", "pattern"]] = ["charedit"]
+    transformations: list[Literal["tokenedit", "charedit", "typo", "delete", "pattern"]] = ["tokenedit"]
     steps: int = 3
     top_k: int
     positions: Literal["pattern", "all"]
@@ -230,9 +230,10 @@ class LexiconSummary(BaseModel):
 class RobustnessReport(BaseModel):
     """Result of ``auditor audit``: clean accuracy, the attribution-guided attack, the baselines run on the
     same examples with the same query budget and constraints, and the universal-trigger table.
-    ``resumed``: how many attack outcomes came from an earlier, interrupted run's checkpoint."""
+    ``resumed``: how many attack outcomes came from an earlier, interrupted run's checkpoint. Schema version
+    3 added the ``tokenedit`` transformation (the new default) to ``settings.transformations``."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed

@@ -1,0 +1,83 @@
+"""Character edits: ``single_character_edits`` against a brute-force enumeration, and the tokenizer-aware
+choice (``TokenizerCharacterEdit``) against the fixture's own tokenizer called word by word."""
+
+from __future__ import annotations
+
+import itertools
+import string
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+import auditor.textattack_env  # noqa: F401
+from textattack.shared import AttackedText
+
+from auditor.attack import attribution_attack, word_transformations
+from auditor.edits import TokenizerCharacterEdit, single_character_edits
+from auditor.errors import InputError
+from auditor.victims import RemoteVictim
+
+SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "minilm-sst2"
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """Optimal-string-alignment distance 1: one substitution, insertion, deletion or neighbour swap."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+@pytest.mark.parametrize("word", ["ab", "Zo"])
+def test_single_character_edits_are_exactly_the_words_one_edit_away(word: str) -> None:
+    letters = string.ascii_lowercase + word
+    brute = {
+        "".join(chars)
+        for length in (len(word) - 1, len(word), len(word) + 1)
+        for chars in itertools.product(sorted(set(letters)), repeat=length)
+        if one_edit_apart(word, "".join(chars))
+    }
+    # lower-case letters are inserted or substituted in, so an upper-case letter is only kept, moved or
+    # deleted, and a change of case alone is no edit
+    brute = {w for w in brute if w and w.lower() != word.lower() and sum(c.isupper() for c in w) <= sum(c.isupper() for c in word)}
+    edits = single_character_edits(word)
+    assert len(edits) == len(set(edits))
+    assert set(edits) == brute
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # noqa: ANN201
+    return AutoTokenizer.from_pretrained(SST2)
+
+
+@pytest.mark.parametrize("word", ["wonderful", "boring", "performances", "it's"])
+def test_tokenizer_edits_break_the_word_pieces_most(tokenizer, word: str) -> None:  # noqa: ANN001
+    """The chosen edits are the four whose tokenization keeps least of the word, scored here with the
+    tokenizer called on each word alone: (length of the word's first piece if kept, longest piece found
+    inside the word, minus the piece count)."""
+    first = tokenizer.tokenize(word)[0]
+
+    def kept(edit: str) -> tuple[int, int, int]:
+        pieces = tokenizer.tokenize(edit)
+        cores = [p.removeprefix("##") for p in pieces]
+        return (len(cores[0]) if pieces[0] == first else 0, max((len(c) for c in cores if c in word.lower()), default=0), -len(pieces))
+
+    transformation = TokenizerCharacterEdit(tokenizer)
+    chosen = transformation._get_replacement_words(word)
+    assert len(chosen) == 4 and chosen == TokenizerCharacterEdit(tokenizer)._get_replacement_words(word)  # deterministic
+    others = [kept(e) for e in single_character_edits(word) if e not in chosen]
+    assert max(kept(c) for c in chosen) <= min(others)
+    assert all(tokenizer.tokenize(c)[0] != first for c in chosen)  # every chosen edit breaks the first piece
+    text = AttackedText(f"a truly {word} film")
+    assert [t.words[2] for t in transformation(text, indices_to_modify={2})] == chosen
+
+
+def test_tokenizer_edits_need_a_tokenizer() -> None:
+    remote = RemoteVictim("http://127.0.0.1:9/predictions/x")  # no tokenizer: an endpoint serves none
+    with pytest.raises(InputError, match="tokenizer"):
+        attribution_attack(remote, ["tokenedit"], query_budget=10)
+    assert word_transformations(["charedit"]) is not None
