@@ -97,6 +97,13 @@ def gauss_legendre(m: int):
     return (x + 1) / 2, w / 2
 
 
+# ModernBERT computes its rotary angles as a float32 matmul even in a float64 model (transformers casts them
+# up afterwards), whose rounding depends on the shapes (a length-11 batch, a length-7 example) and on the
+# CPU's kernels (on an AMD EPYC: 2e-7 relative, 6e-12 absolute). Its padded batch is held to that float32
+# rounding; every other family to float64's.
+BATCH_TOLERANCE = {"modernbert": {"rtol": 1e-6, "atol": 1e-12}}
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_padded_batch_matches_naive_per_example_computation(variant):
     model = tiny_model(variant).double()
@@ -116,7 +123,7 @@ def test_padded_batch_matches_naive_per_example_computation(variant):
             assert result.delta[i].item() == pytest.approx(float(expected.sum()) - (f_full - f_zero), abs=1e-10)
         (alone,) = engine.attribute(**single, target=result.target, n_steps=4)
         for a, b in zip(result.attributions, alone.attributions):
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
+            torch.testing.assert_close(a, b, **BATCH_TOLERANCE.get(variant.split("-")[0], {"rtol": 1e-9, "atol": 1e-14}))
 
 
 def test_modernbert_local_layers_attend_only_inside_the_window():
