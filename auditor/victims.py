@@ -271,7 +271,8 @@ def load_tokenizer(location: str):  # noqa: ANN201 (a transformers tokenizer)
     try:
         return AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as error:
-        raise InputError(f"cannot load a tokenizer from {location!r}: {str(error).splitlines()[0]}") from None
+        reason = str(error).splitlines()[0].split(". ")[0]
+        raise InputError(f"cannot load a tokenizer from {location!r} (a folder of tokenizer files or a hub name): {reason}") from None
 
 
 def open_victim(

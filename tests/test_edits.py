@@ -16,7 +16,7 @@ from textattack.shared import AttackedText
 from auditor.attack import attribution_attack, word_transformations
 from auditor.edits import TokenizerCharacterEdit, single_character_edits
 from auditor.errors import InputError
-from auditor.victims import RemoteVictim
+from auditor.victims import RemoteVictim, open_victim
 
 SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "minilm-sst2"
 
@@ -81,3 +81,13 @@ def test_tokenizer_edits_need_a_tokenizer() -> None:
     with pytest.raises(InputError, match="tokenizer"):
         attribution_attack(remote, ["tokenedit"], query_budget=10)
     assert word_transformations(["charedit"]) is not None
+
+
+def test_a_tokenizer_goes_with_an_endpoint_and_must_load(tmp_path: Path) -> None:
+    endpoint = "http://127.0.0.1:9/predictions/x"  # nothing listens: opening the victim sends no request
+    assert open_victim(endpoint, tokenizer=str(SST2)).tokenizer.tokenize("wonderful") == ["wonderful"]
+    with pytest.raises(InputError, match="cannot load a tokenizer") as refused:
+        open_victim(endpoint, tokenizer=str(tmp_path))  # an empty folder
+    assert "\n" not in str(refused.value)
+    with pytest.raises(InputError, match="a local model uses its own tokenizer"):
+        open_victim(str(SST2), tokenizer=str(SST2))
