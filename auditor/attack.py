@@ -28,7 +28,7 @@ from textattack.shared import AttackedText
 from textattack.shared.utils import words_from_text
 from textattack.transformations import CompositeTransformation, Transformation, WordDeletion
 
-from auditor.edits import RandomCharacterEdit, TokenizerCharacterEdit, character_edits
+from auditor.edits import RandomCharacterEdit, Tokenizer, TokenizerCharacterEdit, character_edits
 from auditor.errors import InputError
 from auditor.schemas import TriggerPattern
 from auditor.victims import Victim
@@ -263,7 +263,9 @@ class AnyStopwordModification(StopwordModification):
         return True
 
 
-def word_transformations(names: Sequence[str], patterns: Sequence[TriggerPattern] = (), tokenizer=None) -> Transformation:
+def word_transformations(
+    names: Sequence[str], patterns: Sequence[TriggerPattern] = (), tokenizer: Tokenizer | None = None
+) -> Transformation:
     """The candidates tried on one ranked word: any of ``tokenedit`` (``TokenizerCharacterEdit``: the four
     single-character edits that most change the word's tokenization; needs the victim's ``tokenizer``),
     ``charedit`` (``character_edits``: DeepWordBug's four random ones), ``typo`` (``RandomCharacterEdit``:

@@ -30,6 +30,7 @@ from urllib3.util.retry import Retry
 import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
 from textattack.models.wrappers import ModelWrapper
 
+from auditor.edits import Tokenizer
 from auditor.errors import AuditorError, InputError
 from auditor.models import Classifier, load_classifier
 from auditor.predict import softmax, torch_logits
@@ -44,7 +45,7 @@ class Victim(ModelWrapper):
     the model's tokenizer where the victim has it (``TokenizerCharacterEdit`` needs it), else None."""
 
     batch_size: int = 32
-    tokenizer = None
+    tokenizer: Tokenizer | None = None
 
     def __init__(self) -> None:
         self.model = self  # TextAttack's goal functions look the model up here
@@ -176,7 +177,7 @@ class RemoteVictim(Victim):
         concurrency: int = 8,
         backoff: float = 0.5,
         inputs_per_request: int = 8,
-        tokenizer=None,
+        tokenizer: Tokenizer | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
@@ -265,7 +266,7 @@ def is_endpoint(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def load_tokenizer(location: str):  # noqa: ANN201 (a transformers tokenizer)
+def load_tokenizer(location: str) -> Tokenizer:
     from transformers import AutoTokenizer
 
     try:
