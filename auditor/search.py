@@ -14,6 +14,8 @@ Unlike ``GreedyWordSwapWIR`` it follows each ranked word through earlier inserti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
@@ -21,14 +23,14 @@ from textattack.goal_function_results import GoalFunctionResultStatus
 from textattack.search_methods import SearchMethod
 from textattack.shared import AttackedText
 
-from auditor.schemas import Explanation, ExplanationOptions
+from auditor.schemas import ExplanationOptions, WordImportance
 from auditor.victims import Victim
 
 
-def word_scores(text: AttackedText, explanation: Explanation) -> dict[int, float]:
-    """The explanation's per-word importance keyed by TextAttack's word index in ``text`` (segments joined)."""
+def word_scores(text: AttackedText, words: Sequence[WordImportance]) -> dict[int, float]:
+    """Per-word importance keyed by TextAttack's word index in ``text`` (segments joined)."""
     offsets = np.cumsum([0, *(len(column) for column in text.words_per_input)])
-    return {int(offsets[w.segment]) + w.index: w.score for w in explanation.word_importance or []}
+    return {int(offsets[w.segment]) + w.index: w.score for w in words}
 
 
 class AttributionGreedySearch(SearchMethod):
@@ -40,10 +42,14 @@ class AttributionGreedySearch(SearchMethod):
         self.steps = steps
         self.options = ExplanationOptions(steps=steps, top_k=0, include_tree=False, include_word_importance=True)
 
+    def word_importance(self, text: AttackedText) -> list[WordImportance]:
+        """The words' importance, from one explanation of ``text`` by the victim."""
+        return self.victim.explain(text.tokenizer_input, self.options).word_importance or []
+
     def index_order(self, text: AttackedText) -> list[int]:
         """Words that the pre-transformation constraints let us modify, most important first (ties: earlier)."""
         _, indices = self.get_indices_to_order(text)
-        scores = word_scores(text, self.victim.explain(text.tokenizer_input, self.options))
+        scores = word_scores(text, self.word_importance(text))
         return sorted(indices, key=lambda i: (-scores.get(i, float("-inf")), i))
 
     def perform_search(self, initial_result):

@@ -53,8 +53,7 @@ CANDIDATES = ["tokenedit", "charedit"]
 class ClsRowSearch(AttributionGreedySearch):
     """The product's search with words ranked by the [CLS] row alone, Σ_l Σ_h Σ_{j ∈ word} Attr_h[CLS, j]."""
 
-    def index_order(self, text):
-        _, indices = self.get_indices_to_order(text)
+    def word_importance(self, text):  # noqa: ANN001, ANN201
         classifier = self.victim.classifier
         self.victim.explanations += 1  # one attribution, like the product's explanation call
         columns = [text.tokenizer_input] if isinstance(text.tokenizer_input, str) else list(text.tokenizer_input)
@@ -64,10 +63,7 @@ class ClsRowSearch(AttributionGreedySearch):
             encoding["input_ids"], encoding["attention_mask"], encoding.get("token_type_ids"), n_steps=self.steps
         )[0]
         into_cls = sum(attribution.double()[:, 0, :].sum(0) for attribution in result.attributions)
-        words = sum_over_words(classifier, columns[0], pair, into_cls[: result.length].tolist())
-        offsets = [0, len(text.words_per_input[0])]
-        scores = {offsets[w.segment] + w.index: w.score for w in words}
-        return sorted(indices, key=lambda i: (-scores.get(i, float("-inf")), i))
+        return sum_over_words(classifier, columns[0], pair, into_cls[: result.length].tolist())
 
 
 def row_ranked(victim, triggers, settings, lexicon):  # noqa: ANN001, ANN201
