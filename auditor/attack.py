@@ -293,10 +293,13 @@ def attribution_attack(
     constraints: Sequence[Constraint] = (),
     patterns: Sequence[TriggerPattern] = (),
     steps: int = 3,
+    max_words: int | None = None,
+    sufficient_gain: float | None = None,
 ) -> Attack:
     """Untargeted attack editing words in order of the attribution drawn from them (``AttributionGreedySearch``:
-    one explanation, no query, for the ranking), with ``word_transformations``; like DeepWordBug, no word
-    is modified twice and stopwords are left alone; plus the extra ``constraints``."""
+    one explanation, no query, for the ranking; ``max_words`` and ``sufficient_gain`` as there), with
+    ``word_transformations``; like DeepWordBug, no word is modified twice and stopwords are left alone; plus
+    the extra ``constraints`` (``max_words`` is the cap that ``MaxInsertedWords`` among them enforces)."""
     from auditor.search import AttributionGreedySearch
 
     goal = UntargetedClassification(victim, query_budget=query_budget)
@@ -304,7 +307,7 @@ def attribution_attack(
         goal,
         [RepeatModification(), AnyStopwordModification(), *constraints],
         word_transformations(transformations, patterns, victim.tokenizer),
-        AttributionGreedySearch(victim, steps),
+        AttributionGreedySearch(victim, steps, max_words, sufficient_gain),
     )
 
 

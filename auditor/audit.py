@@ -285,6 +285,8 @@ def attribution_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSet
             validity_constraints(lexicon, settings.max_words),
             top_patterns(triggers, label, settings.top_k, lexicon),
             settings.steps,
+            settings.max_words,
+            settings.sufficient_gain,
         )
         for label in range(len(victim.labels))
     }

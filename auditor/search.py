@@ -8,6 +8,8 @@ visits words in order of the attribution drawn from them (``auditor.explain.word
 costs no prediction query. It then edits one word at a time like ``GreedyWordSwapWIR``: the best candidate
 is kept when it raises the goal score, and the search stops at success or when the query budget is spent;
 a word's candidates are queried one by one, so the step that succeeds stops at its first successful one.
+Two rules spend the cap on edited words better: an edit that would reach the cap without flipping the label
+is not kept, and (``sufficient_gain``) a candidate that covers its share of the margin is kept at once.
 Unlike ``GreedyWordSwapWIR`` it follows each ranked word through earlier insertions and deletions
 (``original_index_map``), so insertion and deletion transformations edit the word that was ranked.
 """
@@ -19,10 +21,11 @@ from collections.abc import Sequence
 import numpy as np
 
 import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
-from textattack.goal_function_results import GoalFunctionResultStatus
+from textattack.goal_function_results import GoalFunctionResult, GoalFunctionResultStatus
 from textattack.search_methods import SearchMethod
 from textattack.shared import AttackedText
 
+from auditor.attack import word_edit_distance
 from auditor.schemas import ExplanationOptions, WordImportance
 from auditor.victims import Victim
 
@@ -33,13 +36,28 @@ def word_scores(text: AttackedText, words: Sequence[WordImportance]) -> dict[int
     return {int(offsets[w.segment]) + w.index: w.score for w in words}
 
 
-class AttributionGreedySearch(SearchMethod):
-    """Greedy search over words in descending order of the attribution drawn from them (one explanation per example,
-    with ``steps`` quadrature steps; no prediction query for the ranking)."""
+def margin(result: GoalFunctionResult) -> float:
+    """How far the victim is from leaving the gold label: p(gold) − max over the other labels of p(label)."""
+    probabilities = np.asarray(result.raw_output, dtype=float)
+    return float(probabilities[result.ground_truth_output] - np.delete(probabilities, result.ground_truth_output).max())
 
-    def __init__(self, victim: Victim, steps: int = 3) -> None:
+
+class AttributionGreedySearch(SearchMethod):
+    """Greedy search over words in descending order of the attribution drawn from them (one explanation per
+    example, with ``steps`` quadrature steps; no prediction query for the ranking).
+
+    With a cap of ``max_words`` edited words, an edit that reaches the cap without flipping the label is not
+    kept: no further edit could follow it, so the search goes on to the next ranked words for one that flips
+    the label. With ``sufficient_gain`` = s, a word's candidates are queried until one lowers the margin
+    (``margin``) by at least s · margin / (edits left), its share of the way to the decision boundary, and
+    that one is kept without querying the rest; without it every candidate is queried and the best kept.
+    """
+
+    def __init__(self, victim: Victim, steps: int = 3, max_words: int | None = None, sufficient_gain: float | None = None) -> None:
         self.victim = victim
         self.steps = steps
+        self.max_words = max_words
+        self.sufficient_gain = sufficient_gain
         self.options = ExplanationOptions(steps=steps, top_k=0, include_tree=False, include_word_importance=True)
 
     def word_importance(self, text: AttackedText) -> list[WordImportance]:
@@ -52,39 +70,51 @@ class AttributionGreedySearch(SearchMethod):
         scores = word_scores(text, self.word_importance(text))
         return sorted(indices, key=lambda i: (-scores.get(i, float("-inf")), i))
 
+    def edits_left(self, initial: AttackedText, text: AttackedText) -> int | None:
+        return None if self.max_words is None else self.max_words - word_edit_distance(initial.words, text.words)
+
+    def enough(self, current: GoalFunctionResult, edits_left: int | None) -> float | None:
+        """The margin at which a candidate is kept without querying the word's others; none for the last
+        edit, which is kept only if it flips the label."""
+        if self.sufficient_gain is None or edits_left == 1:
+            return None
+        return margin(current) - self.sufficient_gain * max(margin(current), 0.0) / (edits_left or 1)
+
     def perform_search(self, initial_result):
-        order = self.index_order(initial_result.attacked_text)
-        current, search_over = initial_result, False
+        initial = initial_result.attacked_text
+        order = self.index_order(initial)
+        current = initial_result
         for original_index in order:
-            if search_over:
-                break
             where = np.flatnonzero(current.attacked_text.attack_attrs["original_index_map"] == original_index)
             if not len(where):
                 continue  # the word was deleted
-            candidates = self.get_transformations(
-                current.attacked_text, original_text=initial_result.attacked_text, indices_to_modify=[int(where[0])]
-            )
+            candidates = self.get_transformations(current.attacked_text, original_text=initial, indices_to_modify=[int(where[0])])
             if not candidates:
                 continue
-            results, search_over = self.query_until_success(candidates)
+            results, search_over = self.query_candidates(candidates, self.enough(current, self.edits_left(initial, current.attacked_text)))
             if not results:
                 break
             best = max(results, key=lambda r: (r.goal_status == GoalFunctionResultStatus.SUCCEEDED, r.score))
-            if best.score > current.score:
+            if best.goal_status == GoalFunctionResultStatus.SUCCEEDED:
+                return best
+            left = self.edits_left(initial, best.attacked_text)
+            if best.score > current.score and (left is None or left > 0):
                 current = best
-                if current.goal_status == GoalFunctionResultStatus.SUCCEEDED:
-                    break
+            if search_over:
+                break
         return current
 
-    def query_until_success(self, candidates: list[AttackedText]) -> tuple[list, bool]:
+    def query_candidates(self, candidates: list[AttackedText], enough: float | None) -> tuple[list, bool]:
         """Query the candidates one at a time, in the transformation's order, stopping at the first success
-        (``GreedyWordSwapWIR`` queries them all): the same search, fewer queries in its last step."""
+        or the first whose margin is at most ``enough`` (``GreedyWordSwapWIR`` queries them all)."""
         results: list = []
         for candidate in candidates:
             found, search_over = self.get_goal_results([candidate])
             results += found
             if search_over or any(r.goal_status == GoalFunctionResultStatus.SUCCEEDED for r in found):
                 return results, search_over
+            if enough is not None and any(margin(r) <= enough for r in found):
+                return results, False
         return results, False
 
     @property
@@ -92,4 +122,4 @@ class AttributionGreedySearch(SearchMethod):
         return True  # it needs explanations, not the model's internals: an endpoint serves both
 
     def extra_repr_keys(self) -> list[str]:
-        return ["steps"]
+        return ["steps", "max_words", "sufficient_gain"]

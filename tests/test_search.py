@@ -1,6 +1,7 @@
 """The attribution-guided search and the validity constraint: the word ranking against an independent
 computation of word importance (the paper's algorithm run plainly, tests/reference.py), no prediction query
-spent on ranking, no attack over its query budget, and the label-word lexicon and constraint against
+spent on ranking, the last edit under the word cap against a brute force over every candidate, the sufficient
+gain's threshold, no attack over its query budget, and the label-word lexicon and constraint against
 hand-counted examples."""
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import torch
 import auditor.textattack_env  # noqa: F401
 from textattack.shared import AttackedText
 
-from auditor.attack import attribution_attack, deepwordbug_attack, random_insertion_attack
+from auditor.attack import attribution_attack, deepwordbug_attack, random_insertion_attack, word_edit_distance
 from auditor.audit import validity_constraints
 from auditor.data import Dataset, Example
 from auditor.models import load_classifier
 from auditor.schemas import LexiconOptions, TriggerElement, TriggerPattern
 from auditor.validity import LabelWordConstraint, association_scores, build_lexicon, edited_words, one_word_phrases
+from auditor.search import AttributionGreedySearch, margin
 from auditor.victims import LocalVictim
 from tests.reference import reference_attribution
 
@@ -83,6 +85,51 @@ def test_pair_words_are_ranked_in_both_segments() -> None:
     order = attack.search_method.index_order(text)
     assert {i for i in order if i >= 8} and {i for i in order if i < 8}  # words of both segments, by global index
     assert len(order) == len(set(order))
+
+
+SST2_DEV = [
+    "it 's a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+    "allows us to hope that nolan is poised to embark a major career as a commercial yet inventive filmmaker .",
+    "the acting , costumes , music , cinematography and sound are all astounding given the production 's austere locales .",
+    "a gorgeous , witty , seductive movie .",
+    "it 's slow -- very , very slow .",
+]
+
+
+def test_the_edit_at_the_word_cap_is_kept_only_when_it_flips_the_label(sst2: LocalVictim) -> None:
+    """With one word allowed, the search must find a label-flipping edit exactly when one of the words'
+    candidates flips it (every candidate queried directly), and a failed search keeps no edit."""
+    lexicon = build_lexicon(None, sst2.labels)
+    attack = attribution_attack(sst2, ["tokenedit"], 1000, validity_constraints(lexicon, 1), max_words=1)
+    outcomes = set()
+    for text in SST2_DEV:
+        label = int(sst2([text])[0].argmax())
+        original = AttackedText(text)
+        _, indices = attack.search_method.get_indices_to_order(original)
+        candidates = [c for i in indices for c in attack.get_transformations(original, original_text=original, indices_to_modify=[i])]
+        flips = any(int(p.argmax()) != label for p in sst2([c.text for c in candidates]))
+        result = attack.attack(text, label)
+        perturbed = result.perturbed_result.attacked_text
+        succeeded = type(result).__name__ == "SuccessfulAttackResult"
+        assert succeeded == flips, text
+        assert word_edit_distance(original.words, perturbed.words) == (1 if succeeded else 0)
+        if not succeeded:
+            assert result.perturbed_result.num_queries == 1 + len(candidates)  # the initial query, then every candidate
+        outcomes.add(succeeded)
+    assert outcomes == {True, False}  # both cases were exercised
+
+
+def test_sufficient_gain_is_a_share_of_the_margin_per_edit_left() -> None:
+    class Result:
+        raw_output = np.array([0.1, 0.7, 0.2])
+        ground_truth_output = 1
+
+    assert margin(Result()) == pytest.approx(0.5)
+    search = AttributionGreedySearch(None, max_words=3, sufficient_gain=0.5)  # type: ignore[arg-type]
+    assert search.enough(Result(), 2) == pytest.approx(0.5 - 0.5 * 0.5 / 2)
+    assert search.enough(Result(), 1) is None  # the last edit must flip the label
+    assert AttributionGreedySearch(None, max_words=3).enough(Result(), 3) is None  # type: ignore[arg-type]
 
 
 def pattern(word: str) -> TriggerPattern:

@@ -200,14 +200,17 @@ class TriggerRow(BaseModel):
 class AuditSettings(BaseModel):
     """What an audit ran. ``transformations``: the edits the attribution-guided attack tries on each ranked
     word (chosen on training examples only, ``bench/tune_audit.py``); ``max_words``: the most words any
-    attack may edit; ``steps``: quadrature steps of the ranking's attribution; ``top_k``: patterns per
-    class for pattern insertion."""
+    attack may edit; ``steps``: quadrature steps of the ranking's attribution; ``sufficient_gain``: the share
+    of the way to the decision boundary at which the search keeps a word's candidate without querying its
+    others (``AttributionGreedySearch``; none: query all, keep the best; chosen like ``transformations``);
+    ``top_k``: patterns per class for pattern insertion."""
 
     examples: int
     budget: int
     max_words: int
     transformations: list[Literal["tokenedit", "charedit", "typo", "delete", "pattern"]] = ["tokenedit"]
     steps: int = 3
+    sufficient_gain: float | None = Field(default=0.75, gt=0, le=1)
     top_k: int
     positions: Literal["pattern", "all"]
     baselines: list[Literal["random", "deepwordbug"]]
@@ -231,9 +234,10 @@ class RobustnessReport(BaseModel):
     """Result of ``auditor audit``: clean accuracy, the attribution-guided attack, the baselines run on the
     same examples with the same query budget and constraints, and the universal-trigger table.
     ``resumed``: how many attack outcomes came from an earlier, interrupted run's checkpoint. Schema version
-    3 added the ``tokenedit`` transformation (the new default) to ``settings.transformations``."""
+    3 added the ``tokenedit`` transformation (the new default) to ``settings.transformations``; version 4
+    added ``settings.sufficient_gain``."""
 
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed
