@@ -8,7 +8,7 @@ deleted; at most --max-words words edited). It prints, per attack, the valid suc
 attack with their gaps: valid success >= DeepWordBug's, queries per success <= 1/3 of DeepWordBug's,
 valid success >= random insertion's + 15 points, and (SST-2) at most 5 % of its successes inserting a
 one-word labelled phrase of train.tsv (counted here from train.tsv directly, not from the lexicon).
-No default is tuned here: the transformations were chosen by bench/tune_audit.py on training examples
+No default is tuned here: the transformations and the search's sufficient gain were chosen by bench/tune_audit.py on training examples
 (its record, out/tune-audit/tuning.json, is printed when present), the lexicon threshold on SST-2 train.
 Results are checkpointed under --out, so an interrupted run resumes.
 
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--max-words", type=int, default=3)
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--transformations", default=None, help="comma-separated (default: AuditSettings' default, tuned on train)")
+    parser.add_argument("--sufficient-gain", default=None, help="a number in (0, 1] or 'none' (default: AuditSettings' default, tuned on train)")
     parser.add_argument("--trigger-examples", type=int, default=None, help="dev examples of the trigger table (default all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench-audit")
@@ -67,16 +68,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     default = AuditSettings.model_fields["transformations"].default
     transformations = args.transformations.split(",") if args.transformations else default
+    gain = args.sufficient_gain or str(AuditSettings.model_fields["sufficient_gain"].default)
+    sufficient_gain = None if gain.lower() == "none" else float(gain)
 
     print(
         f"examples={args.examples} budget={args.budget} max_words={args.max_words} transformations={','.join(transformations)} "
+        f"sufficient_gain={sufficient_gain} "
         f"top_k={args.top_k} mine_examples={args.mine_examples} threads={torch.get_num_threads()} (timings measured under load)"
     )
     tuning = ROOT / "out" / "tune-audit" / "tuning.json"
     if tuning.is_file():
         record = json.loads(tuning.read_text())
         spans = ", ".join(f"{task} train[{r['train_indices'][0]}..{r['train_indices'][-1]}] ({len(r['train_indices'])} examples)" for task, r in record["results"].items())
-        print(f"tuning: transformations chosen by bench/tune_audit.py = {record['chosen']} on {spans}; no dev example tuned anything")
+        print(f"tuning: transformations@sufficient_gain chosen by bench/tune_audit.py = {record['chosen']} on {spans}; no dev example tuned anything")
     else:
         print("tuning: out/tune-audit/tuning.json not found (run bench/tune_audit.py to record which train examples chose the default)")
     print("tuning: lexicon threshold chosen on SST-2 train (F1 against its one-word phrases); patterns mined on train[0..mine_examples-1]")
@@ -108,6 +112,7 @@ def main() -> None:
             budget=args.budget,
             max_words=args.max_words,
             transformations=transformations,
+            sufficient_gain=sufficient_gain,
             top_k=args.top_k,
             positions="pattern",
             baselines=["random", "deepwordbug"],
@@ -116,7 +121,7 @@ def main() -> None:
             seed=0,
         )
         identity = checkpoint_identity(victim, dev, triggers, settings, dev, lexicon)
-        checkpoint = Checkpoint(out / f"checkpoint-{args.examples}-{'-'.join(transformations)}.jsonl", identity)
+        checkpoint = Checkpoint(out / f"checkpoint-{args.examples}-{'-'.join(transformations)}@{sufficient_gain}.jsonl", identity)
         started = time.perf_counter()
         report = run_audit(victim, dev, triggers, settings, checkpoint, dev, lexicon)
         write_report(report, out / f"report-{args.examples}")

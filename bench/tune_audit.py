@@ -1,15 +1,16 @@
-"""Choose the attribution-guided attack's transformations and word ranking on TRAINING examples only (never
-the dev examples ``bench/audit.py`` reports), and record the choice.
+"""Choose the attribution-guided attack's transformations, its search's sufficient gain and its word ranking
+on TRAINING examples only (never the dev examples ``bench/audit.py`` reports), and record the choice.
 
 For each task: the label-word lexicon and the mined patterns come from the training split (patterns from
 its first --mine-examples examples, as in ``bench/audit.py``); the tuning examples are further training
 examples, disjoint from those mined (SST-2: training sentences of at least --min-words words after the
 first --offset, since its training split also holds short phrases; RTE: the examples after --offset).
-Every candidate set of transformations and DeepWordBug attack them under the same
-constraints and budget; the script prints valid success rate, queries per success and explanation calls,
-and writes the result to --out/tuning.json. The default (``AuditSettings.transformations``) is the
-candidate with the highest valid success rate among those whose queries per success are at most 1/3 of
-DeepWordBug's on every task (ties: fewer queries). The word ranking is checked the same way: each set in
+Every candidate, a set of transformations and a sufficient gain (``AttributionGreedySearch``) written
+``tokenedit@0.5`` (``@none``: query every candidate of a word, keep the best), and DeepWordBug attack them
+under the same constraints and budget; the script prints valid success rate, queries per success and
+explanation calls, and writes the result to --out/tuning.json. The defaults (``AuditSettings.transformations``
+and ``.sufficient_gain``) are the candidate with the highest valid success rate among those whose queries
+per success are at most 1/3 of DeepWordBug's on every task (ties: fewer queries). The word ranking is checked the same way: each set in
 --row-candidates is also run with the words ranked by the [CLS] row of the attribution alone,
 Σ_l Σ_h Attr_h[CLS, j], instead of the product's column sums Σ_l Σ_h Σ_i Attr_h[i, j]
 (``auditor.explain.word_importance``), and both are printed and recorded.
@@ -47,7 +48,13 @@ from auditor.victims import LocalVictim  # noqa: E402
 from textattack import Attack  # noqa: E402  (after auditor's NLTK set-up)
 
 MODELS = {"sst2": "minilm-sst2", "rte": "minilm-rte"}
-CANDIDATES = ["tokenedit", "charedit"]
+CANDIDATES = ["tokenedit@0.5", "tokenedit@1", "tokenedit@none"]
+
+
+def parse_candidate(candidate: str) -> tuple[list[str], float | None]:
+    """``tokenedit,delete@0.5`` -> (["tokenedit", "delete"], 0.5); ``@none`` -> None."""
+    names, _, gain = candidate.partition("@")
+    return names.split(","), None if gain in ("", "none") else float(gain)
 
 
 class ClsRowSearch(AttributionGreedySearch):
@@ -69,7 +76,7 @@ class ClsRowSearch(AttributionGreedySearch):
 def row_ranked(victim, triggers, settings, lexicon):  # noqa: ANN001, ANN201
     """The attribution-guided attack of every gold label with ``ClsRowSearch`` in place of its search."""
     attacks = {
-        label: Attack(attack.goal_function, [*attack.pre_transformation_constraints, *attack.constraints], attack.transformation, ClsRowSearch(victim, settings.steps))
+        label: Attack(attack.goal_function, [*attack.pre_transformation_constraints, *attack.constraints], attack.transformation, ClsRowSearch(victim, settings.steps, settings.max_words, settings.sufficient_gain))
         for label, attack in attribution_attacks(victim, triggers, settings, lexicon).items()
     }
     return attacks.__getitem__
@@ -105,7 +112,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--max-words", type=int, default=3)
     parser.add_argument("--candidates", default=";".join(CANDIDATES), help="transformation sets separated by ';'")
-    parser.add_argument("--row-candidates", default=";".join(CANDIDATES), help="sets also run with the [CLS]-row ranking")
+    parser.add_argument("--row-candidates", default="", help="candidates also run with the [CLS]-row ranking, separated by ';'")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "tune-audit")
     args = parser.parse_args()
@@ -125,8 +132,9 @@ def main() -> None:
         victim = LocalVictim(classifier)
         results[task] = {"train_indices": indices, "attacks": {}}
         for candidate in candidates:
+            transformations, sufficient_gain = parse_candidate(candidate)
             settings = AuditSettings(
-                examples=len(examples), budget=args.budget, max_words=args.max_words, transformations=candidate.split(","),
+                examples=len(examples), budget=args.budget, max_words=args.max_words, transformations=transformations, sufficient_gain=sufficient_gain,
                 top_k=10, positions="pattern", baselines=["deepwordbug"] if candidate == candidates[0] else [],
                 trigger_top_k=0, trigger_examples=None, seed=0,
             )  # fmt: skip
@@ -165,7 +173,7 @@ def main() -> None:
     pool = [c for c in candidates if eligible(c)] or candidates
     best = max(pool, key=lambda c: (mean_success(c), -sum(r["attacks"][f"attribution[{c}]"]["queries_per_success"] or 0 for r in results.values())))
     print("\n".join(lines))
-    print(f"chosen default transformations: {best} (highest mean valid success on the training examples"
+    print(f"chosen default transformations@sufficient_gain: {best} (highest mean valid success on the training examples"
           f"{'' if pool != candidates or all(map(eligible, candidates)) else '; none met queries <= 1/3 of DeepWordBug'})")
     ranking = {
         f"{task}[{c}]": {"columns": r["attacks"][f"attribution[{c}]"]["success_rate"], "cls_row": r["attacks"][f"cls-row[{c}]"]["success_rate"]}
