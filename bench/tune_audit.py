@@ -170,9 +170,17 @@ def main() -> None:
     def mean_success(candidate: str) -> float:
         return sum(r["attacks"][f"attribution[{candidate}]"]["success_rate"] or 0 for r in results.values()) / len(results)
 
+    def ratios(candidate: str) -> str:
+        return ", ".join(
+            f"{task} {(r['attacks'][f'attribution[{candidate}]']['queries_per_success'] or 0) / (r['attacks']['deepwordbug']['queries_per_success'] or 1):.3f}"
+            for task, r in results.items()
+        )
+
     pool = [c for c in candidates if eligible(c)] or candidates
     best = max(pool, key=lambda c: (mean_success(c), -sum(r["attacks"][f"attribution[{c}]"]["queries_per_success"] or 0 for r in results.values())))
     print("\n".join(lines))
+    for candidate in candidates:
+        print(f"{candidate}: queries/success = {ratios(candidate)} x DeepWordBug's ({'eligible' if eligible(candidate) else 'over 1/3'})")
     print(f"chosen default transformations@sufficient_gain: {best} (highest mean valid success on the training examples"
           f"{'' if pool != candidates or all(map(eligible, candidates)) else '; none met queries <= 1/3 of DeepWordBug'})")
     ranking = {
