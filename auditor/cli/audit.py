@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -29,6 +30,14 @@ Transformations = Annotated[
         "--transformations",
         help="Edits the attribution-guided attack tries on each ranked word, comma list of tokenedit, charedit, typo, delete, pattern "
         "(default: the combination tuned on training data).",
+    ),
+]
+SufficientGain = Annotated[
+    str | None,
+    typer.Option(
+        "--sufficient-gain",
+        help="Keep a word's candidate without querying the rest once it closes this share of the margin per edit left, "
+        "in (0, 1], or 'none' to query all (default: tuned on training data).",
     ),
 ]
 Baselines = Annotated[str, typer.Option("--baselines", help="Comma list of random, deepwordbug; 'none' for none.")]
@@ -124,6 +133,22 @@ def parse_transformations(value: str | None) -> list[str]:
     return chosen
 
 
+def parse_sufficient_gain(value: str | None) -> float | None:
+    from auditor.schemas import AuditSettings
+
+    if value is None:
+        return AuditSettings.model_fields["sufficient_gain"].default
+    if value.strip().lower() == "none":
+        return None
+    try:
+        gain = float(value)
+    except ValueError:
+        gain = math.nan
+    if not 0 < gain <= 1:
+        raise typer.BadParameter(f"a number in (0, 1] or 'none', got {value!r}", param_hint="'--sufficient-gain'")
+    return gain
+
+
 def check_tokenizer(locations: list[str], tokenizer: str | None, transformations: list[str]) -> None:
     """``--tokenizer`` goes with an endpoint, and an endpoint needs it for 'tokenedit' (it serves no tokenizer)."""
     from auditor.victims import is_endpoint
@@ -200,6 +225,7 @@ def audit(
     budget: Budget = 100,
     max_words: MaxWords = 3,
     transformations: Transformations = None,
+    sufficient_gain: SufficientGain = None,
     steps: Steps = 3,
     top_k: TopK = 10,
     positions: Annotated[
@@ -226,6 +252,7 @@ def audit(
     pool_context = ray_pool(ray_address, workers)
     chosen = parse_baselines(baselines)
     chosen_transformations = parse_transformations(transformations)
+    chosen_gain = parse_sufficient_gain(sufficient_gain)
     check_tokenizer([model or endpoint], tokenizer, chosen_transformations)
     dataset = load_dataset(data, split="dev")
     from auditor.audit import checkpoint_identity, run_audit
@@ -239,6 +266,7 @@ def audit(
         budget=budget,
         max_words=max_words,
         transformations=chosen_transformations,
+        sufficient_gain=chosen_gain,
         steps=steps,
         top_k=top_k,
         positions=positions,
@@ -293,6 +321,7 @@ def compare(
     budget: Budget = 100,
     max_words: MaxWords = 3,
     transformations: Transformations = None,
+    sufficient_gain: SufficientGain = None,
     steps: Steps = 3,
     top_k: TopK = 10,
     baselines: Baselines = "random,deepwordbug",
@@ -306,6 +335,7 @@ def compare(
     and per class included) and triggers, latency."""
     chosen = parse_baselines(baselines)
     chosen_transformations = parse_transformations(transformations)
+    chosen_gain = parse_sufficient_gain(sufficient_gain)
     check_tokenizer([full, pruned], tokenizer, chosen_transformations)
     dataset = load_dataset(data, split="dev")
     from auditor.compare import compare_models
@@ -324,6 +354,7 @@ def compare(
         budget=budget,
         max_words=max_words,
         transformations=chosen_transformations,
+        sufficient_gain=chosen_gain,
         steps=steps,
         top_k=top_k,
         positions="pattern",
