@@ -8,8 +8,9 @@ deleted; at most --max-words words edited). It prints, per attack, the valid suc
 attack with their gaps: valid success >= DeepWordBug's, queries per success <= 1/3 of DeepWordBug's,
 valid success >= random insertion's + 15 points, and (SST-2) at most 5 % of its successes inserting a
 one-word labelled phrase of train.tsv (counted here from train.tsv directly, not from the lexicon).
-No default is tuned here: the transformations and the search's sufficient gain were chosen by bench/tune_audit.py on training examples
-(its record, out/tune-audit/tuning.json, is printed when present), the lexicon threshold on SST-2 train.
+No default is tuned here: the transformations and the search's sufficient gain were chosen by
+bench/tune_audit.py on training examples (its record, out/tune-audit/tuning.json, is printed when present),
+the lexicon threshold on SST-2 train.
 Results are checkpointed under --out, so an interrupted run resumes.
 
     .venv/bin/python bench/audit.py [--examples 200] [--budget 100] [--tasks sst2,rte] [--threads N]
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.audit import checkpoint_identity, run_audit  # noqa: E402
 from auditor.checkpoint import Checkpoint  # noqa: E402
+from auditor.cli.audit import parse_sufficient_gain  # noqa: E402
 from auditor.data import load_dataset  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
 from auditor.report import percent, write_atomic, write_report  # noqa: E402
@@ -68,8 +70,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     default = AuditSettings.model_fields["transformations"].default
     transformations = args.transformations.split(",") if args.transformations else default
-    gain = args.sufficient_gain or str(AuditSettings.model_fields["sufficient_gain"].default)
-    sufficient_gain = None if gain.lower() == "none" else float(gain)
+    sufficient_gain = parse_sufficient_gain(args.sufficient_gain)
 
     print(
         f"examples={args.examples} budget={args.budget} max_words={args.max_words} transformations={','.join(transformations)} "

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from auditor.attribution import SelfAttentionAttribution  # noqa: E402
 from auditor.audit import attack_examples, attribution_attacks, audit_attacks, data_vocabulary, summarise  # noqa: E402
 from auditor.checkpoint import Checkpoint  # noqa: E402
+from auditor.cli.audit import parse_sufficient_gain  # noqa: E402
 from auditor.data import Dataset, load_dataset  # noqa: E402
 from auditor.explain import sum_over_words  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
@@ -54,7 +55,7 @@ CANDIDATES = ["tokenedit@0.5", "tokenedit@1", "tokenedit@none"]
 def parse_candidate(candidate: str) -> tuple[list[str], float | None]:
     """``tokenedit,delete@0.5`` -> (["tokenedit", "delete"], 0.5); ``@none`` -> None."""
     names, _, gain = candidate.partition("@")
-    return names.split(","), None if gain in ("", "none") else float(gain)
+    return names.split(","), parse_sufficient_gain(gain or "none")
 
 
 class ClsRowSearch(AttributionGreedySearch):
