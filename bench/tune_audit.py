@@ -10,10 +10,10 @@ Every candidate, a set of transformations and a sufficient gain (``AttributionGr
 under the same constraints and budget; the script prints valid success rate, queries per success and
 explanation calls, and writes the result to --out/tuning.json. The defaults (``AuditSettings.transformations``
 and ``.sufficient_gain``) are the candidate with the highest valid success rate among those whose queries
-per success are at most 1/3 of DeepWordBug's on every task (ties: fewer queries). The word ranking is checked the same way: each set in
---row-candidates is also run with the words ranked by the [CLS] row of the attribution alone,
-Σ_l Σ_h Attr_h[CLS, j], instead of the product's column sums Σ_l Σ_h Σ_i Attr_h[i, j]
-(``auditor.explain.word_importance``), and both are printed and recorded.
+per success are at most 1/3 of DeepWordBug's on every task (ties: fewer queries). The word ranking is
+checked the same way: each candidate in --row-candidates is also run with the words ranked by the [CLS]
+row of the attribution alone, Σ_l Σ_h Attr_h[CLS, j], instead of the product's column sums
+Σ_l Σ_h Σ_i Attr_h[i, j] (``auditor.explain.word_importance``), and both are printed and recorded.
 
     .venv/bin/python bench/tune_audit.py [--examples 60] [--tasks sst2,rte]
 
@@ -49,7 +49,7 @@ from auditor.victims import LocalVictim  # noqa: E402
 from textattack import Attack  # noqa: E402  (after auditor's NLTK set-up)
 
 MODELS = {"sst2": "minilm-sst2", "rte": "minilm-rte"}
-CANDIDATES = ["tokenedit@0.5", "tokenedit@1", "tokenedit@none"]
+CANDIDATES = ["tokenedit@0.75", "tokenedit@0.5", "tokenedit@1", "tokenedit@none"]
 
 
 def parse_candidate(candidate: str) -> tuple[list[str], float | None]:
@@ -161,27 +161,23 @@ def main() -> None:
                     f"{summary.explanations / attacked:.2f} | {summary.rejected} | {summary.seconds:.1f} |"
                 )
                 print(lines[-1], flush=True)
+    def ratio(result: dict, candidate: str) -> float:
+        """Queries per success as a multiple of DeepWordBug's (infinite when either had no success)."""
+        ours = result["attacks"][f"attribution[{candidate}]"]["queries_per_success"]
+        theirs = result["attacks"]["deepwordbug"]["queries_per_success"]
+        return ours / theirs if ours and theirs else float("inf")
+
     def eligible(candidate: str) -> bool:
-        return all(
-            (r["attacks"][f"attribution[{candidate}]"]["queries_per_success"] or float("inf"))
-            <= (r["attacks"]["deepwordbug"]["queries_per_success"] or 0) / 3
-            for r in results.values()
-        )
+        return all(ratio(r, candidate) <= 1 / 3 for r in results.values())
 
     def mean_success(candidate: str) -> float:
         return sum(r["attacks"][f"attribution[{candidate}]"]["success_rate"] or 0 for r in results.values()) / len(results)
-
-    def ratios(candidate: str) -> str:
-        return ", ".join(
-            f"{task} {(r['attacks'][f'attribution[{candidate}]']['queries_per_success'] or 0) / (r['attacks']['deepwordbug']['queries_per_success'] or 1):.3f}"
-            for task, r in results.items()
-        )
 
     pool = [c for c in candidates if eligible(c)] or candidates
     best = max(pool, key=lambda c: (mean_success(c), -sum(r["attacks"][f"attribution[{c}]"]["queries_per_success"] or 0 for r in results.values())))
     print("\n".join(lines))
     for candidate in candidates:
-        print(f"{candidate}: queries/success = {ratios(candidate)} x DeepWordBug's ({'eligible' if eligible(candidate) else 'over 1/3'})")
+        print(f"{candidate}: queries/success = {', '.join(f'{task} {ratio(r, candidate):.3f}' for task, r in results.items())} x DeepWordBug's ({'eligible' if eligible(candidate) else 'over 1/3'})")
     print(f"chosen default transformations@sufficient_gain: {best} (highest mean valid success on the training examples"
           f"{'' if pool != candidates or all(map(eligible, candidates)) else '; none met queries <= 1/3 of DeepWordBug'})")
     ranking = {
