@@ -8,8 +8,10 @@ visits words in order of the attribution drawn from them (``auditor.explain.word
 costs no prediction query. It then edits one word at a time like ``GreedyWordSwapWIR``: the best candidate
 is kept when it raises the goal score, and the search stops at success or when the query budget is spent;
 a word's candidates are queried one by one, so the step that succeeds stops at its first successful one.
-Two rules spend the cap on edited words better: an edit that would reach the cap without flipping the label
-is not kept, and (``sufficient_gain``) a candidate that covers its share of the margin is kept at once.
+Three rules spend the cap on edited words and the queries better: an edit that would reach the cap without
+flipping the label is not kept; for that last edit, a word whose first candidate does not lower the margin is
+left after that one query; and (``sufficient_gain``) a candidate that covers its share of the margin is kept
+at once.
 Unlike ``GreedyWordSwapWIR`` it follows each ranked word through earlier insertions and deletions
 (``original_index_map``), so insertion and deletion transformations edit the word that was ranked.
 """
@@ -48,9 +50,13 @@ class AttributionGreedySearch(SearchMethod):
 
     With a cap of ``max_words`` edited words, an edit that reaches the cap without flipping the label is not
     kept: no further edit could follow it, so the search goes on to the next ranked words for one that flips
-    the label. With ``sufficient_gain`` = s, a word's candidates are queried until one lowers the margin
-    (``margin``) by at least s · margin / (edits left), its share of the way to the decision boundary, and
-    that one is kept without querying the rest; without it every candidate is queried and the best kept.
+    the label. In that last-edit sweep a word is probed with its first candidate and left at once when that
+    candidate does not lower the margin: a word's character edits act alike (each breaks the word's pieces),
+    and on SST-2 training examples such a word's other candidates flipped the label in 7 of 203 cases while
+    costing 699 of the sweep's 1445 queries. With ``sufficient_gain`` = s, a word's candidates are queried
+    until one lowers the margin (``margin``) by at least s · margin / (edits left), its share of the way to
+    the decision boundary, and that one is kept without querying the rest; without it every candidate is
+    queried and the best kept.
     """
 
     def __init__(self, victim: Victim, steps: int = 3, max_words: int | None = None, sufficient_gain: float | None = None) -> None:
@@ -91,7 +97,7 @@ class AttributionGreedySearch(SearchMethod):
             candidates = self.get_transformations(current.attacked_text, original_text=initial, indices_to_modify=[int(where[0])])
             if not candidates:
                 continue
-            results, search_over = self.query_candidates(candidates, self.enough(current, self.edits_left(initial, current.attacked_text)))
+            results, search_over = self.query_candidates(candidates, current, self.edits_left(initial, current.attacked_text))
             if not results:
                 break
             best = max(results, key=lambda r: (r.goal_status == GoalFunctionResultStatus.SUCCEEDED, r.score))
@@ -104,9 +110,11 @@ class AttributionGreedySearch(SearchMethod):
                 break
         return current
 
-    def query_candidates(self, candidates: list[AttackedText], enough: float | None) -> tuple[list, bool]:
-        """Query the candidates one at a time, in the transformation's order, stopping at the first success
-        or the first whose margin is at most ``enough`` (``GreedyWordSwapWIR`` queries them all)."""
+    def query_candidates(self, candidates: list[AttackedText], current: GoalFunctionResult, edits_left: int | None) -> tuple[list, bool]:
+        """Query the candidates one at a time, in the transformation's order, stopping at the first success,
+        the first whose margin is at most ``enough``, or, for the last edit, after a first candidate that does
+        not lower the margin of ``current`` (``GreedyWordSwapWIR`` queries them all)."""
+        enough = self.enough(current, edits_left)
         results: list = []
         for candidate in candidates:
             found, search_over = self.get_goal_results([candidate])
@@ -114,6 +122,8 @@ class AttributionGreedySearch(SearchMethod):
             if search_over or any(r.goal_status == GoalFunctionResultStatus.SUCCEEDED for r in found):
                 return results, search_over
             if enough is not None and any(margin(r) <= enough for r in found):
+                return results, False
+            if edits_left == 1 and len(results) == 1 and margin(results[0]) >= margin(current):
                 return results, False
         return results, False
 

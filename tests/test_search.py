@@ -98,26 +98,39 @@ SST2_DEV = [
 
 
 def test_the_edit_at_the_word_cap_is_kept_only_when_it_flips_the_label(sst2: LocalVictim) -> None:
-    """With one word allowed, the search must find a label-flipping edit exactly when one of the words'
-    candidates flips it (every candidate queried directly), and a failed search keeps no edit."""
+    """With one word allowed, every edit is the last: the search must find a label-flipping edit exactly when
+    some word's candidates flip the label and its first candidate flips it or lowers the margin (every
+    candidate queried directly), a failed search keeps no edit, and it spends one query on each word whose
+    first candidate does not lower the margin and one per candidate on the others."""
     lexicon = build_lexicon(None, sst2.labels)
     attack = attribution_attack(sst2, ["tokenedit"], 1000, validity_constraints(lexicon, 1), max_words=1)
-    outcomes = set()
+    outcomes, probes = set(), set()
     for text in SST2_DEV:
-        label = int(sst2([text])[0].argmax())
+        original_probabilities = sst2([text])[0]
+        label = int(original_probabilities.argmax())
+
+        def margin_of(p: np.ndarray) -> float:
+            return float(p[label] - np.delete(p, label).max())
+
         original = AttackedText(text)
         _, indices = attack.search_method.get_indices_to_order(original)
-        candidates = [c for i in indices for c in attack.get_transformations(original, original_text=original, indices_to_modify=[i])]
-        flips = any(int(p.argmax()) != label for p in sst2([c.text for c in candidates]))
+        words = [attack.get_transformations(original, original_text=original, indices_to_modify=[i]) for i in indices]
+        words = [w for w in words if w]
+        probabilities = [sst2([c.text for c in w]) for w in words]
+        probed = [margin_of(p[0]) < margin_of(original_probabilities) for p in probabilities]
+        flips = any(int(p[0].argmax()) != label or (lowers and any(int(q.argmax()) != label for q in p)) for p, lowers in zip(probabilities, probed))
         result = attack.attack(text, label)
         perturbed = result.perturbed_result.attacked_text
         succeeded = type(result).__name__ == "SuccessfulAttackResult"
         assert succeeded == flips, text
         assert word_edit_distance(original.words, perturbed.words) == (1 if succeeded else 0)
         if not succeeded:
-            assert result.perturbed_result.num_queries == 1 + len(candidates)  # the initial query, then every candidate
+            expected = 1 + sum(len(w) if lowers else 1 for w, lowers in zip(words, probed))  # the initial query, then the words
+            assert result.perturbed_result.num_queries == expected
         outcomes.add(succeeded)
-    assert outcomes == {True, False}  # both cases were exercised
+        probes.update(probed)
+    assert outcomes == {True, False}  # both outcomes were exercised
+    assert probes == {True, False}  # and both kinds of word
 
 
 def test_sufficient_gain_is_a_share_of_the_margin_per_edit_left() -> None:
