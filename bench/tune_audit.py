@@ -10,7 +10,9 @@ Every candidate, a set of transformations and a sufficient gain (``AttributionGr
 under the same constraints and budget; the script prints valid success rate, queries per success and
 explanation calls, and writes the result to --out/tuning.json. The defaults (``AuditSettings.transformations``
 and ``.sufficient_gain``) are the candidate with the highest valid success rate among those whose queries
-per success are at most 1/3 of DeepWordBug's on every task (ties: fewer queries). The word ranking is
+per success are at most 1/3 of DeepWordBug's on every task with room for sampling noise: the 95 % upper
+bound of a paired bootstrap over the tuning examples, since other examples (the benchmark's) will vary (ties:
+fewer queries). The word ranking is
 checked the same way: each candidate in --row-candidates is also run with the words ranked by the [CLS]
 row of the attribution alone, Σ_l Σ_h Attr_h[CLS, j], instead of the product's column sums
 Σ_l Σ_h Σ_i Attr_h[i, j] (``auditor.explain.word_importance``), and both are printed and recorded.
@@ -28,6 +30,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +44,7 @@ from auditor.data import Dataset, load_dataset  # noqa: E402
 from auditor.explain import sum_over_words  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
 from auditor.report import percent, write_atomic  # noqa: E402
-from auditor.schemas import AuditSettings, TriggerSet  # noqa: E402
+from auditor.schemas import AttackOutcome, AuditSettings, TriggerSet  # noqa: E402
 from auditor.search import AttributionGreedySearch  # noqa: E402
 from auditor.triggers import mine_triggers, word_spans  # noqa: E402
 from auditor.validity import build_lexicon  # noqa: E402
@@ -83,6 +86,25 @@ def row_ranked(victim, triggers, settings, lexicon):  # noqa: ANN001, ANN201
     return attacks.__getitem__
 
 
+def queries_ratio(ours: list[AttackOutcome], theirs: list[AttackOutcome], resamples: int = 4000, quantile: float = 0.95) -> tuple[float, float]:
+    """Mean queries per success of ``ours`` as a multiple of DeepWordBug's (``theirs``, on the same examples),
+    and the ``quantile`` of that ratio over a paired bootstrap of the examples (seeded; infinite where either
+    attack had no success)."""
+    succeeded = np.array([[o.status == "succeeded" for o in outcomes] for outcomes in (ours, theirs)])
+    queries = np.array([[o.queries for o in outcomes] for outcomes in (ours, theirs)], dtype=float)
+
+    def ratio(rows: np.ndarray) -> float:
+        wins = succeeded[:, rows]
+        if not wins.any(axis=1).all():
+            return float("inf")
+        per_success = (queries[:, rows] * wins).sum(axis=1) / wins.sum(axis=1)
+        return float(per_success[0] / per_success[1])
+
+    rng = np.random.default_rng(0)
+    boots = [ratio(rng.integers(0, len(ours), len(ours))) for _ in range(resamples)]
+    return ratio(np.arange(len(ours))), float(np.quantile(boots, quantile))
+
+
 def tuning_examples(task: str, train: Dataset, offset: int, count: int, min_words: int) -> tuple[Dataset, list[int]]:
     """Training examples after ``offset`` (SST-2: sentences of at least ``min_words`` words), and their indices."""
     chosen = [
@@ -122,6 +144,7 @@ def main() -> None:
     candidates = args.candidates.split(";")
     row_candidates = [c for c in args.row_candidates.split(";") if c]
     results: dict[str, dict] = {}
+    outcomes_of: dict[tuple[str, str], list[AttackOutcome]] = {}
     lines = ["| task | attack | valid success | queries/success | explanations/attack | rejected | seconds |", "|---|---|---|---|---|---|---|"]
     for task in args.tasks.split(","):
         classifier = load_classifier(ROOT.parent / "shared" / "models" / MODELS[task])
@@ -146,7 +169,7 @@ def main() -> None:
                 label = f"{name}[{candidate}]" if name in ("attribution", "cls-row") else name
                 identity = {"task": task, "attack": label, "budget": args.budget, "max_words": args.max_words, "indices": indices}
                 checkpoint = Checkpoint(args.out / task / f"{label}.jsonl", identity)
-                outcomes = attack_examples(name, attack, examples.examples, checkpoint, 0)
+                outcomes = outcomes_of[task, label] = attack_examples(name, attack, examples.examples, checkpoint, 0)
                 summary = summarise("attribution" if name == "cls-row" else name, outcomes, classifier.labels, args.budget)
                 attacked = max(1, sum(o.status != "skipped" for o in summary.outcomes))
                 results[task]["attacks"][label] = {
@@ -161,14 +184,14 @@ def main() -> None:
                     f"{summary.explanations / attacked:.2f} | {summary.rejected} | {summary.seconds:.1f} |"
                 )
                 print(lines[-1], flush=True)
-    def ratio(result: dict, candidate: str) -> float:
-        """Queries per success as a multiple of DeepWordBug's (infinite when either had no success)."""
-        ours = result["attacks"][f"attribution[{candidate}]"]["queries_per_success"]
-        theirs = result["attacks"]["deepwordbug"]["queries_per_success"]
-        return ours / theirs if ours and theirs else float("inf")
+    ratios = {
+        (task, c): queries_ratio(outcomes_of[task, f"attribution[{c}]"], outcomes_of[task, "deepwordbug"]) for task in results for c in candidates
+    }
+    for (task, candidate), (point, upper) in ratios.items():
+        results[task]["attacks"][f"attribution[{candidate}]"] |= {"queries_ratio": point, "queries_ratio_upper95": upper}
 
     def eligible(candidate: str) -> bool:
-        return all(ratio(r, candidate) <= 1 / 3 for r in results.values())
+        return all(ratios[task, candidate][1] <= 1 / 3 for task in results)
 
     def mean_success(candidate: str) -> float:
         return sum(r["attacks"][f"attribution[{candidate}]"]["success_rate"] or 0 for r in results.values()) / len(results)
@@ -177,9 +200,10 @@ def main() -> None:
     best = max(pool, key=lambda c: (mean_success(c), -sum(r["attacks"][f"attribution[{c}]"]["queries_per_success"] or 0 for r in results.values())))
     print("\n".join(lines))
     for candidate in candidates:
-        print(f"{candidate}: queries/success = {', '.join(f'{task} {ratio(r, candidate):.3f}' for task, r in results.items())} x DeepWordBug's ({'eligible' if eligible(candidate) else 'over 1/3'})")
+        shown = ", ".join(f"{task} {ratios[task, candidate][0]:.3f} (95 % bound {ratios[task, candidate][1]:.3f})" for task in results)
+        print(f"{candidate}: queries/success = {shown} x DeepWordBug's ({'eligible' if eligible(candidate) else 'bound over 1/3'})")
     print(f"chosen default transformations@sufficient_gain: {best} (highest mean valid success on the training examples"
-          f"{'' if pool != candidates or all(map(eligible, candidates)) else '; none met queries <= 1/3 of DeepWordBug'})")
+          f"{'' if pool != candidates or all(map(eligible, candidates)) else '; no bound met queries <= 1/3 of DeepWordBug'})")
     ranking = {
         f"{task}[{c}]": {"columns": r["attacks"][f"attribution[{c}]"]["success_rate"], "cls_row": r["attacks"][f"cls-row[{c}]"]["success_rate"]}
         for c in row_candidates
