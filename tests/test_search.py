@@ -104,7 +104,7 @@ def test_the_edit_at_the_word_cap_is_kept_only_when_it_flips_the_label(sst2: Loc
     first candidate does not lower the margin and one per candidate on the others."""
     lexicon = build_lexicon(None, sst2.labels)
     attack = attribution_attack(sst2, ["tokenedit"], 1000, validity_constraints(lexicon, 1), max_words=1)
-    outcomes, probes = set(), set()
+    outcomes, word_kinds = set(), set()
     for text in SST2_DEV:
         original_probabilities = sst2([text])[0]
         label = int(original_probabilities.argmax())
@@ -117,20 +117,20 @@ def test_the_edit_at_the_word_cap_is_kept_only_when_it_flips_the_label(sst2: Loc
         words = [attack.get_transformations(original, original_text=original, indices_to_modify=[i]) for i in indices]
         words = [w for w in words if w]
         probabilities = [sst2([c.text for c in w]) for w in words]
-        probed = [margin_of(p[0]) < margin_of(original_probabilities) for p in probabilities]
-        flips = any(int(p[0].argmax()) != label or (lowers and any(int(q.argmax()) != label for q in p)) for p, lowers in zip(probabilities, probed))
+        first_lowers = [margin_of(p[0]) < margin_of(original_probabilities) for p in probabilities]
+        flips = any(int(p[0].argmax()) != label or (lowers and any(int(q.argmax()) != label for q in p)) for p, lowers in zip(probabilities, first_lowers))
         result = attack.attack(text, label)
         perturbed = result.perturbed_result.attacked_text
         succeeded = type(result).__name__ == "SuccessfulAttackResult"
         assert succeeded == flips, text
         assert word_edit_distance(original.words, perturbed.words) == (1 if succeeded else 0)
         if not succeeded:
-            expected = 1 + sum(len(w) if lowers else 1 for w, lowers in zip(words, probed))  # the initial query, then the words
+            expected = 1 + sum(len(w) if lowers else 1 for w, lowers in zip(words, first_lowers))  # the initial query, then the words
             assert result.perturbed_result.num_queries == expected
         outcomes.add(succeeded)
-        probes.update(probed)
+        word_kinds.update(first_lowers)
     assert outcomes == {True, False}  # both outcomes were exercised
-    assert probes == {True, False}  # and both kinds of word
+    assert word_kinds == {True, False}  # and both kinds of word
 
 
 def test_sufficient_gain_is_a_share_of_the_margin_per_edit_left() -> None:
