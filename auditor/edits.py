@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
@@ -87,38 +88,67 @@ def piece_overlap(word_pieces: list[str], edit_pieces: list[str], word: str) -> 
     """How much of ``word`` its edit still shows the model, smaller is more disruptive: the length of the
     word's first piece when the edit keeps it, the longest edit piece found inside the word, and minus the
     number of pieces (ties go to the edit split further)."""
-    kept_first = len(_core(edit_pieces[0])) if edit_pieces and word_pieces and edit_pieces[0] == word_pieces[0] else 0
-    inside = max((len(_core(p)) for p in edit_pieces if _core(p) and _core(p) in word.lower()), default=0)
+    cores = [_core(p) for p in edit_pieces]
+    kept_first = len(cores[0]) if edit_pieces and word_pieces and edit_pieces[0] == word_pieces[0] else 0
+    lower = word.lower()
+    inside = max((len(c) for c in cores if c and c in lower), default=0)
     return kept_first, inside, -len(edit_pieces)
 
 
 class TokenizerCharacterEdit(WordSwap):
     """The ``candidates`` single-character edits of a word (every swap, deletion, substitution and insertion:
     DeepWordBug's kinds, at every position) that keep least of the word's tokenization (``piece_overlap``):
-    the word's first piece, which carries most of its meaning to the model, broken first.
+    the word's first piece, which carries most of its meaning to the model, broken first. With
+    ``is_misspelling`` (e.g. ``auditor.validity.Reader.is_misspelling``), only the edits it accepts of the
+    word are candidates: those that pass the reader constraint, so no query is spent on one it would refuse.
 
     The choice costs no model query, only the tokenizer; ties are broken by a shuffle seeded with the word,
     so the same word always gets the same candidates.
     """
 
-    def __init__(self, tokenizer: Tokenizer, candidates: int = 4) -> None:
+    def __init__(self, tokenizer: Tokenizer, candidates: int = 4, is_misspelling: Callable[[str, str], bool] | None = None) -> None:
         super().__init__()
         self.tokenizer = tokenizer
         self.candidates = candidates
+        self.is_misspelling = is_misspelling
+        self.chosen: dict[str, list[str]] = {}  # word -> its candidates (the choice depends on the word alone)
 
     def pieces(self, words: list[str]) -> list[list[str]]:
+        """Each word's tokens; a fast tokenizer's Rust backend is called directly (the same tokens, without
+        the Python wrapper that costs as much again on a word's few hundred edits)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            return [encoding.tokens for encoding in backend.encode_batch(words, add_special_tokens=False)]
         ids = self.tokenizer(words, add_special_tokens=False)["input_ids"]
         return [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
 
     def _get_replacement_words(self, word: str) -> list[str]:
+        if word not in self.chosen:
+            self.chosen[word] = self.choose(word)
+        return self.chosen[word]
+
+    def choose(self, word: str) -> list[str]:
         if len(word) < 2:
             return []
         edits = single_character_edits(word)
         random.Random(word).shuffle(edits)
         word_pieces, *edit_pieces = self.pieces([word, *edits])
         overlaps = [piece_overlap(word_pieces, pieces, word) for pieces in edit_pieces]
-        order = sorted(range(len(edits)), key=overlaps.__getitem__)
-        return [edits[i] for i in order[: self.candidates]]
+        ranked = (edits[i] for i in sorted(range(len(edits)), key=overlaps.__getitem__))
+        accepted = (e for e in ranked if self.is_misspelling is None or self.is_misspelling(word, e))
+        return [e for _, e in zip(range(self.candidates), accepted)]
 
     def extra_repr_keys(self) -> list[str]:
         return ["candidates"]
+
+
+def word_edit_distance(original: Sequence[str], perturbed: Sequence[str]) -> int:
+    """Levenshtein distance over words: the fewest word insertions, deletions and substitutions turning
+    ``original`` into ``perturbed`` (an inserted phrase of k words counts k, wherever it lands)."""
+    previous = list(range(len(perturbed) + 1))
+    for i, word in enumerate(original, start=1):
+        current = [i]
+        for j, other in enumerate(perturbed, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other)))
+        previous = current
+    return previous[-1]

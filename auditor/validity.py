@@ -1,6 +1,7 @@
-"""Which perturbations keep the true label: a lexicon of words that carry a label by themselves, built from
-training data only, and the TextAttack constraint that rejects edits inserting, substituting or deleting
-such a word.
+"""Which perturbations keep the true label, and what a reader sees in them: a lexicon of words that carry a
+label by themselves (built from training data only, plus the negations of every task) with the TextAttack
+constraint that rejects edits inserting, substituting or deleting such a word; and the reader constraint,
+which keeps a changed word only when it is a misspelling a reader undoes.
 
 A perturbation that inserts "clunky" into a positive review, or deletes "great" from it, changes what a
 person would answer: the model's new prediction is then right, not a robustness flaw. The lexicon
@@ -17,15 +18,30 @@ person would answer: the model's new prediction is then right, not a robustness 
   n_w ≥ ``min_count`` (one-vs-rest for more than two labels; single-word examples are left out of the
   counts, so the phrases can calibrate τ; see ``calibrate_threshold``);
 - **user**: an optional word list (one word a line, ``label<TAB>word`` or a bare word for "any label").
+
+Negations and intensifiers (``NEGATIONS``) carry the label in every task: "not good" is not "good".
+
+The reader constraint (``ReaderConstraint``) judges each changed word with a real dictionary, pyspellchecker's
+English word list (160,572 words with counts from a corpus of 1.6 billion words), never with the model's
+vocabulary: an edit is a **misspelling** when it is no word of the dictionary and the spell checker corrects
+it back to the original (``Reader``); "good" → "hood" (a word), "charm" → "chart" (a word) and "n't" → "net"
+are other words, "great" → "graet" is a misspelling. Every dictionary word counts as a word, however rare:
+on SST-2 train 5.5 % of the dictionary words reviewers used (693 of 12,506: "overlong", "blandness",
+"youthful") have the dictionary's lowest count, so any frequency threshold above it would let an edit turn a
+word into a word that this task's own writers use. Words with a digit are facts: never edited, deleted or
+inserted.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from spellchecker import SpellChecker
 
 import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
 from textattack.constraints import Constraint
@@ -34,10 +50,19 @@ from textattack.transformations import Transformation
 
 from auditor.data import Dataset, Example
 from auditor.errors import InputError
-from auditor.schemas import LabelLexicon, LexiconOptions
+from auditor.schemas import LabelLexicon, LexiconOptions, WordEdit
 from auditor.triggers import word_spans
 
 ANY_LABEL = -1
+
+NEGATIONS = frozenset(
+    """not no n't never nothing nor neither none nobody nowhere without hardly barely scarcely seldom rarely
+    cannot can't won't don't doesn't didn't isn't aren't wasn't weren't haven't hasn't hadn't wouldn't
+    shouldn't couldn't ain't very too so really extremely quite most least less more much utterly totally
+    completely absolutely highly incredibly""".split()
+)
+"""Negations and intensifiers: they carry a label in every task (they may be misspelled, not inserted,
+deleted or replaced by a word)."""
 
 
 def example_words(example: Example) -> set[str]:
@@ -172,16 +197,17 @@ def edited_words(original: Sequence[str], perturbed: Sequence[str]) -> tuple[lis
 
 
 class LabelWordConstraint(Constraint):
-    """Rejects a transformed text that inserts or substitutes in a word of ``lexicon``, or deletes one from
-    the original text (compared with the original, so a chain of edits is judged as a whole).
+    """Rejects a transformed text that inserts or substitutes in a word of ``lexicon`` or a negation
+    (``NEGATIONS``), or deletes one from the original text (compared with the original, so a chain of edits
+    is judged as a whole).
 
-    Substituting a label word by a misspelling of it ("great" -> "graet") is allowed: a reader still sees
-    the same word. ``rejected`` counts the candidates refused.
+    Changing a label word leaves it to ``ReaderConstraint``, which keeps only a misspelling of it ("great" ->
+    "graet": a reader still sees the same word). ``rejected`` counts the candidates refused.
     """
 
     def __init__(self, lexicon: LabelLexicon) -> None:
         super().__init__(compare_against_original=True)
-        self.words = frozenset(lexicon.words)
+        self.words = frozenset(lexicon.words) | NEGATIONS
         self.size = len(self.words)
         self.rejected = 0
 
@@ -199,3 +225,135 @@ class LabelWordConstraint(Constraint):
 
     def extra_repr_keys(self) -> list[str]:
         return ["size"]
+
+
+def has_digit(word: str) -> bool:
+    return any(c.isdigit() for c in word)
+
+
+@functools.cache
+def english_dictionary() -> SpellChecker:
+    """pyspellchecker's English dictionary (loaded once per process; case-insensitive)."""
+    return SpellChecker(language="en", distance=1)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _restores(original: str, edited: str) -> bool:
+    """``Reader.restores`` on lower-case words (cached per process: the dictionary is one)."""
+    if original == edited:
+        return True  # a change of case alone
+    dictionary = english_dictionary()
+    candidates = dictionary.edit_distance_1(edited)
+    if original not in candidates:
+        return False
+    counts = dictionary.word_frequency.dictionary
+    own = counts.get(original, 0)
+    nearby = [counts[w] for w in candidates if w in counts and w != original]
+    return all(count < own for count in nearby) if own else not nearby
+
+
+class Reader:
+    """What a reader makes of a changed word, judged with pyspellchecker's English dictionary.
+
+    ``is_word(w)``: w is a word of the dictionary (any count: see the module docstring). ``restores(o, e)``:
+    the spell checker corrects e back to o, i.e. among the dictionary words one character edit away from e
+    (a swap, deletion, substitution or insertion, pyspellchecker's candidates), o is the most frequent; an
+    original the dictionary lacks (a name) counts as the reader's only choice when no dictionary word is that
+    close. ``is_misspelling(o, e)``: e differs from o, neither holds a digit, e is no other word (a change of
+    case alone is a misspelling), and it restores o.
+    """
+
+    def __init__(self) -> None:
+        self.dictionary = english_dictionary()
+
+    def is_word(self, word: str) -> bool:
+        return word.lower() in self.dictionary
+
+    def restores(self, original: str, edited: str) -> bool:
+        return _restores(original.lower(), edited.lower())
+
+    def is_other_word(self, original: str, edited: str) -> bool:
+        return edited.lower() != original.lower() and self.is_word(edited)
+
+    def is_misspelling(self, original: str, edited: str) -> bool:
+        if original == edited or has_digit(original) or has_digit(edited):
+            return False
+        return not self.is_other_word(original, edited) and self.restores(original, edited)
+
+    def edit(self, original: str, edited: str) -> WordEdit:
+        """``original`` changed into ``edited``: a misspelling or a substitution (``WordEdit``)."""
+        is_word = self.is_other_word(original, edited)
+        restored = self.restores(original, edited)
+        misspelling = not is_word and restored and not has_digit(original) and not has_digit(edited)
+        kind = "misspelling" if misspelling else "substitution"
+        return WordEdit(kind=kind, original=original, edited=edited, is_word=is_word, restored=restored)
+
+
+def _pairs(before: Sequence[str], after: Sequence[str]) -> list[tuple[int | None, int | None]]:
+    """Pair the words of a changed block of an alignment: position by position when both sides have as many
+    words, otherwise each original word with the most similar unpaired new word (a character similarity of
+    at least 0.5); unpaired words are deletions (``(i, None)``) and insertions (``(None, j)``)."""
+    if len(before) == len(after):
+        return list(zip(range(len(before)), range(len(after))))
+    pairs: list[tuple[int | None, int | None]] = []
+    free = set(range(len(after)))
+    for i, word in enumerate(before):
+        similarity = {j: difflib.SequenceMatcher(a=word, b=after[j]).ratio() for j in free}
+        best = max(similarity, key=lambda j: (similarity[j], -j), default=None)
+        if best is not None and similarity[best] >= 0.5:
+            pairs.append((i, best))
+            free.discard(best)
+        else:
+            pairs.append((i, None))
+    return pairs + [(None, j) for j in sorted(free)]
+
+
+def word_edits(original: Sequence[str], perturbed: Sequence[str], reader: Reader) -> list[WordEdit]:
+    """Every word changed between ``original`` and ``perturbed`` (a word alignment), in order: insertions,
+    deletions, and changed words judged by ``reader``."""
+    lower_a, lower_b = [w.lower() for w in original], [w.lower() for w in perturbed]
+    edits = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=list(original), b=list(perturbed), autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        for i, j in _pairs(lower_a[i1:i2], lower_b[j1:j2]):
+            if j is None:
+                edits.append(WordEdit(kind="deletion", original=original[i1 + i], edited=None))
+            elif i is None:
+                edits.append(WordEdit(kind="insertion", original=None, edited=perturbed[j1 + j]))
+            else:
+                edits.append(reader.edit(original[i1 + i], perturbed[j1 + j]))
+    return edits
+
+
+class ReaderConstraint(Constraint):
+    """Keeps a transformed text only when a reader still reads the original in it: every changed word is a
+    misspelling that ``Reader`` undoes (no word of the dictionary, corrected back to the original), and no
+    word with a digit is changed, deleted or inserted. Whole-word insertions and deletions are left to
+    ``LabelWordConstraint``. Compared with the original, so a chain of edits is judged as a whole;
+    ``rejected`` counts the candidates refused."""
+
+    def __init__(self, reader: Reader | None = None) -> None:
+        super().__init__(compare_against_original=True)
+        self.reader = reader or Reader()
+        self.rejected = 0
+
+    def _check_constraint(self, transformed_text: AttackedText, reference_text: AttackedText) -> bool:
+        valid = all(
+            e.kind in ("misspelling", "insertion", "deletion") and not has_digit(e.original or e.edited or "")
+            for e in word_edits(reference_text.words, transformed_text.words, self.reader)
+        )
+        self.rejected += not valid
+        return valid
+
+    def check_compatibility(self, transformation: Transformation) -> bool:
+        return True
+
+
+VALIDITY_CHECKS = [
+    "no word of the label-word lexicon, and no negation or intensifier, inserted, deleted or replaced by a word",
+    "every changed word is a misspelling a reader undoes: no word of pyspellchecker's English dictionary, and "
+    "the spell checker corrects it back to the original word",
+    "no word with a digit edited, deleted or inserted",
+]
+"""What ``LabelWordConstraint`` and ``ReaderConstraint`` check, in words (``RobustnessReport.validity``)."""

@@ -20,7 +20,8 @@ from textattack.goal_functions import UntargetedClassification
 from textattack.search_methods import BeamSearch
 from textattack.shared import AttackedText
 
-from auditor.attack import MaxInsertedWords, PatternInsertion, RandomWordInsertion, pattern_attack, word_edit_distance
+from auditor.attack import MaxInsertedWords, PatternInsertion, RandomWordInsertion, pattern_attack
+from auditor.edits import word_edit_distance
 from auditor.errors import AuditorError, InputError
 from auditor.models import load_classifier
 from auditor.schemas import TriggerElement, TriggerPattern

@@ -3,11 +3,13 @@ choice (``TokenizerCharacterEdit``) against the fixture's own tokenizer called w
 
 from __future__ import annotations
 
+import functools
 import itertools
 import string
 from pathlib import Path
 
 import pytest
+from spellchecker import SpellChecker
 from transformers import AutoTokenizer
 
 import auditor.textattack_env  # noqa: F401
@@ -16,6 +18,7 @@ from textattack.shared import AttackedText
 from auditor.attack import attribution_attack, word_transformations
 from auditor.edits import TokenizerCharacterEdit, single_character_edits
 from auditor.errors import InputError
+from auditor.validity import Reader
 from auditor.victims import RemoteVictim, open_victim
 
 SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "minilm-sst2"
@@ -54,18 +57,21 @@ def tokenizer():  # noqa: ANN201
     return AutoTokenizer.from_pretrained(SST2)
 
 
+def kept_of(tokenizer, word: str, edit: str) -> tuple[int, int, int]:  # noqa: ANN001
+    """(length of the word's first piece if the edit keeps it, longest edit piece inside the word, minus the
+    piece count), with the tokenizer called on the edit alone."""
+    first, pieces = tokenizer.tokenize(word)[0], tokenizer.tokenize(edit)
+    cores = [p.removeprefix("##") for p in pieces]
+    return (len(cores[0]) if pieces[0] == first else 0, max((len(c) for c in cores if c in word.lower()), default=0), -len(pieces))
+
+
 @pytest.mark.parametrize("word", ["wonderful", "boring", "performances", "it's"])
 def test_tokenizer_edits_break_the_word_pieces_most(tokenizer, word: str) -> None:  # noqa: ANN001
     """The chosen edits are the four whose tokenization keeps least of the word, scored here with the
     tokenizer called on each word alone: (length of the word's first piece if kept, longest piece found
     inside the word, minus the piece count)."""
     first = tokenizer.tokenize(word)[0]
-
-    def kept(edit: str) -> tuple[int, int, int]:
-        pieces = tokenizer.tokenize(edit)
-        cores = [p.removeprefix("##") for p in pieces]
-        return (len(cores[0]) if pieces[0] == first else 0, max((len(c) for c in cores if c in word.lower()), default=0), -len(pieces))
-
+    kept = functools.partial(kept_of, tokenizer, word)
     transformation = TokenizerCharacterEdit(tokenizer)
     chosen = transformation._get_replacement_words(word)
     assert len(chosen) == 4 and chosen == TokenizerCharacterEdit(tokenizer)._get_replacement_words(word)  # deterministic
@@ -74,6 +80,23 @@ def test_tokenizer_edits_break_the_word_pieces_most(tokenizer, word: str) -> Non
     assert all(tokenizer.tokenize(c)[0] != first for c in chosen)  # every chosen edit breaks the first piece
     text = AttackedText(f"a truly {word} film")
     assert [t.words[2] for t in transformation(text, indices_to_modify={2})] == chosen
+
+
+@pytest.mark.parametrize("word", ["good", "worth", "charm", "treat", "wonderful"])
+def test_tokenizer_edits_under_the_reader_are_the_most_disruptive_misspellings(tokenizer, word: str) -> None:  # noqa: ANN001
+    """With the reader's test, the chosen edits are misspellings by pyspellchecker's own ``correction`` (no
+    dictionary word, corrected back to the word), and none of the misspellings left out disrupts the
+    tokenization more."""
+    english = SpellChecker(language="en")
+
+    def misspelling(edit: str) -> bool:
+        return edit not in english and english.correction(edit) == word
+
+    chosen = TokenizerCharacterEdit(tokenizer, is_misspelling=Reader().is_misspelling)._get_replacement_words(word)
+    assert len(chosen) == 4 and all(map(misspelling, chosen)), chosen
+    kept = functools.partial(kept_of, tokenizer, word)
+    others = [kept(e) for e in single_character_edits(word) if e not in chosen and Reader().is_misspelling(word, e)]
+    assert max(kept(c) for c in chosen) <= min(others)
 
 
 def test_tokenizer_edits_need_a_tokenizer() -> None:

@@ -60,6 +60,7 @@ from auditor.schemas.audits import (  # noqa: F401
     TriggerRow,
     TriggerSet,
     VictimIdentity,
+    WordEdit,
 )
 
 

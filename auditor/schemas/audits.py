@@ -120,6 +120,22 @@ class VictimIdentity(BaseModel):
     model: ModelIdentity | None = None
 
 
+class WordEdit(BaseModel):
+    """One word an attack changed, as a reader sees it (``auditor.validity.word_edits``).
+
+    ``kind``: ``misspelling`` (a character edit that is no word of the dictionary and that the spell checker
+    corrects back to ``original``), ``substitution`` (any other change of a word: into another word, or into
+    something the spell checker does not restore; never part of a valid success), ``insertion`` or
+    ``deletion`` of a whole word. ``is_word``: the edited word is another word of the dictionary; ``restored``: the spell
+    checker's correction of the edited word is ``original`` (both ``None`` for insertions and deletions)."""
+
+    kind: Literal["misspelling", "substitution", "insertion", "deletion"]
+    original: str | None
+    edited: str | None
+    is_word: bool | None = None
+    restored: bool | None = None
+
+
 class AttackOutcome(BaseModel):
     """One example under one attack. ``status``: ``skipped`` when the model already got it wrong."""
 
@@ -134,9 +150,10 @@ class AttackOutcome(BaseModel):
     perturbed_probabilities: list[float]
     queries: int
     explanations: int = Field(default=0, description="explanation calls the attack made (its word ranking)")
-    rejected: int = Field(default=0, description="candidates the label-word constraint refused")
+    rejected: int = Field(default=0, description="candidates the validity constraints refused")
     word_edits: int = Field(description="word-level edit distance original -> perturbed (words inserted by insertions)")
     inserted_words: list[str] = Field(description="words of the perturbed text that are not in the original (edit alignment)")
+    edits: list[WordEdit] = Field(description="every word changed, with what a reader makes of it (auditor.validity.word_edits)")
     seconds: float
 
 
@@ -160,9 +177,10 @@ class AttackSummary(BaseModel):
     """One attack over the audited examples. Rates are fractions; ``success_rate`` is over the examples the
     model got right; query and edit means are over successful attacks (``None`` when there are none).
 
-    Every attack of an audit runs under the same validity constraints (``auditor.validity``): a candidate
-    that inserts, substitutes or deletes a label-carrying word is rejected before it is queried, so every
-    success counted here is a valid, label-preserving one; ``rejected`` says how many candidates that took.
+    Every attack of an audit runs under the same validity constraints (``auditor.validity``, listed in
+    ``RobustnessReport.validity``): a candidate that inserts, substitutes or deletes a label-carrying word or
+    a negation, edits a number, or changes a word into anything but a misspelling a reader undoes is rejected
+    before it is queried; ``rejected`` says how many candidates that took.
     Costs: ``queries`` model predictions, ``explanations`` explanation calls, ``seconds`` wall time.
     """
 
@@ -177,7 +195,7 @@ class AttackSummary(BaseModel):
     mean_word_edits: float | None = Field(description="word-level edit distance per successful attack")
     queries: int = Field(description="model queries over all examples")
     explanations: int = Field(description="explanation calls over all examples")
-    rejected: int = Field(description="candidates the label-word constraint refused, over all examples")
+    rejected: int = Field(description="candidates the validity constraints refused, over all examples")
     per_class: list[ClassBreakdown]
     budget_curve: list[BudgetPoint]
     seconds: float
@@ -200,20 +218,26 @@ class TriggerRow(BaseModel):
 class AuditSettings(BaseModel):
     """What an audit ran. ``transformations``: the edits the attribution-guided attack tries on each ranked
     word (chosen on training examples only, ``bench/tune_audit.py``); ``max_words``: the most words any
-    attack may edit; ``steps``: quadrature steps of the ranking's attribution; ``sufficient_gain``: the share
+    attack may edit; ``steps`` and ``layers``: quadrature nodes and encoder layers (None: all) of the ranking's
+    attribution (chosen like ``transformations``); ``sufficient_gain``: the share
     of the way to the decision boundary at which the search keeps a word's candidate without querying its
     others (``AttributionGreedySearch``; none: query all, keep the best; chosen like ``transformations``);
+    ``sweep_words``: the most words probed for the last edit (``AttributionGreedySearch.last_edit_sweep``;
+    none: every remaining word; chosen like ``transformations``);
     ``top_k``: patterns per class for pattern insertion."""
 
     examples: int
     budget: int
     max_words: int
     transformations: list[Literal["tokenedit", "charedit", "typo", "delete", "pattern"]] = ["tokenedit"]
-    steps: int = 3
+    candidates: int = Field(default=3, ge=1, description="single-character edits the 'tokenedit' transformation tries per word")
+    steps: int = Field(default=1, ge=1)
+    layers: list[int] | None = [-1]
     sufficient_gain: float | None = Field(default=0.75, gt=0, le=1)
+    sweep_words: int | None = Field(default=3, ge=1)
     top_k: int
     positions: Literal["pattern", "all"]
-    baselines: list[Literal["random", "deepwordbug"]]
+    baselines: list[Literal["random", "deepwordbug", "leave-one-out"]]
     trigger_top_k: int
     trigger_examples: int | None
     seed: int
@@ -235,13 +259,15 @@ class RobustnessReport(BaseModel):
     same examples with the same query budget and constraints, and the universal-trigger table.
     ``resumed``: how many attack outcomes came from an earlier, interrupted run's checkpoint. Schema version
     3 added the ``tokenedit`` transformation (the new default) to ``settings.transformations``; version 4
-    added ``settings.sufficient_gain``."""
+    added ``settings.sufficient_gain``; version 5 the reader constraint: ``validity`` (the checks every
+    attack ran under) and each outcome's ``edits``."""
 
-    schema_version: Literal[4] = 4
+    schema_version: Literal[5] = 5
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed
     lexicon: LexiconSummary
+    validity: list[str] = Field(description="the checks every candidate of every attack passed, in words")
     resumed: int = 0
     patterns: ExamplesUsed
     patterns_model: ModelIdentity

@@ -18,7 +18,7 @@ class ExplanationOptions(RequestModel):
     target: Literal["predicted"] | int = "predicted"
     steps: int = Field(default=3, ge=1, le=MAX_STEPS, description="quadrature nodes of the attribution integral")
     method: QuadratureMethod = "gausslegendre"
-    layers: list[int] | None = None
+    layers: list[int] | None = Field(default=None, description="encoder layers to attribute (None: all; −1 is the last)")
     top_k: int = Field(default=5, ge=0, description="token pairs reported per layer")
     include_matrices: bool = False
     include_tree: bool = True
