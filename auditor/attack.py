@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,25 +28,15 @@ from textattack.shared import AttackedText
 from textattack.shared.utils import words_from_text
 from textattack.transformations import CompositeTransformation, Transformation, WordDeletion
 
-from auditor.edits import RandomCharacterEdit, Tokenizer, TokenizerCharacterEdit, character_edits
+from auditor.edits import RandomCharacterEdit, Tokenizer, TokenizerCharacterEdit, character_edits, word_edit_distance
 from auditor.errors import InputError
 from auditor.schemas import TriggerPattern
+from auditor.search import AttributionGreedySearch, LeaveOneOutGreedySearch
 from auditor.victims import Victim
 
 Positions = Literal["pattern", "all"]
+Ranking = Literal["attribution", "leave-one-out"]
 TRANSFORMATIONS: tuple[str, ...] = ("tokenedit", "charedit", "typo", "delete", "pattern")
-
-
-def word_edit_distance(original: Sequence[str], perturbed: Sequence[str]) -> int:
-    """Levenshtein distance over words: the fewest word insertions, deletions and substitutions turning
-    ``original`` into ``perturbed`` (an inserted phrase of k words counts k, wherever it lands)."""
-    previous = list(range(len(perturbed) + 1))
-    for i, word in enumerate(original, start=1):
-        current = [i]
-        for j, other in enumerate(perturbed, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other)))
-        previous = current
-    return previous[-1]
 
 
 def inserted_words(original: Sequence[str], perturbed: Sequence[str]) -> list[str]:
@@ -264,10 +254,16 @@ class AnyStopwordModification(StopwordModification):
 
 
 def word_transformations(
-    names: Sequence[str], patterns: Sequence[TriggerPattern] = (), tokenizer: Tokenizer | None = None
+    names: Sequence[str],
+    patterns: Sequence[TriggerPattern] = (),
+    tokenizer: Tokenizer | None = None,
+    is_misspelling: Callable[[str, str], bool] | None = None,
+    candidates: int = 4,
 ) -> Transformation:
     """The candidates tried on one ranked word: any of ``tokenedit`` (``TokenizerCharacterEdit``: the four
-    single-character edits that most change the word's tokenization; needs the victim's ``tokenizer``),
+    single-character edits (``candidates`` of them) that most change the word's tokenization, among those
+    ``is_misspelling`` accepts;
+    needs the victim's ``tokenizer``),
     ``charedit`` (``character_edits``: DeepWordBug's four random ones), ``typo`` (``RandomCharacterEdit``:
     one), ``delete`` (drop the word) and ``pattern`` (insert each of ``patterns`` before the word)."""
     unknown = [n for n in names if n not in TRANSFORMATIONS]
@@ -276,7 +272,7 @@ def word_transformations(
     if "tokenedit" in names and tokenizer is None:
         raise InputError("the 'tokenedit' transformation needs the model's tokenizer (an endpoint serves none)")
     parts = {
-        "tokenedit": lambda: TokenizerCharacterEdit(tokenizer),
+        "tokenedit": lambda: TokenizerCharacterEdit(tokenizer, candidates, is_misspelling),
         "charedit": character_edits,
         "typo": RandomCharacterEdit,
         "delete": WordDeletion,
@@ -295,19 +291,26 @@ def attribution_attack(
     steps: int = 3,
     max_words: int | None = None,
     sufficient_gain: float | None = None,
+    is_misspelling: Callable[[str, str], bool] | None = None,
+    ranking: Ranking = "attribution",
+    layers: list[int] | None = None,
+    sweep_words: int | None = None,
+    candidates: int = 4,
 ) -> Attack:
     """Untargeted attack editing words in order of the attribution drawn from them (``AttributionGreedySearch``:
-    one explanation, no query, for the ranking; ``max_words`` and ``sufficient_gain`` as there), with
-    ``word_transformations``; like DeepWordBug, no word is modified twice and stopwords are left alone; plus
-    the extra ``constraints`` (``max_words`` is the cap that ``MaxInsertedWords`` among them enforces)."""
-    from auditor.search import AttributionGreedySearch
-
+    one explanation, no query, for the ranking; ``steps``, ``layers``, ``max_words``, ``sufficient_gain`` and
+    ``sweep_words`` as there), with
+    ``word_transformations`` (``is_misspelling`` and ``candidates`` as there); like DeepWordBug, no word is modified twice and
+    stopwords are left alone; plus the extra ``constraints`` (``max_words`` is the cap that
+    ``MaxInsertedWords`` among them enforces). ``ranking="leave-one-out"`` ranks the words by DeepWordBug's
+    leave-one-out queries instead (``LeaveOneOutGreedySearch``): the ablation of the attribution ranking."""
+    search = {"attribution": AttributionGreedySearch, "leave-one-out": LeaveOneOutGreedySearch}[ranking]
     goal = UntargetedClassification(victim, query_budget=query_budget)
     return Attack(
         goal,
         [RepeatModification(), AnyStopwordModification(), *constraints],
-        word_transformations(transformations, patterns, victim.tokenizer),
-        AttributionGreedySearch(victim, steps, max_words, sufficient_gain),
+        word_transformations(transformations, patterns, victim.tokenizer, is_misspelling, candidates),
+        search(victim, steps, max_words, sufficient_gain, layers, sweep_words),
     )
 
 

@@ -20,16 +20,18 @@ import numpy as np
 from auditor import __version__
 from auditor.attack import (
     MaxInsertedWords,
+    Ranking,
     PatternInsertion,
     attribution_attack,
     deepwordbug_attack,
     inserted_words,
     random_insertion_attack,
-    word_edit_distance,
 )
+from auditor.edits import word_edit_distance
 from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset, Example
 from auditor.errors import InputError
+from auditor.explain import validate_layers
 from auditor.schemas import (
     AttackOutcome,
     AttackSummary,
@@ -43,7 +45,7 @@ from auditor.schemas import (
     TriggerRow,
     TriggerSet,
 )
-from auditor.validity import LabelWordConstraint, example_words
+from auditor.validity import VALIDITY_CHECKS, LabelWordConstraint, Reader, ReaderConstraint, example_words, word_edits
 from auditor.victims import Victim
 from textattack import Attack
 from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
@@ -55,6 +57,8 @@ DESCRIPTIONS = {
     "attribution": "edit words in order of the attribution drawn from them (one explanation per example, no ranking query)",
     "random": "insert random words from the data's vocabulary (greedy search, as many candidates per step)",
     "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy leave-one-out word-importance search",
+    "leave-one-out": "the attribution attack with DeepWordBug's leave-one-out word ranking (a query per word) instead: "
+    "what the attribution ranking contributes",
 }
 
 
@@ -111,6 +115,7 @@ def _outcome(index: int, example: Example, result, seconds: float, explanations:
         rejected=rejected,
         word_edits=word_edit_distance(before.words, after.words),
         inserted_words=inserted_words(before.words, after.words),
+        edits=word_edits(before.words, after.words, Reader()),
         seconds=seconds,
     )
 
@@ -129,7 +134,7 @@ def attack_example(name: str, attack_for_label: Callable[[int], Attack], index: 
     np.random.seed((seed * 1_000_003 + index) % 2**32)
     attack = attack_for_label(int(example.label))
     attack.clear_cache()
-    validity = [c for c in attack.constraints if isinstance(c, LabelWordConstraint)]
+    validity = [c for c in attack.constraints if isinstance(c, LabelWordConstraint | ReaderConstraint)]
     victim = attack.goal_function.model
     explained, rejected = getattr(victim, "explanations", 0), sum(c.rejected for c in validity)
     started = time.perf_counter()
@@ -148,23 +153,23 @@ class AttackExecutor(Protocol):
 
 
 def attack_examples(
-    name: str,
-    attack_for_label: Callable[[int], Attack],
+    attacks: dict[str, Callable[[int], Attack]],
     examples: Sequence[Example],
     checkpoint: Checkpoint,
     seed: int,
     progress: Progress | None = None,
-) -> list[AttackOutcome]:
-    """Attack each example (see ``attack_example``), reusing the outcomes already in the checkpoint."""
-    outcomes = []
+) -> dict[str, list[AttackOutcome]]:
+    """Every attack on each example (see ``attack_example``), interleaved: example by example, every attack
+    in turn, so their seconds are measured under the same conditions; outcomes already in the checkpoint are
+    reused."""
     for index, example in enumerate(examples):
-        key = attack_key(name, index)
-        if key not in checkpoint:
-            checkpoint.put(key, attack_example(name, attack_for_label, index, example, seed).model_dump(mode="json"))
-        outcomes.append(AttackOutcome.model_validate(checkpoint[key]))
-        if progress:
-            progress(name, index + 1, len(examples))
-    return outcomes
+        for name, attack_for_label in attacks.items():
+            key = attack_key(name, index)
+            if key not in checkpoint:
+                checkpoint.put(key, attack_example(name, attack_for_label, index, example, seed).model_dump(mode="json"))
+            if progress:
+                progress(name, index + 1, len(examples))
+    return {name: [AttackOutcome.model_validate(checkpoint[attack_key(name, i)]) for i in range(len(examples))] for name in attacks}
 
 
 def budget_points(budget: int) -> list[int]:
@@ -268,28 +273,39 @@ def trigger_table(
     return rows
 
 
-def validity_constraints(lexicon: LabelLexicon, max_words: int) -> list:
-    """The constraints every attack of an audit shares: no label-carrying word inserted, substituted or
-    deleted, and at most ``max_words`` words edited."""
-    return [LabelWordConstraint(lexicon), MaxInsertedWords(max_words)]
+def validity_constraints(lexicon: LabelLexicon, max_words: int | None) -> list:
+    """The constraints every attack of an audit shares (``VALIDITY_CHECKS``): no label-carrying word or
+    negation inserted, substituted or deleted, every changed word a misspelling a reader undoes, no number
+    edited, and at most ``max_words`` words edited (``None``: the attack caps them itself)."""
+    cap = [] if max_words is None else [MaxInsertedWords(max_words)]
+    return [LabelWordConstraint(lexicon), ReaderConstraint(), *cap]
 
 
-def attribution_attacks(victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon) -> dict[int, Attack]:
+def attribution_attacks(
+    victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon, ranking: Ranking = "attribution"
+) -> dict[int, Attack]:
     """Per gold label, the attribution-guided attack (pattern insertion tries the top label-free patterns of
-    the other labels)."""
-    return {
-        label: attribution_attack(
+    the other labels); ``ranking`` as in ``attribution_attack``."""
+    attacks = {}
+    for label in range(len(victim.labels)):
+        constraints = validity_constraints(lexicon, settings.max_words)
+        reader = next(c.reader for c in constraints if isinstance(c, ReaderConstraint))
+        attacks[label] = attribution_attack(
             victim,
             settings.transformations,
             settings.budget,
-            validity_constraints(lexicon, settings.max_words),
+            constraints,
             top_patterns(triggers, label, settings.top_k, lexicon),
             settings.steps,
             settings.max_words,
             settings.sufficient_gain,
+            reader.is_misspelling,
+            ranking,
+            settings.layers,
+            settings.sweep_words,
+            settings.candidates,
         )
-        for label in range(len(victim.labels))
-    }
+    return attacks
 
 
 def audit_attacks(
@@ -301,12 +317,14 @@ def audit_attacks(
     if "random" in settings.baselines:
         candidates = max(1, len(top_patterns(triggers, 0, settings.top_k)))
         random_attack = random_insertion_attack(
-            victim, vocabulary, candidates, settings.budget, settings.max_words, settings.seed, [LabelWordConstraint(lexicon)]
+            victim, vocabulary, candidates, settings.budget, settings.max_words, settings.seed, validity_constraints(lexicon, None)
         )
         attacks["random"] = lambda _: random_attack
     if "deepwordbug" in settings.baselines:
         dwb = deepwordbug_attack(victim, settings.budget, validity_constraints(lexicon, settings.max_words))
         attacks["deepwordbug"] = lambda _: dwb
+    if "leave-one-out" in settings.baselines:
+        attacks["leave-one-out"] = attribution_attacks(victim, triggers, settings, lexicon, "leave-one-out").__getitem__
     return attacks
 
 
@@ -361,15 +379,15 @@ def run_audit(
         raise InputError("the patterns file has no label-free pattern with a word that can be inserted")
     if lexicon.labels != labels:
         raise InputError(f"the label-word lexicon has labels {lexicon.labels}, the audited model has {labels}")
+    if victim.identity.model is not None:
+        validate_layers(settings.layers, victim.identity.model.num_layers)  # the ranking's layers, before any work
     attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(dataset))
     resumed = sum(attack_key(name, i) in checkpoint for name in attacks for i in range(len(examples)))
     if executor is not None:
         executor.attack(list(attacks), examples, checkpoint, progress)
     shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
-    summaries = [
-        summarise(name, attack_examples(name, attack, examples, checkpoint, settings.seed, shown), labels, settings.budget)
-        for name, attack in attacks.items()
-    ]
+    outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, shown)
+    summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
     table_examples = trigger_data.head(settings.trigger_examples).examples
     rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon)
     return RobustnessReport(
@@ -377,6 +395,7 @@ def run_audit(
         victim=victim.identity,
         data=dataset.head(settings.examples).identity(),
         lexicon=lexicon_summary(lexicon),
+        validity=[*VALIDITY_CHECKS, f"at most {settings.max_words} words edited"],
         resumed=resumed,
         patterns=triggers.data,
         patterns_model=triggers.model,

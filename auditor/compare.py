@@ -46,15 +46,8 @@ def compare_side(
     identity = checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon)
     checkpoint = Checkpoint(checkpoint_dir / f"checkpoint-{side}.jsonl", identity)
     attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(dataset))
-    summaries = [
-        summarise(
-            name,
-            attack_examples(name, attack, examples, checkpoint, settings.seed, progress and (lambda n, d, t: progress(f"{side} {n}", d, t))),
-            victim.labels,
-            settings.budget,
-        )
-        for name, attack in attacks.items()
-    ]
+    outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, progress and (lambda n, d, t: progress(f"{side} {n}", d, t)))
+    summaries = [summarise(name, outcomes[name], victim.labels, settings.budget) for name in attacks]
     entry = ModelComparison(
         victim=victim.identity,
         accuracy=sum(p == e.label for p, e in zip(predictions, examples)) / len(examples),

@@ -75,16 +75,16 @@ def explain_batch(
 
 
 def validate_layers(layers: Sequence[int] | None, num_layers: int) -> list[int] | None:
-    """The requested encoder layers, sorted without repeats; InputError when one is outside 0…num_layers−1."""
+    """The requested encoder layers, sorted without repeats, a negative index counting from the last (−1 is
+    the last layer, as in Python); InputError when one is outside −num_layers…num_layers−1."""
     if layers is None:
         return None
-    chosen = sorted(set(layers))
-    if not chosen:
+    if not layers:
         raise InputError("layers must name at least one encoder layer")
-    outside = [layer for layer in chosen if not 0 <= layer < num_layers]
+    outside = [layer for layer in layers if not -num_layers <= layer < num_layers]
     if outside:
-        raise InputError(f"layer {outside[0]} does not exist: the model has layers 0…{num_layers - 1}")
-    return chosen
+        raise InputError(f"layer {outside[0]} does not exist: the model has layers 0…{num_layers - 1} (or −{num_layers}…−1 from the last)")
+    return sorted({layer % num_layers for layer in layers})
 
 
 def validate_target(target: str | int, labels: Sequence[str]) -> int | None:

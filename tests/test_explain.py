@@ -137,12 +137,20 @@ def test_truncate_cuts_to_the_model_limit(sst2: Classifier) -> None:
         (ExplanationOptions(target=2), "target must be 'predicted' or a class index: 0 \\(negative\\), 1 \\(positive\\)"),
         (ExplanationOptions(target=-1), "target must be"),
         (ExplanationOptions(layers=[0, 6]), "layer 6 does not exist: the model has layers 0…5"),
+        (ExplanationOptions(layers=[-7]), "layer -7 does not exist: the model has layers 0…5 \\(or −6…−1 from the last\\)"),
         (ExplanationOptions(layers=[]), "at least one encoder layer"),
     ],
 )
 def test_bad_options_are_input_errors(sst2: Classifier, options: ExplanationOptions, message: str) -> None:
     with pytest.raises(InputError, match=message):
         explain(sst2, SENTENCES[0], options=options)
+
+
+def test_negative_layers_count_from_the_last(sst2: Classifier) -> None:
+    from_the_end = explain(sst2, SENTENCES[0], options=ExplanationOptions(layers=[-1, -6], steps=1, top_k=1))
+    counted = explain(sst2, SENTENCES[0], options=ExplanationOptions(layers=[0, 5], steps=1, top_k=1))
+    assert [layer.layer for layer in from_the_end.layers] == [0, 5]
+    assert from_the_end.model_dump(exclude={"seconds"}) == counted.model_dump(exclude={"seconds"})
 
 
 def test_bad_texts_are_input_errors(sst2: Classifier) -> None:

@@ -17,7 +17,8 @@ import torch
 import auditor.textattack_env  # noqa: F401
 from textattack.shared import AttackedText
 
-from auditor.attack import attribution_attack, deepwordbug_attack, random_insertion_attack, word_edit_distance
+from auditor.attack import attribution_attack, deepwordbug_attack, random_insertion_attack
+from auditor.edits import word_edit_distance
 from auditor.audit import validity_constraints
 from auditor.data import Dataset, Example
 from auditor.models import load_classifier
@@ -97,13 +98,17 @@ SST2_DEV = [
 ]
 
 
-def test_the_edit_at_the_word_cap_is_kept_only_when_it_flips_the_label(sst2: LocalVictim) -> None:
-    """With one word allowed, every edit is the last: the search must find a label-flipping edit exactly when
-    some word's candidates flip the label and its first candidate flips it or lowers the margin (every
-    candidate queried directly), a failed search keeps no edit, and it spends one query on each word whose
-    first candidate does not lower the margin and one per candidate on the others."""
+@pytest.mark.parametrize(("sufficient_gain", "sweep_words"), [(None, None), (0.5, 3)])
+def test_the_edit_at_the_word_cap_is_kept_only_when_it_flips_the_label(sst2: LocalVictim, sufficient_gain: float | None, sweep_words: int | None) -> None:
+    """With one word allowed, every edit is the last: of the first ``sweep_words`` ranked words (all for None),
+    each probed with its first candidate, the search must find a label-flipping edit exactly when some probe
+    flips the label or some word whose probe closes the sufficient gain s of the margin m (a margin <= (1 − s)·m;
+    below m without s) has a flipping candidate (every candidate queried directly); a failed search keeps no
+    edit, and spends one query on each probed word and one per further candidate on the close ones."""
     lexicon = build_lexicon(None, sst2.labels)
-    attack = attribution_attack(sst2, ["tokenedit"], 1000, validity_constraints(lexicon, 1), max_words=1)
+    attack = attribution_attack(
+        sst2, ["tokenedit"], 1000, validity_constraints(lexicon, 1), max_words=1, sufficient_gain=sufficient_gain, sweep_words=sweep_words
+    )
     outcomes, word_kinds = set(), set()
     for text in SST2_DEV:
         original_probabilities = sst2([text])[0]
@@ -113,22 +118,23 @@ def test_the_edit_at_the_word_cap_is_kept_only_when_it_flips_the_label(sst2: Loc
             return float(p[label] - np.delete(p, label).max())
 
         original = AttackedText(text)
-        _, indices = attack.search_method.get_indices_to_order(original)
-        words = [attack.get_transformations(original, original_text=original, indices_to_modify=[i]) for i in indices]
-        words = [w for w in words if w]
+        order = attack.search_method.index_order(original)
+        words = [attack.get_transformations(original, original_text=original, indices_to_modify=[i]) for i in order]
+        words = [w for w in words if w][: sweep_words or len(words)]
         probabilities = [sst2([c.text for c in w]) for w in words]
-        first_lowers = [margin_of(p[0]) < margin_of(original_probabilities) for p in probabilities]
-        flips = any(int(p[0].argmax()) != label or (lowers and any(int(q.argmax()) != label for q in p)) for p, lowers in zip(probabilities, first_lowers))
+        m = margin_of(original_probabilities)
+        close = [margin_of(p[0]) < m and margin_of(p[0]) <= (1 - (sufficient_gain or 0)) * m for p in probabilities]
+        flips = any(int(p[0].argmax()) != label or (near and any(int(q.argmax()) != label for q in p)) for p, near in zip(probabilities, close))
         result = attack.attack(text, label)
         perturbed = result.perturbed_result.attacked_text
         succeeded = type(result).__name__ == "SuccessfulAttackResult"
         assert succeeded == flips, text
         assert word_edit_distance(original.words, perturbed.words) == (1 if succeeded else 0)
         if not succeeded:
-            expected = 1 + sum(len(w) if lowers else 1 for w, lowers in zip(words, first_lowers))  # the initial query, then the words
+            expected = 1 + sum(len(w) if near else 1 for w, near in zip(words, close))  # the initial query, then the words
             assert result.perturbed_result.num_queries == expected
         outcomes.add(succeeded)
-        word_kinds.update(first_lowers)
+        word_kinds.update(close)
     assert outcomes == {True, False}  # both outcomes were exercised
     assert word_kinds == {True, False}  # and both kinds of word
 
