@@ -16,7 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 
-from auditor.schemas import AttackOutcome, AttackSummary, ComparisonReport, RobustnessReport, TriggerRow
+from auditor.schemas import AttackOutcome, AttackSummary, ComparisonReport, RobustnessReport, TriggerRow, WordEdit
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_FILES = ("report.json", "report.schema.json", "report.md", "report.html")
@@ -60,8 +60,8 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
         "",
         f"{report.data.count} examples of {report.data.title} ({report.data.source}); query budget {report.settings.budget}, "
         f"at most {report.settings.max_words} words edited by any attack; clean accuracy {percent(report.clean_accuracy)}.",
-        f"Validity: every attack rejects edits inserting, substituting or deleting one of {lexicon.words} label-carrying words "
-        f"({source}); every success below is a valid one.",
+        f"Validity: every candidate of every attack passed these checks ({lexicon.words} label-carrying words, {source}):",
+        *(f"- {check}" for check in report.validity),
     ]
     if report.resumed:
         lines.append(f"Resumed: {report.resumed} attack outcomes came from the checkpoint of an earlier run.")
@@ -89,9 +89,20 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
         for o in successes:
             lines.append(
                 f"- {_joined(o.text, o.text_pair)!r} → {_joined(o.perturbed_text, o.perturbed_text_pair)!r} "
-                f"({labels[o.label]} → {labels[_argmax(o.perturbed_probabilities)]}, edited: {' '.join(o.inserted_words) or 'deletion'})"
+                f"({labels[o.label]} → {labels[_argmax(o.perturbed_probabilities)]}; {'; '.join(map(edit_text, o.edits))})"
             )
     return "\n".join(lines) + "\n"
+
+
+def edit_text(edit: WordEdit) -> str:
+    """One word edit as a reader check reads: ``great → graet (misspelling, spell checker restores it)``."""
+    if edit.kind == "insertion":
+        return f"inserted {edit.edited!r}"
+    if edit.kind == "deletion":
+        return f"deleted {edit.original!r}"
+    restored = "spell checker restores it" if edit.restored else "spell checker does not restore it"
+    word = ", a dictionary word" if edit.is_word else ""
+    return f"{edit.original} → {edit.edited} ({edit.kind}{word}, {restored})"
 
 
 def class_table(attacks: list[AttackSummary]) -> str:
@@ -226,7 +237,7 @@ def render_comparison_markdown(report: ComparisonReport) -> str:
         f"# Full vs pruned: {report.data.count} examples of {report.data.title}",
         "",
         f"Prediction agreement: {percent(report.agreement)}; query budget {report.settings.budget}, at most "
-        f"{report.settings.max_words} words edited, label-carrying edits rejected for every attack.",
+        f"{report.settings.max_words} words edited; label-carrying edits, edited numbers and changed words that are not misspellings a reader undoes rejected for every attack.",
         "",
         "| | full | pruned |",
         "|---|---|---|",

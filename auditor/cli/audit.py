@@ -12,11 +12,12 @@ from auditor.cli.app import app, console
 from auditor.cli.options import EndpointTokenizer, InputsPerRequest, RayAddress, Seed, Steps, Token, Workers, ray_pool
 from auditor.data import load_dataset
 from auditor.errors import InputError
+from auditor.quadrature import MAX_STEPS
 
 if TYPE_CHECKING:
     from auditor.data import Dataset
     from auditor.distributed import RayPool
-    from auditor.schemas import LabelLexicon, TriggerSet
+    from auditor.schemas import AuditSettings, LabelLexicon, TriggerSet
     from auditor.triggers import MiningExecutor
 
 Data = Annotated[str, typer.Option("--data", help="Task name (dev split; 'sst2:train' for another) or a GLUE TSV path.")]
@@ -40,7 +41,26 @@ SufficientGain = Annotated[
         "in (0, 1], or 'none' to query all (default: tuned on training data).",
     ),
 ]
-Baselines = Annotated[str, typer.Option("--baselines", help="Comma list of random, deepwordbug; 'none' for none.")]
+EditsPerWord = Annotated[
+    int | None,
+    typer.Option("--edits-per-word", min=1, help="Character edits 'tokenedit' tries on each word (default: tuned on training data)."),
+]
+RankingSteps = Annotated[
+    int | None,
+    typer.Option("--steps", min=1, max=MAX_STEPS, help="Quadrature nodes of the ranking's attribution (default: tuned on training data)."),
+]
+RankingLayers = Annotated[
+    str | None,
+    typer.Option(
+        "--ranking-layers",
+        help="Encoder layers of the ranking's attribution, comma list (-1 is the last) or 'all' (default: tuned on training data).",
+    ),
+]
+SweepWords = Annotated[
+    str | None,
+    typer.Option("--sweep-words", help="Words probed for the last edit allowed, a number or 'all' (default: tuned on training data)."),
+]
+Baselines = Annotated[str, typer.Option("--baselines", help="Comma list of random, deepwordbug, leave-one-out (our edits with DeepWordBug's ranking); 'none' for none.")]
 LabelWords = Annotated[
     Path | None,
     typer.Option("--label-words", help="Extra label-carrying words (one a line, optionally 'label<TAB>word') no attack may add or delete."),
@@ -149,6 +169,71 @@ def parse_sufficient_gain(value: str | None) -> float | None:
     return gain
 
 
+def parse_ranking_layers(value: str | None) -> list[int] | None:
+    from auditor.schemas import AuditSettings
+
+    if value is None:
+        return AuditSettings.model_fields["layers"].default
+    if value.strip().lower() == "all":
+        return None
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"a comma list of layer indices (-1 is the last) or 'all', got {value!r}", param_hint="'--ranking-layers'") from None
+
+
+def parse_sweep_words(value: str | None) -> int | None:
+    from auditor.schemas import AuditSettings
+
+    if value is None:
+        return AuditSettings.model_fields["sweep_words"].default
+    if value.strip().lower() == "all":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"a positive number or 'all', got {value!r}", param_hint="'--sweep-words'")
+    return int(value)
+
+
+def attack_settings(
+    examples: int,
+    budget: int,
+    max_words: int,
+    transformations: str | None,
+    edits_per_word: int | None,
+    sufficient_gain: str | None,
+    steps: int | None,
+    ranking_layers: str | None,
+    sweep_words: str | None,
+    top_k: int,
+    positions: str,
+    baselines: str,
+    trigger_top_k: int,
+    trigger_examples: int | None,
+    seed: int,
+) -> AuditSettings:
+    """The ``AuditSettings`` of the options ``audit`` and ``compare`` share, each parsed (a usage error when
+    malformed); an option not given takes the default tuned on training data."""
+    from auditor.schemas import AuditSettings
+
+    return AuditSettings(
+        examples=examples,
+        budget=budget,
+        max_words=max_words,
+        transformations=parse_transformations(transformations),
+        candidates=AuditSettings.model_fields["candidates"].default if edits_per_word is None else edits_per_word,
+        sufficient_gain=parse_sufficient_gain(sufficient_gain),
+        steps=AuditSettings.model_fields["steps"].default if steps is None else steps,
+        layers=parse_ranking_layers(ranking_layers),
+        sweep_words=parse_sweep_words(sweep_words),
+        top_k=top_k,
+        positions=positions,
+        baselines=parse_baselines(baselines),
+        trigger_top_k=trigger_top_k,
+        trigger_examples=trigger_examples,
+        seed=seed,
+    )
+
+
 def check_tokenizer(locations: list[str], tokenizer: str | None, transformations: list[str]) -> None:
     """``--tokenizer`` goes with an endpoint, and an endpoint needs it for 'tokenedit' (it serves no tokenizer)."""
     from auditor.victims import is_endpoint
@@ -166,9 +251,11 @@ def check_tokenizer(locations: list[str], tokenizer: str | None, transformations
 
 def parse_baselines(value: str) -> list[str]:
     chosen = [] if value.strip() == "none" else [b.strip() for b in value.split(",") if b.strip()]
-    unknown = sorted(set(chosen) - {"random", "deepwordbug"})
+    unknown = sorted(set(chosen) - {"random", "deepwordbug", "leave-one-out"})
     if unknown:
-        raise typer.BadParameter(f"unknown baseline {unknown[0]!r}: choose from random, deepwordbug, or none", param_hint="'--baselines'")
+        raise typer.BadParameter(
+            f"unknown baseline {unknown[0]!r}: choose from random, deepwordbug, leave-one-out, or none", param_hint="'--baselines'"
+        )
     return chosen
 
 
@@ -225,8 +312,11 @@ def audit(
     budget: Budget = 100,
     max_words: MaxWords = 3,
     transformations: Transformations = None,
+    edits_per_word: EditsPerWord = None,
     sufficient_gain: SufficientGain = None,
-    steps: Steps = 3,
+    steps: RankingSteps = None,
+    ranking_layers: RankingLayers = None,
+    sweep_words: SweepWords = None,
     top_k: TopK = 10,
     positions: Annotated[
         Literal["pattern", "all"], typer.Option("--positions", help="Insert patterns where mined ('pattern') or anywhere ('all').")
@@ -250,31 +340,18 @@ def audit(
     if (model is None) == (endpoint is None):
         raise InputError("give exactly one of --model and --endpoint")
     pool_context = ray_pool(ray_address, workers)
-    chosen = parse_baselines(baselines)
-    chosen_transformations = parse_transformations(transformations)
-    chosen_gain = parse_sufficient_gain(sufficient_gain)
-    check_tokenizer([model or endpoint], tokenizer, chosen_transformations)
+    settings = attack_settings(
+        examples, budget, max_words, transformations, edits_per_word, sufficient_gain, steps, ranking_layers, sweep_words,
+        top_k, positions, baselines, trigger_top_k, trigger_examples, seed,
+    )  # fmt: skip
+    check_tokenizer([model or endpoint], tokenizer, settings.transformations)
     dataset = load_dataset(data, split="dev")
+    settings.examples = min(examples, len(dataset))
     from auditor.audit import checkpoint_identity, run_audit
     from auditor.checkpoint import Checkpoint
     from auditor.report import render_markdown, write_report
-    from auditor.schemas import AuditSettings
     from auditor.victims import open_victim
 
-    settings = AuditSettings(
-        examples=min(examples, len(dataset)),
-        budget=budget,
-        max_words=max_words,
-        transformations=chosen_transformations,
-        sufficient_gain=chosen_gain,
-        steps=steps,
-        top_k=top_k,
-        positions=positions,
-        baselines=chosen,
-        trigger_top_k=trigger_top_k,
-        trigger_examples=trigger_examples,
-        seed=seed,
-    )
 
     with pool_context as pool:
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
@@ -285,7 +362,7 @@ def audit(
             console.print(f"resuming: {len(checkpoint.records)} finished results in {checkpoint.path} are kept", highlight=False)
         console.print(
             f"auditing {settings.examples} examples of {dataset.identity().title} ({dataset.source}); "
-            f"{len(lexicon.words)} label-carrying words rejected for every attack",
+            f"{len(lexicon.words)} label-carrying words and every non-misspelling rejected for every attack",
             highlight=False,
         )
         executor = None
@@ -321,8 +398,11 @@ def compare(
     budget: Budget = 100,
     max_words: MaxWords = 3,
     transformations: Transformations = None,
+    edits_per_word: EditsPerWord = None,
     sufficient_gain: SufficientGain = None,
-    steps: Steps = 3,
+    steps: RankingSteps = None,
+    ranking_layers: RankingLayers = None,
+    sweep_words: SweepWords = None,
     top_k: TopK = 10,
     baselines: Baselines = "random,deepwordbug",
     trigger_top_k: TriggerTopK = 3,
@@ -333,14 +413,15 @@ def compare(
 ) -> None:
     """Compare a full and a pruned model: agreement, accuracy, robustness to the same attacks (baselines
     and per class included) and triggers, latency."""
-    chosen = parse_baselines(baselines)
-    chosen_transformations = parse_transformations(transformations)
-    chosen_gain = parse_sufficient_gain(sufficient_gain)
-    check_tokenizer([full, pruned], tokenizer, chosen_transformations)
+    settings = attack_settings(
+        examples, budget, max_words, transformations, edits_per_word, sufficient_gain, steps, ranking_layers, sweep_words,
+        top_k, "pattern", baselines, trigger_top_k, trigger_examples, 0,
+    )  # fmt: skip
+    check_tokenizer([full, pruned], tokenizer, settings.transformations)
     dataset = load_dataset(data, split="dev")
+    settings.examples = min(examples, len(dataset))
     from auditor.compare import compare_models
     from auditor.report import render_comparison_markdown, write_comparison
-    from auditor.schemas import AuditSettings
     from auditor.victims import is_endpoint, open_victim
 
     triggers = patterns_for(patterns, full, data, mine_examples, out)
@@ -349,20 +430,6 @@ def compare(
         for where in (full, pruned)
     )
     lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words)
-    settings = AuditSettings(
-        examples=min(examples, len(dataset)),
-        budget=budget,
-        max_words=max_words,
-        transformations=chosen_transformations,
-        sufficient_gain=chosen_gain,
-        steps=steps,
-        top_k=top_k,
-        positions="pattern",
-        baselines=chosen,
-        trigger_top_k=trigger_top_k,
-        trigger_examples=trigger_examples,
-        seed=0,
-    )
     report = compare_models(full_victim, pruned_victim, dataset, triggers, settings, out, lexicon, progress_printer)
     write_comparison(report, out)
     print(render_comparison_markdown(report))
