@@ -115,10 +115,12 @@ class TokenizerCharacterEdit(WordSwap):
 
     def pieces(self, words: list[str]) -> list[list[str]]:
         """Each word's tokens; a fast tokenizer's Rust backend is called directly (the same tokens, without
-        the Python wrapper that costs as much again on a word's few hundred edits)."""
+        the Python wrapper that costs as much again on a word's few hundred edits). The backend keeps the
+        padding its last batch call set, so padding tokens are dropped by their attention mask."""
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None:
-            return [encoding.tokens for encoding in backend.encode_batch(words, add_special_tokens=False)]
+            encodings = backend.encode_batch(words, add_special_tokens=False)
+            return [[t for t, kept in zip(e.tokens, e.attention_mask) if kept] for e in encodings]
         ids = self.tokenizer(words, add_special_tokens=False)["input_ids"]
         return [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
 

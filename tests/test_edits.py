@@ -99,6 +99,16 @@ def test_tokenizer_edits_under_the_reader_are_the_most_disruptive_misspellings(t
     assert max(kept(c) for c in chosen) <= min(others)
 
 
+def test_tokenizer_edits_do_not_depend_on_the_last_padded_batch() -> None:
+    """A fast tokenizer's backend keeps the padding of its last batch call (a victim's padded queries): the
+    edits chosen, and the pieces they are chosen by, must not change with it."""
+    fresh, used = AutoTokenizer.from_pretrained(SST2), AutoTokenizer.from_pretrained(SST2)
+    used(["a much longer sentence than the word", "a"], padding=True)
+    words = ["refreshingly", "wonderful", "it's"]
+    assert TokenizerCharacterEdit(used).pieces(words) == [fresh.tokenize(w) for w in words]
+    assert [TokenizerCharacterEdit(used).choose(w) for w in words] == [TokenizerCharacterEdit(fresh).choose(w) for w in words]
+
+
 def test_tokenizer_edits_need_a_tokenizer() -> None:
     remote = RemoteVictim("http://127.0.0.1:9/predictions/x")  # no tokenizer: an endpoint serves none
     with pytest.raises(InputError, match="tokenizer"):
