@@ -1,16 +1,23 @@
-"""Valid attribution-guided attack vs random insertion vs DeepWordBug on the SST-2 and RTE fixtures, side by side.
+"""Valid attribution-guided attack vs random insertion vs DeepWordBug (and the ranking ablation) on the SST-2 and
+RTE fixtures, side by side.
 
 For each task: the label-word lexicon comes from the training split, patterns are mined from its first
---mine-examples training examples; then the same first --examples dev examples are attacked by the three
-attacks under one query budget and the SAME constraints (no label-carrying word inserted, substituted or
-deleted; at most --max-words words edited). It prints, per attack, the valid success rate and every cost
-(prediction queries, explanation calls, seconds), then the issue's goals for the default attribution-guided
-attack with their gaps: valid success >= DeepWordBug's, queries per success <= 1/3 of DeepWordBug's,
-valid success >= random insertion's + 15 points, and (SST-2) at most 5 % of its successes inserting a
-one-word labelled phrase of train.tsv (counted here from train.tsv directly, not from the lexicon).
-No default is tuned here: the transformations and the search's sufficient gain were chosen by
-bench/tune_audit.py on training examples (its record, out/tune-audit/tuning.json, is printed when present),
-the lexicon threshold on SST-2 train.
+--mine-examples training examples; then the same first --examples dev examples are attacked by every attack
+under one query budget and the SAME constraints (``auditor.validity``: no label-carrying word or negation
+inserted, substituted or deleted; every changed word a misspelling a reader undoes, judged with
+pyspellchecker's English dictionary; no number edited; at most --max-words words edited). The attacks run
+interleaved, example by example, so their seconds are measured under the same load. It prints, per attack,
+the valid success rate and every cost (prediction queries, explanation calls, seconds, seconds per valid
+success), then the goals for the default attribution-guided attack with their gaps: valid success >=
+DeepWordBug's, queries per success <= 1/3 of DeepWordBug's, seconds per valid success <= DeepWordBug's; the
+ablation ``leave-one-out`` (the attribution attack's transformations and search with DeepWordBug's
+leave-one-out ranking) shows what the attribution ranking contributes. Every success of every attack is then
+checked again with the dictionary directly (not through ``auditor.validity``): the count of edits into a
+common English word (pyspellchecker frequency >= 1e-6, about once per million words) and into any dictionary
+word, both goal 0.
+No default is tuned here: the transformations and the search's options were chosen by bench/tune_audit.py
+on training examples (its record, out/tune-audit/tuning.json, is printed when present), the lexicon
+threshold on SST-2 train.
 Results are checkpointed under --out, so an interrupted run resumes.
 
     .venv/bin/python bench/audit.py [--examples 200] [--budget 100] [--tasks sst2,rte] [--threads N]
@@ -20,12 +27,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import difflib
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from spellchecker import SpellChecker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,10 +47,11 @@ from auditor.cli.audit import parse_sufficient_gain  # noqa: E402
 from auditor.data import load_dataset  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
 from auditor.report import percent, write_atomic, write_report  # noqa: E402
-from auditor.schemas import AuditSettings, TriggerSet  # noqa: E402
+from auditor.schemas import AttackSummary, AuditSettings, TriggerSet  # noqa: E402
 from auditor.triggers import mine_triggers  # noqa: E402
 from auditor.validity import build_lexicon  # noqa: E402
 from auditor.victims import LocalVictim  # noqa: E402
+from textattack.shared import AttackedText  # noqa: E402  (after auditor's NLTK set-up)
 
 MODELS = {"sst2": "minilm-sst2", "rte": "minilm-rte"}
 
@@ -50,6 +62,36 @@ def train_one_word_phrases() -> set[str]:
     with path.open(encoding="utf-8") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
     return {row[0].strip().lower() for row in rows if len(row[0].split()) == 1}
+
+
+def seconds_per_success(attack: AttackSummary) -> float:
+    """All the attack's seconds (every example, failures included) per valid success."""
+    won = sum(o.status == "succeeded" for o in attack.outcomes)
+    return attack.seconds / won if won else float("inf")
+
+
+def dictionary_edits(attacks: Iterable[AttackSummary]) -> tuple[list[str], list[str]]:
+    """The successes' word changes (a difflib alignment of the words, paired position by position) whose
+    new word is a common English word (pyspellchecker frequency >= 1e-6) and those that are any word of its
+    dictionary, as 'attack: original -> edited', checked here without auditor.validity."""
+    english = SpellChecker(language="en")
+    common, words = [], []
+    for attack in attacks:
+        for o in attack.outcomes:
+            if o.status != "succeeded":
+                continue
+            for before, after in ((o.text, o.perturbed_text), (o.text_pair or "", o.perturbed_text_pair or "")):
+                a, b = AttackedText(before).words if before else [], AttackedText(after).words if after else []
+                for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+                    if tag != "replace":
+                        continue
+                    for old, new in zip(a[i1:i2], b[j1:j2]):
+                        if old.lower() == new.lower() or new.lower() not in english:
+                            continue
+                        words.append(f"{attack.name}: {old} -> {new}")
+                        if english.word_usage_frequency(new.lower()) >= 1e-6:
+                            common.append(words[-1])
+    return common, words
 
 
 def main() -> None:
@@ -72,24 +114,26 @@ def main() -> None:
     transformations = args.transformations.split(",") if args.transformations else default
     sufficient_gain = parse_sufficient_gain(args.sufficient_gain)
 
+    defaults = AuditSettings.model_fields
     print(
         f"examples={args.examples} budget={args.budget} max_words={args.max_words} transformations={','.join(transformations)} "
-        f"sufficient_gain={sufficient_gain} "
-        f"top_k={args.top_k} mine_examples={args.mine_examples} threads={torch.get_num_threads()} (timings measured under load)"
+        f"sufficient_gain={sufficient_gain} edits_per_word={defaults['candidates'].default} steps={defaults['steps'].default} "
+        f"ranking_layers={defaults['layers'].default} sweep_words={defaults['sweep_words'].default} "
+        f"top_k={args.top_k} mine_examples={args.mine_examples} threads={torch.get_num_threads()} (attacks interleaved example by example)"
     )
     tuning = ROOT / "out" / "tune-audit" / "tuning.json"
     if tuning.is_file():
         record = json.loads(tuning.read_text())
         spans = ", ".join(f"{task} train[{r['train_indices'][0]}..{r['train_indices'][-1]}] ({len(r['train_indices'])} examples)" for task, r in record["results"].items())
-        print(f"tuning: transformations@sufficient_gain chosen by bench/tune_audit.py = {record['chosen']} on {spans}; no dev example tuned anything")
+        print(f"tuning: the attack's defaults chosen by bench/tune_audit.py = {record['chosen']} on {spans}; no dev example tuned anything")
     else:
         print("tuning: out/tune-audit/tuning.json not found (run bench/tune_audit.py to record which train examples chose the default)")
     print("tuning: lexicon threshold chosen on SST-2 train (F1 against its one-word phrases); patterns mined on train[0..mine_examples-1]")
     header = (
         "| task | attack | clean acc | acc under attack | valid success | queries/attack | queries/success | "
-        "explanations/attack | rejected | words/success | seconds |"
+        "explanations/attack | rejected | words/success | seconds | seconds/valid success |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     goals = []
     for task in args.tasks.split(","):
         classifier = load_classifier(ROOT.parent / "shared" / "models" / MODELS[task])
@@ -116,13 +160,14 @@ def main() -> None:
             sufficient_gain=sufficient_gain,
             top_k=args.top_k,
             positions="pattern",
-            baselines=["random", "deepwordbug"],
+            baselines=["random", "deepwordbug", "leave-one-out"],
             trigger_top_k=3,
             trigger_examples=args.trigger_examples,
             seed=0,
         )
         identity = checkpoint_identity(victim, dev, triggers, settings, dev, lexicon)
-        checkpoint = Checkpoint(out / f"checkpoint-{args.examples}-{'-'.join(transformations)}@{sufficient_gain}.jsonl", identity)
+        digest = hashlib.sha256(settings.model_dump_json().encode()).hexdigest()[:12]
+        checkpoint = Checkpoint(out / f"checkpoint-{args.examples}-{digest}.jsonl", identity)
         started = time.perf_counter()
         report = run_audit(victim, dev, triggers, settings, checkpoint, dev, lexicon)
         write_report(report, out / f"report-{args.examples}")
@@ -133,11 +178,12 @@ def main() -> None:
             lines.append(
                 f"| {task} | {a.name} | {percent(a.clean_accuracy)} | {percent(a.accuracy_under_attack)} | {percent(a.success_rate)} | "
                 f"{a.mean_queries or 0:.1f} | {a.mean_queries_per_success or 0:.1f} | {a.explanations / attacked:.2f} | {a.rejected} | "
-                f"{a.mean_word_edits or 0:.2f} | {a.seconds:.1f} |"
+                f"{a.mean_word_edits or 0:.2f} | {a.seconds:.1f} | {seconds_per_success(a):.3f} |"
             )
-        ours, dwb, rnd = attacks["attribution"], attacks["deepwordbug"], attacks["random"]
-        success, dwb_success, rnd_success = (100 * (a.success_rate or 0) for a in (ours, dwb, rnd))
+        ours, dwb, loo = attacks["attribution"], attacks["deepwordbug"], attacks["leave-one-out"]
+        success, dwb_success, loo_success = (100 * (a.success_rate or 0) for a in (ours, dwb, loo))
         ratio = (ours.mean_queries_per_success or float("nan")) / (dwb.mean_queries_per_success or float("nan"))
+        time_ours, time_dwb = seconds_per_success(ours), seconds_per_success(dwb)
 
         def verdict(met: bool, gap: str) -> str:
             return "met" if met else f"MISSED by {gap}"
@@ -147,19 +193,26 @@ def main() -> None:
             f"(goal >=: {verdict(success >= dwb_success, f'{dwb_success - success:.1f} points')}); "
             f"queries/success {ours.mean_queries_per_success or 0:.1f} = {ratio:.2f} x DeepWordBug's {dwb.mean_queries_per_success or 0:.1f} "
             f"(goal <= 0.33: {verdict(ratio <= 1 / 3, f'{ratio - 1 / 3:.2f}')}); "
-            f"vs random insertion {rnd_success:.1f} % + 15 = {rnd_success + 15:.1f} % "
-            f"(goal: {verdict(success >= rnd_success + 15, f'{rnd_success + 15 - success:.1f} points')})"
+            f"seconds/valid success {time_ours:.3f} vs DeepWordBug's {time_dwb:.3f} "
+            f"(goal <=: {verdict(time_ours <= time_dwb, f'{time_ours - time_dwb:.3f} s = {time_ours / time_dwb:.2f} x')})"
+        )
+        goals.append(
+            f"{task}: ablation: the same transformations and search with DeepWordBug's leave-one-out ranking reach {loo_success:.1f} % "
+            f"at {loo.mean_queries_per_success or 0:.1f} queries/success and {seconds_per_success(loo):.3f} s/success; the attribution "
+            f"ranking gives {success - loo_success:+.1f} points and {(ours.mean_queries_per_success or 0) - (loo.mean_queries_per_success or 0):+.1f} queries/success"
+        )
+        common, words = dictionary_edits(attacks.values())
+        goals.append(
+            f"{task}: successes (all attacks) editing a word into a common English word: {len(common)} (goal 0: "
+            f"{verdict(not common, str(len(common)))}){': ' + ', '.join(common[:10]) if common else ''}; "
+            f"into any dictionary word: {len(words)}{': ' + ', '.join(words[:10]) if words else ''}"
         )
         if task == "sst2":
             phrases = train_one_word_phrases()
             won = [o for o in ours.outcomes if o.status == "succeeded"]
             labelled = [o for o in won if any(w.lower() in phrases for w in o.inserted_words)]
             share = 100 * len(labelled) / max(1, len(won))
-            words = sorted({w for o in labelled for w in o.inserted_words if w.lower() in phrases})
-            goals.append(
-                f"sst2: {len(labelled)} of {len(won)} successes ({share:.1f} %) insert a one-word labelled phrase of train.tsv "
-                f"(goal <= 5 %: {verdict(share <= 5, f'{share - 5:.1f} points')}){': ' + ', '.join(words) if words else ''}"
-            )
+            goals.append(f"sst2: {len(labelled)} of {len(won)} successes ({share:.1f} %) insert a one-word labelled phrase of train.tsv (goal <= 5 %: {verdict(share <= 5, f'{share - 5:.1f} points')})")
         trigger_best = min(report.triggers, key=lambda t: t.accuracy_after - t.accuracy_before, default=None)
         if trigger_best is not None:
             goals.append(
