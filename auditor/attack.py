@@ -260,10 +260,9 @@ def word_transformations(
     is_misspelling: Callable[[str, str], bool] | None = None,
     candidates: int = 4,
 ) -> Transformation:
-    """The candidates tried on one ranked word: any of ``tokenedit`` (``TokenizerCharacterEdit``: the four
-    single-character edits (``candidates`` of them) that most change the word's tokenization, among those
-    ``is_misspelling`` accepts;
-    needs the victim's ``tokenizer``),
+    """The candidates tried on one ranked word: any of ``tokenedit`` (``TokenizerCharacterEdit``: the
+    ``candidates`` single-character edits that most change the word's tokenization, among those
+    ``is_misspelling`` accepts; needs the victim's ``tokenizer``),
     ``charedit`` (``character_edits``: DeepWordBug's four random ones), ``typo`` (``RandomCharacterEdit``:
     one), ``delete`` (drop the word) and ``pattern`` (insert each of ``patterns`` before the word)."""
     unknown = [n for n in names if n not in TRANSFORMATIONS]
@@ -299,9 +298,8 @@ def attribution_attack(
 ) -> Attack:
     """Untargeted attack editing words in order of the attribution drawn from them (``AttributionGreedySearch``:
     one explanation, no query, for the ranking; ``steps``, ``layers``, ``max_words``, ``sufficient_gain`` and
-    ``sweep_words`` as there), with
-    ``word_transformations`` (``is_misspelling`` and ``candidates`` as there); like DeepWordBug, no word is modified twice and
-    stopwords are left alone; plus the extra ``constraints`` (``max_words`` is the cap that
+    ``sweep_words`` as there), with ``word_transformations`` (``is_misspelling`` and ``candidates`` as
+    there); like DeepWordBug, no word is modified twice and stopwords are left alone; plus the extra ``constraints`` (``max_words`` is the cap that
     ``MaxInsertedWords`` among them enforces). ``ranking="leave-one-out"`` ranks the words by DeepWordBug's
     leave-one-out queries instead (``LeaveOneOutGreedySearch``): the ablation of the attribution ranking."""
     search = {"attribution": AttributionGreedySearch, "leave-one-out": LeaveOneOutGreedySearch}[ranking]

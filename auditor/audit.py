@@ -20,16 +20,16 @@ import numpy as np
 from auditor import __version__
 from auditor.attack import (
     MaxInsertedWords,
-    Ranking,
     PatternInsertion,
+    Ranking,
     attribution_attack,
     deepwordbug_attack,
     inserted_words,
     random_insertion_attack,
 )
-from auditor.edits import word_edit_distance
 from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset, Example
+from auditor.edits import word_edit_distance
 from auditor.errors import InputError
 from auditor.explain import validate_layers
 from auditor.schemas import (
@@ -286,26 +286,24 @@ def attribution_attacks(
 ) -> dict[int, Attack]:
     """Per gold label, the attribution-guided attack (pattern insertion tries the top label-free patterns of
     the other labels); ``ranking`` as in ``attribution_attack``."""
-    attacks = {}
-    for label in range(len(victim.labels)):
-        constraints = validity_constraints(lexicon, settings.max_words)
-        reader = next(c.reader for c in constraints if isinstance(c, ReaderConstraint))
-        attacks[label] = attribution_attack(
+    return {
+        label: attribution_attack(
             victim,
             settings.transformations,
             settings.budget,
-            constraints,
+            validity_constraints(lexicon, settings.max_words),
             top_patterns(triggers, label, settings.top_k, lexicon),
             settings.steps,
             settings.max_words,
             settings.sufficient_gain,
-            reader.is_misspelling,
+            Reader().is_misspelling,
             ranking,
             settings.layers,
             settings.sweep_words,
             settings.candidates,
         )
-    return attacks
+        for label in range(len(victim.labels))
+    }
 
 
 def audit_attacks(

@@ -83,7 +83,7 @@ def validate_layers(layers: Sequence[int] | None, num_layers: int) -> list[int] 
         raise InputError("layers must name at least one encoder layer")
     outside = [layer for layer in layers if not -num_layers <= layer < num_layers]
     if outside:
-        raise InputError(f"layer {outside[0]} does not exist: the model has layers 0…{num_layers - 1} (or −{num_layers}…−1 from the last)")
+        raise InputError(f"layer {outside[0]} does not exist: the model has layers 0…{num_layers - 1} (or -{num_layers}…-1 from the last)")
     return sorted({layer % num_layers for layer in layers})
 
 

@@ -73,11 +73,11 @@ class AttributionGreedySearch(SearchMethod):
         sweep_words: int | None = None,
     ) -> None:
         self.victim = victim
-        self.sweep_words = sweep_words
         self.steps = steps
         self.max_words = max_words
         self.sufficient_gain = sufficient_gain
         self.layers = layers
+        self.sweep_words = sweep_words
         self.options = ExplanationOptions(steps=steps, layers=layers, top_k=0, include_tree=False, include_word_importance=True)
 
     def word_importance(self, text: AttackedText) -> list[WordImportance]:
@@ -133,8 +133,9 @@ class AttributionGreedySearch(SearchMethod):
 
     def last_edit_sweep(self, initial: AttackedText, current: GoalFunctionResult, words: list[int]) -> GoalFunctionResult:
         """The last edit allowed: only an edit that flips the label is kept. The next ``sweep_words`` ranked
-        words that have candidates (all that remain for ``None``) are probed with their first candidate, in one batch; those whose
-        probe lowers the margin then get their other candidates, one word (one batch) at a time, the most
+        words that have candidates (all that remain for ``None``) are probed with their first candidate, in one
+        batch; those whose probe closes the sufficient gain s of the margin m (a probe margin <= (1 − s)·m,
+        below m when s is None) then get their other candidates, one word (one batch) at a time, the most
         lowered first; the rest are left after the probe. Returns the first success (the best-scoring one of
         its batch), or ``current``."""
         candidates: dict[int, list[AttackedText]] = {}

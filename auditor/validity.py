@@ -282,11 +282,10 @@ class Reader:
 
     def edit(self, original: str, edited: str) -> WordEdit:
         """``original`` changed into ``edited``: a misspelling or a substitution (``WordEdit``)."""
-        is_word = self.is_other_word(original, edited)
-        restored = self.restores(original, edited)
-        misspelling = not is_word and restored and not has_digit(original) and not has_digit(edited)
-        kind = "misspelling" if misspelling else "substitution"
-        return WordEdit(kind=kind, original=original, edited=edited, is_word=is_word, restored=restored)
+        kind = "misspelling" if self.is_misspelling(original, edited) else "substitution"
+        return WordEdit(
+            kind=kind, original=original, edited=edited, is_word=self.is_other_word(original, edited), restored=self.restores(original, edited)
+        )
 
 
 def _pairs(before: Sequence[str], after: Sequence[str]) -> list[tuple[int | None, int | None]]:

@@ -137,7 +137,7 @@ def test_truncate_cuts_to_the_model_limit(sst2: Classifier) -> None:
         (ExplanationOptions(target=2), "target must be 'predicted' or a class index: 0 \\(negative\\), 1 \\(positive\\)"),
         (ExplanationOptions(target=-1), "target must be"),
         (ExplanationOptions(layers=[0, 6]), "layer 6 does not exist: the model has layers 0…5"),
-        (ExplanationOptions(layers=[-7]), "layer -7 does not exist: the model has layers 0…5 \\(or −6…−1 from the last\\)"),
+        (ExplanationOptions(layers=[-7]), "layer -7 does not exist: the model has layers 0…5 \\(or -6…-1 from the last\\)"),
         (ExplanationOptions(layers=[]), "at least one encoder layer"),
     ],
 )

@@ -140,7 +140,7 @@ def test_bad_input_process_exits_2_with_one_line(runs: dict[str, Run]) -> None:
     [
         (["", "--model", str(SST2)], "error: input 0: text is empty"),
         (["good " * 600, "--model", str(SST2)], "error: input 0 has 602 tokens, more than the limit of 512; shorten it or pass truncate"),
-        ([SENTENCE, "--model", str(SST2), "--layers", "0,9"], "error: layer 9 does not exist: the model has layers 0…5 (or −6…−1 from the last)"),
+        ([SENTENCE, "--model", str(SST2), "--layers", "0,9"], "error: layer 9 does not exist: the model has layers 0…5 (or -6…-1 from the last)"),
         ([SENTENCE, "--model", str(SST2), "--layers", "0-5"], "error: --layers must be comma-separated layer indices such as 0,1,5, got '0-5'"),
         ([SENTENCE, "--model", str(SST2), "--target", "7"], "error: target must be 'predicted' or a class index: 0 (negative), 1 (positive); got 7"),
         ([SENTENCE, "--model", str(SST2), "--target", "first"], "error: --target must be 'predicted' or a class index, got 'first'"),
