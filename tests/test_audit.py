@@ -128,6 +128,14 @@ def test_fail_under_gates_ci(audited: Path, patterns: Path) -> None:
         assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_a_ranking_layer_outside_the_model_is_refused_before_any_attack(patterns: Path, workdir: Path) -> None:
+    out = workdir / "bad-layer"
+    done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS, "--ranking-layers", "-7")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: layer -7 does not exist: the model has layers 0…5 (or -6…-1 from the last)"
+    assert not (out / "checkpoint.jsonl").exists() and not (out / "report.json").exists()
+
+
 def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: Path, patterns: Path, workdir: Path) -> None:
     out = workdir / "resumed"
     out.mkdir()
