@@ -102,6 +102,7 @@ def _outcome(index: int, example: Example, result, seconds: float, explanations:
     )
     return AttackOutcome(
         index=index,
+        example_id=example.id,
         label=int(example.label),
         text=example.text,
         text_pair=example.text_pair,
@@ -326,6 +327,11 @@ def audit_attacks(
     return attacks
 
 
+def validity_checks(settings: AuditSettings) -> list[str]:
+    """The checks every candidate of every attack passes, in words (``RobustnessReport.validity``)."""
+    return [*VALIDITY_CHECKS, f"at most {settings.max_words} words edited"]
+
+
 def lexicon_summary(lexicon: LabelLexicon) -> LexiconSummary:
     return LexiconSummary(
         data=lexicon.data,
@@ -343,6 +349,7 @@ def checkpoint_identity(
     patterns_digest = hashlib.sha256(triggers.model_dump_json(exclude={"seconds"}).encode()).hexdigest()[:16]
     lexicon_digest = hashlib.sha256(lexicon.model_dump_json().encode()).hexdigest()[:16]
     return {
+        "report_schema": RobustnessReport.model_fields["schema_version"].default,
         "lexicon": lexicon_digest,
         "auditor": __version__,
         "victim": victim.identity.model_dump(mode="json"),
@@ -393,7 +400,7 @@ def run_audit(
         victim=victim.identity,
         data=dataset.head(settings.examples).identity(),
         lexicon=lexicon_summary(lexicon),
-        validity=[*VALIDITY_CHECKS, f"at most {settings.max_words} words edited"],
+        validity=validity_checks(settings),
         resumed=resumed,
         patterns=triggers.data,
         patterns_model=triggers.model,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,12 @@ class Example:
     text: str
     text_pair: str | None = None
     label: int | None = None
+
+    @property
+    def id(self) -> str:
+        """A stable name for the example, from its texts alone: the first 16 hex digits of the SHA-256 of
+        ``[text, text_pair]`` as JSON. The same sentence has the same id in every dataset, order and release."""
+        return hashlib.sha256(json.dumps([self.text, self.text_pair], ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -137,9 +137,12 @@ class WordEdit(BaseModel):
 
 
 class AttackOutcome(BaseModel):
-    """One example under one attack. ``status``: ``skipped`` when the model already got it wrong."""
+    """One example under one attack. ``status``: ``skipped`` when the model already got it wrong.
+    ``example_id`` names the example by its text (``auditor.data.example_id``), so reports of other models
+    or releases on the same examples pair up (``auditor diff``) whatever their order."""
 
     index: int
+    example_id: str = Field(description="digest of the example's text and text pair (auditor.data.example_id)")
     label: int
     text: str
     text_pair: str | None = None
@@ -155,6 +158,16 @@ class AttackOutcome(BaseModel):
     inserted_words: list[str] = Field(description="words of the perturbed text that are not in the original (edit alignment)")
     edits: list[WordEdit] = Field(description="every word changed, with what a reader makes of it (auditor.validity.word_edits)")
     seconds: float
+
+    @property
+    def original_prediction(self) -> int:
+        """The class the model predicted on the original example."""
+        return max(range(len(self.original_probabilities)), key=self.original_probabilities.__getitem__)
+
+    @property
+    def perturbed_prediction(self) -> int:
+        """The class the model predicted on the last text the attack showed it (the original when unchanged)."""
+        return max(range(len(self.perturbed_probabilities)), key=self.perturbed_probabilities.__getitem__)
 
 
 class ClassBreakdown(BaseModel):
@@ -260,9 +273,10 @@ class RobustnessReport(BaseModel):
     ``resumed``: how many attack outcomes came from an earlier, interrupted run's checkpoint. Schema version
     3 added the ``tokenedit`` transformation (the new default) to ``settings.transformations``; version 4
     added ``settings.sufficient_gain``; version 5 the reader constraint: ``validity`` (the checks every
-    attack ran under) and each outcome's ``edits``."""
+    attack ran under) and each outcome's ``edits``; version 6 each outcome's ``example_id``, which
+    ``auditor diff`` pairs reports by."""
 
-    schema_version: Literal[5] = 5
+    schema_version: Literal[6] = 6
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed
