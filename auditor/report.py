@@ -16,7 +16,17 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 
-from auditor.schemas import AttackOutcome, AttackSummary, ComparisonReport, RobustnessReport, TriggerRow, WordEdit
+from auditor.schemas import (
+    AttackOutcome,
+    AttackSummary,
+    ComparisonReport,
+    ExampleChange,
+    PairedComparison,
+    RobustnessDiff,
+    RobustnessReport,
+    TriggerRow,
+    WordEdit,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_FILES = ("report.json", "report.schema.json", "report.md", "report.html")
@@ -88,8 +98,8 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
         labels = report.victim.labels
         for o in successes:
             lines.append(
-                f"- {_joined(o.text, o.text_pair)!r} → {_joined(o.perturbed_text, o.perturbed_text_pair)!r} "
-                f"({labels[o.label]} → {labels[_argmax(o.perturbed_probabilities)]}; {'; '.join(map(edit_text, o.edits))})"
+                f"- {joined_text(o.text, o.text_pair)!r} → {joined_text(o.perturbed_text, o.perturbed_text_pair)!r} "
+                f"({labels[o.label]} → {labels[o.perturbed_prediction]}; {'; '.join(map(edit_text, o.edits))})"
             )
     return "\n".join(lines) + "\n"
 
@@ -117,12 +127,8 @@ def class_table(attacks: list[AttackSummary]) -> str:
     return "\n".join(lines)
 
 
-def _joined(text: str, pair: str | None) -> str:
+def joined_text(text: str, pair: str | None) -> str:
     return text if pair is None else f"{text} || {pair}"
-
-
-def _argmax(values: list[float]) -> int:
-    return max(range(len(values)), key=values.__getitem__)
 
 
 def highlighted(original: str, perturbed: str) -> list[tuple[str, bool]]:
@@ -212,7 +218,6 @@ def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
         trigger_plot=trigger_plot(report.triggers),
         percent=percent,
         number=number,
-        argmax=_argmax,
     )
 
 
@@ -253,6 +258,94 @@ def render_comparison_markdown(report: ComparisonReport) -> str:
                 f"{percent(b.accuracy_before)} | {percent(b.accuracy_after)} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def points(change: float) -> str:
+    """A change of accuracy in percentage points, signed: ``-5.0 points``."""
+    return f"{100 * change:+.1f} points".replace("+0.0 ", "0.0 ").replace("-0.0 ", "0.0 ")
+
+
+def verdict(comparison: PairedComparison, report: RobustnessDiff) -> str:
+    """How the gate reads one measure: a regression, a drop within chance or within ``max_drop``, or none."""
+    if comparison.regression:
+        return f"**REGRESSION** (p < {report.alpha:g})"
+    if comparison.change >= 0:
+        return "no drop"
+    if -comparison.change <= report.max_drop + 1e-9:
+        return f"drop within --max-drop {100 * report.max_drop:g} points"
+    return f"drop not significant (p ≥ {report.alpha:g})"
+
+
+def measure_name(comparison: PairedComparison) -> str:
+    return "clean accuracy" if comparison.measure == "clean" else f"accuracy under {comparison.measure}"
+
+
+STATUS_WORDS = {"succeeded": "broken by the attack", "failed": "held", "skipped": "wrong on the clean text"}
+
+
+def _change_line(change: ExampleChange, labels: list[str], clean: bool) -> str:
+    original = joined_text(change.text, change.text_pair)
+    if clean:
+        return f"- `{change.example_id}` [{change.index}] {original!r}: {labels[change.base_predicted]} → {labels[change.new_predicted]} (gold {labels[change.label]})"
+
+    def side(status: str, text: str, pair: str | None, predicted: int) -> str:
+        shown = "" if status == "skipped" else f": {joined_text(text, pair)!r}"
+        return f"{STATUS_WORDS[status]} ({labels[predicted]}{shown})"
+
+    base = side(change.base_status, change.base_perturbed_text, change.base_perturbed_text_pair, change.base_predicted)
+    new = side(change.new_status, change.new_perturbed_text, change.new_perturbed_text_pair, change.new_predicted)
+    return f"- `{change.example_id}` [{change.index}] {original!r} (gold {labels[change.label]}): base {base}, new {new}"
+
+
+def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
+    """The gate's summary: each measure with its change, discordant examples, McNemar p and verdict; the
+    per-class changes; and the examples that newly break and newly hold (at most ``max_examples`` each)."""
+    labels = report.new.victim.labels
+    settings = report.settings
+    lines = [
+        f"# Robustness diff: {report.base.victim.location} → {report.new.victim.location}",
+        "",
+        f"Base: `{report.base.path}` (auditor {report.base.auditor_version}); new: `{report.new.path}` (auditor {report.new.auditor_version}).",
+        f"{report.data.count} examples of {report.data.title}, the same settings (query budget {settings.budget}, at most "
+        f"{settings.max_words} words edited) and validity checks in both audits; accuracy under attack counts valid successes only. "
+        f"Gate: a drop of more than {100 * report.max_drop:g} points with exact McNemar p < {report.alpha:g} is a regression.",
+        *(f"Note: {note}." for note in report.notes),
+        "",
+        "| measure | base | new | change | newly broken | newly held | McNemar p | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in report.comparisons:
+        lines.append(
+            f"| {measure_name(c)} | {percent(c.base_accuracy)} | {percent(c.new_accuracy)} | {points(c.change)} | "
+            f"{c.newly_broken} | {c.newly_held} | {c.p_value:.3g} | {verdict(c, report)} |"
+        )
+    lines += ["", "| class | examples | " + " | ".join(measure_name(c) for c in report.comparisons) + " |"]
+    lines.append("|---|---|" + "---|" * len(report.comparisons))
+    for row, first in enumerate(report.comparisons[0].per_class):
+        cells = [c.per_class[row] for c in report.comparisons]
+        lines.append(
+            f"| {first.name} | {first.examples} | "
+            + " | ".join(f"{percent(x.base_accuracy)} → {percent(x.new_accuracy)} ({points(x.change)})" for x in cells)
+            + " |"
+        )
+    for c in report.comparisons:
+        for title, changes in (("newly broken", c.broken), ("newly held", c.held)):
+            if changes:
+                lines += ["", f"{measure_name(c).capitalize()}, {title} ({len(changes)}):"]
+                lines += [_change_line(change, labels, c.measure == "clean") for change in changes[:max_examples]]
+                if len(changes) > max_examples:
+                    lines.append(f"- … and {len(changes) - max_examples} more (diff.json lists them all)")
+    regressions = [measure_name(c) for c in report.comparisons if c.regression]
+    lines += ["", f"**Regression: {', '.join(regressions)}.**" if regressions else "No regression."]
+    return "\n".join(lines) + "\n"
+
+
+def write_diff(report: RobustnessDiff, out_dir: Path) -> list[Path]:
+    """Write diff.json and diff.md into ``out_dir``."""
+    contents = {"diff.json": report.model_dump_json(indent=2), "diff.md": render_diff_markdown(report)}
+    for name, content in contents.items():
+        write_atomic(out_dir / name, content)
+    return [out_dir / name for name in contents]
 
 
 def render_comparison_html(report: ComparisonReport) -> str:

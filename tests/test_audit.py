@@ -17,6 +17,7 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
+from junitparser import JUnitXml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from auditor.data import load_dataset
@@ -236,9 +237,16 @@ def test_compare_full_and_pruned(patterns: Path, workdir: Path) -> None:
     done = auditor(
         "compare", "--full", str(SST2), "--pruned", str(pruned_dir), "--data", "sst2", "--patterns", str(patterns),
         "--examples", "8", "--budget", "10", "--trigger-examples", "16", "--trigger-top-k", "1", "--out", str(out),
+        "--junit", str(workdir / "compare.xml"),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = ComparisonReport.model_validate_json((out / "comparison.json").read_bytes())
+    suites = list(JUnitXml.fromfile(str(workdir / "compare.xml")))
+    sides = [(side, a) for side, model in (("full", report.full), ("pruned", report.pruned)) for a in [model.attack, *model.baselines]]
+    assert [s.name for s in suites] == [f"{side}.{a.name}" for side, a in sides]
+    for suite, (_, attack) in zip(suites, sides):
+        assert suite.tests == len(list(suite)) == 8
+        assert suite.failures == sum(o.status == "succeeded" for o in attack.outcomes)
     examples = load_dataset("sst2").head(8).examples
     full = hf_probabilities(SST2, [e.text for e in examples]).argmax(1)
     pruned = hf_probabilities(pruned_dir, [e.text for e in examples]).argmax(1)

@@ -67,6 +67,18 @@ USAGE_ERRORS = [
     ("mine", ["--model", str(SST2), "--data", "sst2", "--out", "p.json", "--workers", "many"], "'--workers'"),
     ("heads", ["--model", str(SST2), "--data", "sst2", "--out", "x.json", "--ray", "local;rm -rf"], "'--ray'"),
     ("heads", ["--model", str(SST2), "--data", "sst2", "--out", "x.json", "--ray", "auto", "--workers", "-2"], "'--workers'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--alpha", "0"], "'--alpha'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--max-drop", "5"], "'--max-drop'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--junit"], "'--junit' requires an argument"),
+    ("compare", ["--full", str(SST2), "--pruned", str(SST2), "--data", "sst2", "--out", "o", "--junit"], "'--junit' requires an argument"),
+    ("diff", [], "Missing argument 'BASE'"),
+    ("diff", ["base.json"], "Missing argument 'NEW'"),
+    ("diff", ["a", "b", "c"], "unexpected extra argument"),
+    ("diff", ["a", "b", "--alpha", "1"], "'--alpha'"),
+    ("diff", ["a", "b", "--alpha", "often"], "'--alpha'"),
+    ("diff", ["a", "b", "--max-drop", "-0.1"], "'--max-drop'"),
+    ("diff", ["a", "b", "--format", "xml"], "'--format'"),
+    ("diff", ["a", "b", "--bogus"], "No such option: --bogus"),
 ]
 
 

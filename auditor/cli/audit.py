@@ -1,4 +1,4 @@
-"""``auditor mine``, ``auditor audit`` and ``auditor compare``: robustness audits."""
+"""``auditor audit`` and ``auditor compare``: robustness audits, gated for CI (``--fail-under``, ``--baseline``)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,26 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from auditor.cli.app import app, console
-from auditor.cli.options import EndpointTokenizer, InputsPerRequest, RayAddress, Seed, Steps, Token, Workers, ray_pool
+from auditor.cli.mine import patterns_for
+from auditor.cli.options import (
+    Alpha,
+    EndpointTokenizer,
+    InputsPerRequest,
+    JUnit,
+    MaxDrop,
+    RayAddress,
+    Seed,
+    Token,
+    Workers,
+    ray_pool,
+)
 from auditor.data import load_dataset
 from auditor.errors import InputError
 from auditor.quadrature import MAX_STEPS
 
 if TYPE_CHECKING:
     from auditor.data import Dataset
-    from auditor.distributed import RayPool
-    from auditor.schemas import AuditSettings, LabelLexicon, TriggerSet
-    from auditor.triggers import MiningExecutor
+    from auditor.schemas import AuditSettings, LabelLexicon, RobustnessReport
 
 Data = Annotated[str, typer.Option("--data", help="Task name (dev split; 'sst2:train' for another) or a GLUE TSV path.")]
 Patterns = Annotated[Path | None, typer.Option("--patterns", help="Patterns from 'auditor mine' (default: mine the local model).")]
@@ -75,50 +85,6 @@ TriggerExamples = Annotated[
     int | None, typer.Option("--trigger-examples", min=1, help="Examples for the trigger table (default all).")
 ]
 MineExamples = Annotated[int, typer.Option("--mine-examples", min=1, help="Training examples to mine when no --patterns.")]
-
-
-@app.command()
-def mine(
-    model: Annotated[str, typer.Option("--model", help="Model directory to mine attribution patterns from.")],
-    data: Annotated[str, typer.Option("--data", help="Task name (train split; 'sst2:dev' for another) or a GLUE TSV path.")],
-    out: Annotated[Path, typer.Option("--out", help="Patterns JSON file to write.")],
-    examples: Annotated[int, typer.Option("--examples", min=1, help="Examples to mine from (the first N).")] = 500,
-    threshold: Annotated[float, typer.Option("--threshold", help="Drop patterns whose attribution mass is under this.")] = 0.01,
-    pairs: Annotated[int, typer.Option("--pairs", min=1, help="Top token pairs per example.")] = 2,
-    steps: Steps = 3,
-    ray_address: RayAddress = None,
-    workers: Workers = None,
-) -> None:
-    """Mine attribution patterns (adversarial triggers) from a model, once, for later audits; patterns with a
-    word that carries a label by itself (measured on the mined data) are left out."""
-    from auditor.models import load_classifier
-    from auditor.report import write_atomic
-    from auditor.triggers import mine_triggers
-    from auditor.validity import build_lexicon
-
-    pool_context = ray_pool(ray_address, workers)
-    classifier = load_classifier(model)
-    dataset = load_dataset(data, split="train")
-    lexicon = build_lexicon(dataset, classifier.labels)
-    with pool_context as pool, _progress_bar(min(examples, len(dataset)), "mining") as bar:
-        triggers = mine_triggers(
-            classifier, dataset, examples=examples, threshold=threshold, pairs_per_example=pairs, steps=steps,
-            executor=mining_executor(pool, model), exclude=set(lexicon.words), progress=bar.update,
-        )  # fmt: skip
-    write_atomic(out, triggers.model_dump_json(indent=1))
-    console.print(
-        f"{len(triggers.patterns)} label-free patterns from {triggers.data.count} examples of {triggers.data.title} "
-        f"in {triggers.seconds:.1f} s -> {out}",
-        highlight=False,
-    )
-
-
-def _progress_bar(total: int, description: str):  # noqa: ANN202
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit="example", file=sys.stderr, disable=total < 2)
 
 
 def lexicon_for(
@@ -264,40 +230,6 @@ def progress_printer(name: str, done: int, total: int) -> None:
         console.print(f"{name}: {done}/{total}", highlight=False)
 
 
-def mining_executor(pool: RayPool | None, model: str) -> MiningExecutor | None:
-    from auditor.distributed import RayMiningExecutor
-
-    return RayMiningExecutor(pool, model) if pool is not None else None
-
-
-def patterns_for(
-    patterns: Path | None, model: str | None, data: str, mine_examples: int, out: Path, pool: RayPool | None = None
-) -> TriggerSet:
-    """The patterns file given, or patterns mined from the local model on the task's train split."""
-    from auditor.triggers import load_triggers, mine_triggers
-
-    if patterns is not None:
-        return load_triggers(patterns)
-    if model is None or model.startswith(("http://", "https://")):
-        raise InputError("an endpoint cannot be mined: pass --patterns (written by 'auditor mine' on the local model)")
-    if Path(data).exists():
-        raise InputError("--data is a file, so the training data to mine is unknown: pass --patterns from 'auditor mine'")
-    from auditor.models import load_classifier
-    from auditor.report import write_atomic
-
-    from auditor.validity import build_lexicon
-
-    classifier = load_classifier(model)
-    train = load_dataset(data.split(":")[0], split="train")
-    with _progress_bar(min(mine_examples, len(train)), "mining") as bar:
-        exclude = set(build_lexicon(train, classifier.labels).words)
-        triggers = mine_triggers(
-            classifier, train, examples=mine_examples, executor=mining_executor(pool, model), exclude=exclude, progress=bar.update
-        )
-    write_atomic(out / "patterns.json", triggers.model_dump_json(indent=1))
-    return triggers
-
-
 @app.command()
 def audit(
     out: Annotated[Path, typer.Option("--out", help="Folder for report.json/.md/.html and the checkpoint.")],
@@ -332,13 +264,24 @@ def audit(
         float | None,
         typer.Option("--fail-under", min=0.0, max=1.0, help="Exit 1 when accuracy under any attack (valid successes only) is below this fraction."),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="The last release's report (report.json or its folder): exit 1 on a significant drop against it."),
+    ] = None,
+    max_drop: MaxDrop = 0.0,
+    alpha: Alpha = 0.05,
+    junit: JUnit = None,
     ray_address: RayAddress = None,
     workers: Workers = None,
 ) -> None:
     """Attack a model with the attribution-guided attack and baselines under the same validity constraints;
-    write JSON, Markdown and HTML reports."""
+    write JSON, Markdown and HTML reports. With --baseline, compare it example by example with an earlier
+    audit of the same examples (as 'auditor diff') and gate on the regression too."""
     if (model is None) == (endpoint is None):
         raise InputError("give exactly one of --model and --endpoint")
+    from auditor.diff import load_report
+
+    baseline_report = load_report(baseline, "--baseline") if baseline is not None else None
     pool_context = ray_pool(ray_address, workers)
     settings = attack_settings(
         examples, budget, max_words, transformations, edits_per_word, sufficient_gain, steps, ranking_layers, sweep_words,
@@ -347,16 +290,18 @@ def audit(
     check_tokenizer([model or endpoint], tokenizer, settings.transformations)
     dataset = load_dataset(data, split="dev")
     settings.examples = min(examples, len(dataset))
-    from auditor.audit import checkpoint_identity, run_audit
+    from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks
     from auditor.checkpoint import Checkpoint
-    from auditor.report import render_markdown, write_report
+    from auditor.diff import AuditScope, check_comparable
     from auditor.victims import open_victim
-
 
     with pool_context as pool:
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
         victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
         lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words)
+        if baseline_report is not None:  # before any attack: a baseline of other examples or settings is refused
+            scope = AuditScope(dataset.head(settings.examples).identity(), victim.labels, settings, lexicon_summary(lexicon), validity_checks(settings))
+            check_comparable(AuditScope.of(baseline_report), scope)
         checkpoint = Checkpoint(out / "checkpoint.jsonl", checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon))
         if checkpoint.records:
             console.print(f"resuming: {len(checkpoint.records)} finished results in {checkpoint.path} are kept", highlight=False)
@@ -372,16 +317,51 @@ def audit(
             spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
             executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
         report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
+    raise typer.Exit(publish_audit(report, out, fail_under, baseline_report, str(baseline), max_drop, alpha, junit))
+
+
+def publish_audit(
+    report: RobustnessReport,
+    out: Path,
+    fail_under: float | None,
+    baseline: RobustnessReport | None,
+    baseline_path: str,
+    max_drop: float,
+    alpha: float,
+    junit: Path | None,
+) -> int:
+    """Write and print the report (and its diff against ``baseline``), the JUnit file and the GitHub job
+    summary and annotations; the exit status: 1 when the audit fails ``fail_under`` or regressed, else 0."""
+    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, publish_to_github, write_junit
+    from auditor.diff import diff_reports
+    from auditor.report import percent, render_diff_markdown, render_markdown, write_diff, write_report
+
     write_report(report, out)
-    print(render_markdown(report))
+    markdown = render_markdown(report)
+    suites = audit_suites(report)
+    annotations: list[Annotation] = []
     worst = min([report.attack, *report.baselines], key=lambda a: a.accuracy_under_attack)
     if fail_under is not None and worst.accuracy_under_attack < fail_under:
-        console.print(
-            f"[bold red]fail:[/] accuracy under the {worst.name} attack (valid successes only) is {worst.accuracy_under_attack:.3f}, "
-            f"below --fail-under {fail_under:g}",
-            highlight=False,
+        message = (
+            f"accuracy under the {worst.name} attack (valid successes only) is {percent(worst.accuracy_under_attack)}, "
+            f"below --fail-under {percent(fail_under)}"
         )
-        raise typer.Exit(1)
+        markdown += f"\n**Fail:** {message}.\n"
+        annotations.append(Annotation("error", "Robustness below --fail-under", message))
+    if baseline is not None:
+        diff = diff_reports(baseline, report, max_drop, alpha, baseline_path, str(out / "report.json"))
+        write_diff(diff, out)
+        markdown += "\n" + render_diff_markdown(diff)
+        suites += diff_suites(diff)
+        annotations += diff_annotations(diff)
+    if junit is not None:
+        write_junit(junit, f"auditor audit {report.victim.location}", suites)
+    print(markdown, end="")
+    publish_to_github(markdown, annotations)
+    failures = [a for a in annotations if a.level == "error"]
+    for failure in failures:
+        console.print(f"[bold red]fail:[/] {failure.title}: {failure.message}", highlight=False)
+    return 1 if failures else 0
 
 
 @app.command()
@@ -410,6 +390,7 @@ def compare(
     mine_examples: MineExamples = 500,
     label_words: LabelWords = None,
     lexicon_data: LexiconData = None,
+    junit: JUnit = None,
 ) -> None:
     """Compare a full and a pruned model: agreement, accuracy, robustness to the same attacks (baselines
     and per class included) and triggers, latency."""
@@ -420,6 +401,7 @@ def compare(
     check_tokenizer([full, pruned], tokenizer, settings.transformations)
     dataset = load_dataset(data, split="dev")
     settings.examples = min(examples, len(dataset))
+    from auditor.ci import comparison_report_suites, publish_to_github, write_junit
     from auditor.compare import compare_models
     from auditor.report import render_comparison_markdown, write_comparison
     from auditor.victims import is_endpoint, open_victim
@@ -432,4 +414,8 @@ def compare(
     lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words)
     report = compare_models(full_victim, pruned_victim, dataset, triggers, settings, out, lexicon, progress_printer)
     write_comparison(report, out)
-    print(render_comparison_markdown(report))
+    markdown = render_comparison_markdown(report)
+    if junit is not None:
+        write_junit(junit, f"auditor compare {full} {pruned}", comparison_report_suites(report))
+    print(markdown, end="")
+    publish_to_github(markdown, [])

@@ -28,6 +28,26 @@ EndpointTokenizer = Annotated[
     str | None,
     typer.Option("--tokenizer", help="The endpoint model's tokenizer (directory or hub name), for the 'tokenedit' transformation."),
 ]
+JUnit = Annotated[
+    Path | None,
+    typer.Option("--junit", help="Also write the results as JUnit XML (one test case per example and attack) for CI test reports."),
+]
+MaxDrop = Annotated[
+    float,
+    typer.Option("--max-drop", min=0.0, max=1.0, help="Largest drop in accuracy (a fraction) that is not a regression (default: any drop is)."),
+]
+
+
+def _significance_level(value: float) -> float:
+    if not 0 < value < 1:
+        raise typer.BadParameter(f"a significance level between 0 and 1 (exclusive), got {value:g}")
+    return value
+
+
+Alpha = Annotated[
+    float,
+    typer.Option("--alpha", callback=_significance_level, help="Significance level of the exact McNemar test of a drop."),
+]
 InputsPerRequest = Annotated[
     int,
     typer.Option("--inputs-per-request", min=1, help='Inputs per request to an endpoint ({"inputs": [...]}, at most its max_batch); 1 = one each.'),

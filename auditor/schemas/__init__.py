@@ -62,6 +62,13 @@ from auditor.schemas.audits import (  # noqa: F401
     VictimIdentity,
     WordEdit,
 )
+from auditor.schemas.diffs import (  # noqa: F401
+    ClassChange,
+    DiffSide,
+    ExampleChange,
+    PairedComparison,
+    RobustnessDiff,
+)
 
 
 def json_schemas() -> dict[str, dict]:

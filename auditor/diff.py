@@ -1,0 +1,254 @@
+"""Robustness release to release: two audits of the same examples, under the same settings and validity
+checks, paired example by example and tested with the exact McNemar test (``auditor diff``, ``auditor audit
+--baseline``). The audits may come from any mix of local model, ONNX graph and endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from math import comb
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from auditor import __version__
+from auditor.errors import InputError, validation_message
+from auditor.schemas import (
+    AttackOutcome,
+    AuditSettings,
+    ClassChange,
+    DiffSide,
+    ExampleChange,
+    ExamplesUsed,
+    LexiconSummary,
+    PairedComparison,
+    RobustnessDiff,
+    RobustnessReport,
+)
+
+SCHEMA_VERSION: int = RobustnessReport.model_fields["schema_version"].default
+
+
+def mcnemar_exact(newly_broken: int, newly_held: int) -> float:
+    """Two-sided exact McNemar p-value of ``b`` and ``c`` discordant pairs: under chance each of the n = b + c
+    goes either way with probability ½, so p = min(1, 2 · Σ_{k ≤ min(b, c)} C(n, k) / 2ⁿ), computed exactly."""
+    if newly_broken < 0 or newly_held < 0:
+        raise ValueError("counts of discordant pairs are non-negative")
+    n = newly_broken + newly_held
+    tail = sum(comb(n, k) for k in range(min(newly_broken, newly_held) + 1))
+    return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    """What two audits must share to be compared: the examples (by digest), the labels, the settings and
+    the validity checks (the label-word lexicon included)."""
+
+    data: ExamplesUsed
+    labels: list[str]
+    settings: AuditSettings
+    lexicon: LexiconSummary
+    validity: list[str]
+
+    @classmethod
+    def of(cls, report: RobustnessReport) -> AuditScope:
+        return cls(report.data, report.victim.labels, report.settings, report.lexicon, report.validity)
+
+
+def scope_differences(base: AuditScope, new: AuditScope) -> list[str]:
+    """What keeps two audits from being compared, one phrase per difference (empty when they compare)."""
+    problems = []
+    if (base.data.digest, base.data.count) != (new.data.digest, new.data.count):
+        problems.append(
+            f"they audit different examples: base {base.data.count} of {base.data.title} (digest {base.data.digest}), "
+            f"new {new.data.count} of {new.data.title} (digest {new.data.digest})"
+        )
+    if base.labels != new.labels:
+        problems.append(f"the models have different labels: base {base.labels}, new {new.labels}")
+    base_settings, new_settings = base.settings.model_dump(), new.settings.model_dump()
+    changed = [f"{name} {base_settings[name]} vs {new_settings[name]}" for name in base_settings if base_settings[name] != new_settings[name]]
+    if changed:
+        problems.append("the settings differ: " + ", ".join(changed))
+    if base.lexicon != new.lexicon:
+        problems.append(
+            f"the label-word lexicons differ: base {base.lexicon.words} words ({_lexicon_source(base.lexicon)}), "
+            f"new {new.lexicon.words} words ({_lexicon_source(new.lexicon)})"
+        )
+    elif base.validity != new.validity:
+        problems.append("the validity checks differ (reports of different auditor versions): rerun the base audit")
+    return problems
+
+
+def _lexicon_source(lexicon: LexiconSummary) -> str:
+    return f"{lexicon.data.title}, digest {lexicon.data.digest}" if lexicon.data else "user words only"
+
+
+def check_comparable(base: AuditScope, new: AuditScope) -> None:
+    """Raise an ``InputError`` naming every difference that keeps the audits from being compared."""
+    problems = scope_differences(base, new)
+    if problems:
+        raise InputError("the reports cannot be compared: " + "; ".join(problems))
+
+
+def load_report(path: Path, role: str = "report") -> RobustnessReport:
+    """The ``RobustnessReport`` at ``path`` (a ``report.json`` or the folder holding one), or an ``InputError``
+    that says what is wrong with it in one line (``role`` names it: 'base', 'new', '--baseline')."""
+    file = path / "report.json" if path.is_dir() else path
+    if not file.is_file():
+        raise InputError(f"{role} report {path}: no such file" + (" (the folder holds no report.json)" if path.is_dir() else ""))
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{role} report {file} is not JSON: {error}") from None
+    if not isinstance(raw, dict) or not {"victim", "attack", "settings"} <= raw.keys():
+        raise InputError(f"{role} report {file} is not an audit report (the report.json of 'auditor audit')")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise InputError(
+            f"{role} report {file} has schema version {version}; auditor {__version__} compares version {SCHEMA_VERSION} "
+            f"(from version 6 every outcome names its example): rerun that audit with this auditor"
+        )
+    try:
+        return RobustnessReport.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(f"{role} report {file} is not a valid audit report: {validation_message(error)}") from None
+
+
+def _keyed(outcomes: list[AttackOutcome]) -> dict[tuple[str, int], AttackOutcome]:
+    """Outcomes by (example id, occurrence), so that a sentence audited twice pairs up in order."""
+    seen: Counter[str] = Counter()
+    keyed = {}
+    for outcome in outcomes:
+        keyed[(outcome.example_id, seen[outcome.example_id])] = outcome
+        seen[outcome.example_id] += 1
+    return keyed
+
+
+Held = Callable[[AttackOutcome], bool]
+
+
+def _clean_held(outcome: AttackOutcome) -> bool:
+    return outcome.status != "skipped"
+
+
+def _attack_held(outcome: AttackOutcome) -> bool:
+    return outcome.status == "failed"
+
+
+def _change(base: AttackOutcome, new: AttackOutcome, clean: bool) -> ExampleChange:
+    def shown(outcome: AttackOutcome) -> tuple[str, str | None, int]:
+        if clean:
+            return outcome.text, outcome.text_pair, outcome.original_prediction
+        return outcome.perturbed_text, outcome.perturbed_text_pair, outcome.perturbed_prediction
+
+    (base_text, base_pair, base_predicted), (new_text, new_pair, new_predicted) = shown(base), shown(new)
+    return ExampleChange(
+        example_id=new.example_id,
+        index=new.index,
+        label=new.label,
+        text=new.text,
+        text_pair=new.text_pair,
+        base_status=base.status,
+        new_status=new.status,
+        base_perturbed_text=base_text,
+        base_perturbed_text_pair=base_pair,
+        new_perturbed_text=new_text,
+        new_perturbed_text_pair=new_pair,
+        base_predicted=base_predicted,
+        new_predicted=new_predicted,
+    )
+
+
+def paired_comparison(
+    measure: str, base: list[AttackOutcome], new: list[AttackOutcome], labels: list[str], max_drop: float, alpha: float
+) -> PairedComparison:
+    """Clean accuracy (``measure`` 'clean') or accuracy under one attack, example by example; a regression
+    when accuracy fell by more than ``max_drop`` and the exact McNemar test gives p < ``alpha``."""
+    base_by_key, new_by_key = _keyed(base), _keyed(new)
+    if base_by_key.keys() != new_by_key.keys():
+        raise InputError(f"the reports' {measure} outcomes are not of the same examples (example ids differ)")
+    held: Held = _clean_held if measure == "clean" else _attack_held
+    pairs = [(base_by_key[key], new_by_key[key]) for key in new_by_key]
+    broken = [_change(b, n, measure == "clean") for b, n in pairs if held(b) and not held(n)]
+    kept = [_change(b, n, measure == "clean") for b, n in pairs if held(n) and not held(b)]
+    total = len(pairs)
+    base_held, new_held = sum(held(b) for b, _ in pairs), sum(held(n) for _, n in pairs)
+    p_value = mcnemar_exact(len(broken), len(kept))
+    per_class = []
+    for label, name in enumerate(labels):
+        members = [(b, n) for b, n in pairs if n.label == label]
+        if members:
+            class_base = sum(held(b) for b, _ in members) / len(members)
+            class_new = sum(held(n) for _, n in members) / len(members)
+            per_class.append(
+                ClassChange(
+                    label=label,
+                    name=name,
+                    examples=len(members),
+                    base_accuracy=class_base,
+                    new_accuracy=class_new,
+                    change=class_new - class_base,
+                    newly_broken=sum(held(b) and not held(n) for b, n in members),
+                    newly_held=sum(held(n) and not held(b) for b, n in members),
+                )
+            )
+    return PairedComparison(
+        measure=measure,
+        examples=total,
+        base_accuracy=base_held / total,
+        new_accuracy=new_held / total,
+        change=(new_held - base_held) / total,
+        newly_broken=len(broken),
+        newly_held=len(kept),
+        p_value=p_value,
+        regression=base_held - new_held > max_drop * total + 1e-9 and p_value < alpha,
+        per_class=per_class,
+        broken=broken,
+        held=kept,
+    )
+
+
+def diff_reports(
+    base: RobustnessReport,
+    new: RobustnessReport,
+    max_drop: float = 0.0,
+    alpha: float = 0.05,
+    base_path: str = "base",
+    new_path: str = "new",
+) -> RobustnessDiff:
+    """Compare clean accuracy and the accuracy under every attack of two audits of the same examples
+    (``check_comparable`` first); see ``PairedComparison``."""
+    if not 0 <= max_drop <= 1 or not 0 < alpha < 1:
+        raise InputError(f"max_drop must be in [0, 1] and alpha in (0, 1), got {max_drop} and {alpha}")
+    check_comparable(AuditScope.of(base), AuditScope.of(new))
+    labels = new.victim.labels
+    base_attacks = {a.name: a for a in [base.attack, *base.baselines]}
+    comparisons = [paired_comparison("clean", base.attack.outcomes, new.attack.outcomes, labels, max_drop, alpha)]
+    comparisons += [
+        paired_comparison(a.name, base_attacks[a.name].outcomes, a.outcomes, labels, max_drop, alpha)
+        for a in [new.attack, *new.baselines]
+    ]
+    notes = []
+    if base.patterns != new.patterns or base.patterns_model != new.patterns_model:
+        notes.append(
+            f"the patterns differ (base mined {base.patterns.count} examples of {base.patterns.title} on "
+            f"{base.patterns_model.name}, new {new.patterns.count} of {new.patterns.title} on {new.patterns_model.name}): "
+            "pattern insertion and the trigger table differ with them"
+        )
+    if base.data.title != new.data.title:
+        notes.append(f"the same examples, named differently: base {base.data.title}, new {new.data.title}")
+    return RobustnessDiff(
+        auditor_version=__version__,
+        base=DiffSide(path=base_path, victim=base.victim, auditor_version=base.auditor_version),
+        new=DiffSide(path=new_path, victim=new.victim, auditor_version=new.auditor_version),
+        data=new.data,
+        settings=new.settings,
+        max_drop=max_drop,
+        alpha=alpha,
+        notes=notes,
+        comparisons=comparisons,
+        regression=any(c.regression for c in comparisons),
+    )
