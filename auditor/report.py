@@ -306,6 +306,7 @@ def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
         f"# Robustness diff: {report.base.victim.location} → {report.new.victim.location}",
         "",
         f"Base: `{report.base.path}` (auditor {report.base.auditor_version}); new: `{report.new.path}` (auditor {report.new.auditor_version}).",
+        "",
         f"{report.data.count} examples of {report.data.title}, the same settings (query budget {settings.budget}, at most "
         f"{settings.max_words} words edited) and validity checks in both audits; accuracy under attack counts valid successes only. "
         f"Gate: a drop of more than {100 * report.max_drop:g} points with exact McNemar p < {report.alpha:g} is a regression.",
