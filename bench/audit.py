@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.audit import checkpoint_identity, run_audit  # noqa: E402
 from auditor.checkpoint import Checkpoint  # noqa: E402
-from auditor.cli.audit import parse_sufficient_gain  # noqa: E402
+from auditor.cli.attack_options import parse_sufficient_gain  # noqa: E402
 from auditor.data import load_dataset  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
 from auditor.report import percent, write_atomic, write_report  # noqa: E402

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from auditor.attribution import SelfAttentionAttribution  # noqa: E402
 from auditor.audit import attack_examples, attribution_attacks, audit_attacks, data_vocabulary, summarise  # noqa: E402
 from auditor.checkpoint import Checkpoint  # noqa: E402
-from auditor.cli.audit import parse_sufficient_gain  # noqa: E402
+from auditor.cli.attack_options import parse_sufficient_gain  # noqa: E402
 from auditor.data import Dataset, load_dataset  # noqa: E402
 from auditor.explain import sum_over_words  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402

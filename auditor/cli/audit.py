@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from auditor.cli.app import app, console
+from auditor.cli.attack_options import (
+    Baselines,
+    Budget,
+    Data,
+    EditsPerWord,
+    Examples,
+    LabelWords,
+    LexiconData,
+    MaxWords,
+    MineExamples,
+    Patterns,
+    RankingLayers,
+    RankingSteps,
+    SufficientGain,
+    SweepWords,
+    TopK,
+    Transformations,
+    TriggerExamples,
+    TriggerTopK,
+    attack_settings,
+    check_tokenizer,
+)
 from auditor.cli.mine import patterns_for
 from auditor.cli.options import (
     Alpha,
@@ -24,67 +45,10 @@ from auditor.cli.options import (
 )
 from auditor.data import load_dataset
 from auditor.errors import InputError
-from auditor.quadrature import MAX_STEPS
 
 if TYPE_CHECKING:
     from auditor.data import Dataset
-    from auditor.schemas import AuditSettings, LabelLexicon, RobustnessReport
-
-Data = Annotated[str, typer.Option("--data", help="Task name (dev split; 'sst2:train' for another) or a GLUE TSV path.")]
-Patterns = Annotated[Path | None, typer.Option("--patterns", help="Patterns from 'auditor mine' (default: mine the local model).")]
-Examples = Annotated[int, typer.Option("--examples", min=1, help="Examples to attack (the first N).")]
-Budget = Annotated[int, typer.Option("--budget", min=1, help="Model queries per attacked example.")]
-MaxWords = Annotated[int, typer.Option("--max-words", min=1, help="Most words any attack may insert, change or delete.")]
-Transformations = Annotated[
-    str | None,
-    typer.Option(
-        "--transformations",
-        help="Edits the attribution-guided attack tries on each ranked word, comma list of tokenedit, charedit, typo, delete, pattern "
-        "(default: the combination tuned on training data).",
-    ),
-]
-SufficientGain = Annotated[
-    str | None,
-    typer.Option(
-        "--sufficient-gain",
-        help="Keep a word's candidate without querying the rest once it closes this share of the margin per edit left, "
-        "in (0, 1], or 'none' to query all (default: tuned on training data).",
-    ),
-]
-EditsPerWord = Annotated[
-    int | None,
-    typer.Option("--edits-per-word", min=1, help="Character edits 'tokenedit' tries on each word (default: tuned on training data)."),
-]
-RankingSteps = Annotated[
-    int | None,
-    typer.Option("--steps", min=1, max=MAX_STEPS, help="Quadrature nodes of the ranking's attribution (default: tuned on training data)."),
-]
-RankingLayers = Annotated[
-    str | None,
-    typer.Option(
-        "--ranking-layers",
-        help="Encoder layers of the ranking's attribution, comma list (-1 is the last) or 'all' (default: tuned on training data).",
-    ),
-]
-SweepWords = Annotated[
-    str | None,
-    typer.Option("--sweep-words", help="Words probed for the last edit allowed, a number or 'all' (default: tuned on training data)."),
-]
-Baselines = Annotated[str, typer.Option("--baselines", help="Comma list of random, deepwordbug, leave-one-out (our edits with DeepWordBug's ranking); 'none' for none.")]
-LabelWords = Annotated[
-    Path | None,
-    typer.Option("--label-words", help="Extra label-carrying words (one a line, optionally 'label<TAB>word') no attack may add or delete."),
-]
-LexiconData = Annotated[
-    str | None,
-    typer.Option("--lexicon-data", help="Training data for the label-word lexicon (default: the task's train split)."),
-]
-TopK = Annotated[int, typer.Option("--top-k", min=1, help="Patterns per class the attack tries.")]
-TriggerTopK = Annotated[int, typer.Option("--trigger-top-k", min=0, help="Patterns per class in the universal-trigger table.")]
-TriggerExamples = Annotated[
-    int | None, typer.Option("--trigger-examples", min=1, help="Examples for the trigger table (default all).")
-]
-MineExamples = Annotated[int, typer.Option("--mine-examples", min=1, help="Training examples to mine when no --patterns.")]
+    from auditor.schemas import LabelLexicon, RobustnessReport
 
 
 def lexicon_for(
@@ -104,125 +68,6 @@ def lexicon_for(
         train = None
     user = read_word_list(label_words, labels) if label_words is not None else {}
     return build_lexicon(train, labels, user_words=user)
-
-
-def parse_transformations(value: str | None) -> list[str]:
-    from auditor.attack import TRANSFORMATIONS
-    from auditor.schemas import AuditSettings
-
-    if value is None:
-        return list(AuditSettings.model_fields["transformations"].default)
-    chosen = [part.strip() for part in value.split(",") if part.strip()]
-    unknown = [name for name in chosen if name not in TRANSFORMATIONS]
-    if unknown or not chosen:
-        raise typer.BadParameter(f"a comma list of {', '.join(TRANSFORMATIONS)}, got {value!r}", param_hint="'--transformations'")
-    return chosen
-
-
-def parse_sufficient_gain(value: str | None) -> float | None:
-    from auditor.schemas import AuditSettings
-
-    if value is None:
-        return AuditSettings.model_fields["sufficient_gain"].default
-    if value.strip().lower() == "none":
-        return None
-    try:
-        gain = float(value)
-    except ValueError:
-        gain = math.nan
-    if not 0 < gain <= 1:
-        raise typer.BadParameter(f"a number in (0, 1] or 'none', got {value!r}", param_hint="'--sufficient-gain'")
-    return gain
-
-
-def parse_ranking_layers(value: str | None) -> list[int] | None:
-    from auditor.schemas import AuditSettings
-
-    if value is None:
-        return AuditSettings.model_fields["layers"].default
-    if value.strip().lower() == "all":
-        return None
-    try:
-        return [int(part) for part in value.split(",")]
-    except ValueError:
-        raise typer.BadParameter(f"a comma list of layer indices (-1 is the last) or 'all', got {value!r}", param_hint="'--ranking-layers'") from None
-
-
-def parse_sweep_words(value: str | None) -> int | None:
-    from auditor.schemas import AuditSettings
-
-    if value is None:
-        return AuditSettings.model_fields["sweep_words"].default
-    if value.strip().lower() == "all":
-        return None
-    if not value.strip().isdigit() or int(value) < 1:
-        raise typer.BadParameter(f"a positive number or 'all', got {value!r}", param_hint="'--sweep-words'")
-    return int(value)
-
-
-def attack_settings(
-    examples: int,
-    budget: int,
-    max_words: int,
-    transformations: str | None,
-    edits_per_word: int | None,
-    sufficient_gain: str | None,
-    steps: int | None,
-    ranking_layers: str | None,
-    sweep_words: str | None,
-    top_k: int,
-    positions: str,
-    baselines: str,
-    trigger_top_k: int,
-    trigger_examples: int | None,
-    seed: int,
-) -> AuditSettings:
-    """The ``AuditSettings`` of the options ``audit`` and ``compare`` share, each parsed (a usage error when
-    malformed); an option not given takes the default tuned on training data."""
-    from auditor.schemas import AuditSettings
-
-    return AuditSettings(
-        examples=examples,
-        budget=budget,
-        max_words=max_words,
-        transformations=parse_transformations(transformations),
-        candidates=AuditSettings.model_fields["candidates"].default if edits_per_word is None else edits_per_word,
-        sufficient_gain=parse_sufficient_gain(sufficient_gain),
-        steps=AuditSettings.model_fields["steps"].default if steps is None else steps,
-        layers=parse_ranking_layers(ranking_layers),
-        sweep_words=parse_sweep_words(sweep_words),
-        top_k=top_k,
-        positions=positions,
-        baselines=parse_baselines(baselines),
-        trigger_top_k=trigger_top_k,
-        trigger_examples=trigger_examples,
-        seed=seed,
-    )
-
-
-def check_tokenizer(locations: list[str], tokenizer: str | None, transformations: list[str]) -> None:
-    """``--tokenizer`` goes with an endpoint, and an endpoint needs it for 'tokenedit' (it serves no tokenizer)."""
-    from auditor.victims import is_endpoint
-
-    endpoints = [location for location in locations if is_endpoint(location)]
-    if tokenizer is not None and not endpoints:
-        raise typer.BadParameter("--tokenizer is for an endpoint: a local model uses its own tokenizer", param_hint="'--tokenizer'")
-    if endpoints and tokenizer is None and "tokenedit" in transformations:
-        raise typer.BadParameter(
-            "the 'tokenedit' transformation needs the endpoint model's tokenizer (an endpoint serves none): "
-            "pass --tokenizer DIR, or other --transformations",
-            param_hint="'--tokenizer'",
-        )
-
-
-def parse_baselines(value: str) -> list[str]:
-    chosen = [] if value.strip() == "none" else [b.strip() for b in value.split(",") if b.strip()]
-    unknown = sorted(set(chosen) - {"random", "deepwordbug", "leave-one-out"})
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown baseline {unknown[0]!r}: choose from random, deepwordbug, leave-one-out, or none", param_hint="'--baselines'"
-        )
-    return chosen
 
 
 def progress_printer(name: str, done: int, total: int) -> None:
