@@ -58,10 +58,20 @@ class AuditScope:
         return cls(report.data, report.victim.labels, report.settings, report.lexicon, report.validity)
 
 
+def same_examples(a: ExamplesUsed | None, b: ExamplesUsed | None) -> bool:
+    """The same examples by content (count and digest of texts and labels), wherever their files are."""
+    return (a is None) == (b is None) and (a is None or (a.digest, a.count) == (b.digest, b.count))
+
+
+def _lexicon_content(lexicon: LexiconSummary) -> tuple[object, ...]:
+    return (lexicon.options, lexicon.words, lexicon.phrase_words, lexicon.associated_words, lexicon.user_words)
+
+
 def scope_differences(base: AuditScope, new: AuditScope) -> list[str]:
-    """What keeps two audits from being compared, one phrase per difference (empty when they compare)."""
+    """What keeps two audits from being compared, one phrase per difference (empty when they compare).
+    Data are compared by content, so audits made in other checkouts or on other machines compare."""
     problems = []
-    if (base.data.digest, base.data.count) != (new.data.digest, new.data.count):
+    if not same_examples(base.data, new.data):
         problems.append(
             f"they audit different examples: base {base.data.count} of {base.data.title} (digest {base.data.digest}), "
             f"new {new.data.count} of {new.data.title} (digest {new.data.digest})"
@@ -72,7 +82,7 @@ def scope_differences(base: AuditScope, new: AuditScope) -> list[str]:
     changed = [f"{name} {base_settings[name]} vs {new_settings[name]}" for name in base_settings if base_settings[name] != new_settings[name]]
     if changed:
         problems.append("the settings differ: " + ", ".join(changed))
-    if base.lexicon != new.lexicon:
+    if not same_examples(base.lexicon.data, new.lexicon.data) or _lexicon_content(base.lexicon) != _lexicon_content(new.lexicon):
         problems.append(
             f"the label-word lexicons differ: base {base.lexicon.words} words ({_lexicon_source(base.lexicon)}), "
             f"new {new.lexicon.words} words ({_lexicon_source(new.lexicon)})"
@@ -232,7 +242,7 @@ def diff_reports(
         for a in [new.attack, *new.baselines]
     ]
     notes = []
-    if base.patterns != new.patterns or base.patterns_model != new.patterns_model:
+    if not same_examples(base.patterns, new.patterns) or base.patterns_model.weights_sha256 != new.patterns_model.weights_sha256:
         notes.append(
             f"the patterns differ (base mined {base.patterns.count} examples of {base.patterns.title} on "
             f"{base.patterns_model.name}, new {new.patterns.count} of {new.patterns.title} on {new.patterns_model.name}): "
