@@ -16,6 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 
+from auditor.errors import InputError
 from auditor.schemas import (
     AttackOutcome,
     AttackSummary,
@@ -33,7 +34,20 @@ REPORT_FILES = ("report.json", "report.schema.json", "report.md", "report.html")
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part; a
+    path that cannot be written (a folder, a file where a folder should be, no permission) is an
+    ``InputError`` naming it."""
+    try:
+        _replace_atomically(path, data)
+    except OSError as error:
+        blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+        reason = (
+            f"{blocking} is a file, not a folder" if blocking else "it is a folder" if path.is_dir() else error.strerror or str(error)
+        )
+        raise InputError(f"cannot write {path}: {reason}") from None
+
+
+def _replace_atomically(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -79,6 +79,11 @@ USAGE_ERRORS = [
     ("diff", ["a", "b", "--max-drop", "-0.1"], "'--max-drop'"),
     ("diff", ["a", "b", "--format", "xml"], "'--format'"),
     ("diff", ["a", "b", "--bogus"], "No such option: --bogus"),
+    ("diff", ["a", "b", "--junit", "."], ". is a folder: give the name of a file to write"),
+    ("diff", ["a", "b", "--out", __file__], "is a file: give a folder to write into"),
+    ("audit", ["--out", __file__, "--data", "sst2", "--model", str(SST2)], "is a file: give a folder to write into"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--junit", "."], "'--junit'"),
+    ("compare", ["--full", str(SST2), "--pruned", str(SST2), "--data", "sst2", "--out", __file__], "is a file: give a folder"),
 ]
 
 

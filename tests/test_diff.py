@@ -142,6 +142,8 @@ def test_a_report_against_itself_passes_and_other_data_or_settings_are_refused(
 ) -> None:
     code, out, err = run_main(["diff", str(full), str(full / "report.json")], capsys)
     assert code == 0 and err == "" and out.rstrip().endswith("No regression.")
+    code, out, err = run_main(["diff", str(full), str(full), "--junit", str(full / "report.json" / "junit.xml")], capsys)
+    assert code == 2 and err.splitlines() == [f"error: cannot write {full / 'report.json' / 'junit.xml'}: {full / 'report.json'} is a file, not a folder"]
     other = workdir / "other-data"  # the same model and settings on the first 4 examples
     done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(other), *OPTIONS[:3], "4", *OPTIONS[4:])
     assert done.returncode == 0, done.stderr

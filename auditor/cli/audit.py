@@ -41,6 +41,7 @@ from auditor.cli.options import (
     Seed,
     Token,
     Workers,
+    output_folder,
     ray_pool,
 )
 from auditor.data import load_dataset
@@ -77,7 +78,7 @@ def progress_printer(name: str, done: int, total: int) -> None:
 
 @app.command()
 def audit(
-    out: Annotated[Path, typer.Option("--out", help="Folder for report.json/.md/.html and the checkpoint.")],
+    out: Annotated[Path, typer.Option("--out", callback=output_folder, help="Folder for report.json/.md/.html and the checkpoint.")],
     data: Data,
     model: Annotated[str | None, typer.Option("--model", help="Local model directory (or .onnx file beside its tokenizer).")] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="Deployed model: http://HOST:PORT/predictions/NAME.")] = None,
@@ -214,7 +215,7 @@ def compare(
     full: Annotated[str, typer.Option("--full", help="The full model: directory or http://HOST:PORT/predictions/NAME.")],
     pruned: Annotated[str, typer.Option("--pruned", help="The pruned model: directory or endpoint.")],
     data: Data,
-    out: Annotated[Path, typer.Option("--out", help="Folder for comparison.json/.md/.html.")],
+    out: Annotated[Path, typer.Option("--out", callback=output_folder, help="Folder for comparison.json/.md/.html.")],
     token: Token = None,
     tokenizer: EndpointTokenizer = None,
     inputs_per_request: InputsPerRequest = 8,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from auditor.cli.app import app, console
-from auditor.cli.options import Alpha, JUnit, MaxDrop
+from auditor.cli.options import Alpha, JUnit, MaxDrop, output_folder
 
 
 @app.command()
@@ -18,7 +18,7 @@ def diff(
     max_drop: MaxDrop = 0.0,
     alpha: Alpha = 0.05,
     output_format: Annotated[Literal["markdown", "json"], typer.Option("--format", help="What to print: the Markdown summary or the diff as JSON.")] = "markdown",
-    out: Annotated[Path | None, typer.Option("--out", help="Folder to write diff.json and diff.md into.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", callback=output_folder, help="Folder to write diff.json and diff.md into.")] = None,
     junit: JUnit = None,
 ) -> None:
     """Compare two audits example by example: clean accuracy and accuracy under each attack (valid successes

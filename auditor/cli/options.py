@@ -28,9 +28,25 @@ EndpointTokenizer = Annotated[
     str | None,
     typer.Option("--tokenizer", help="The endpoint model's tokenizer (directory or hub name), for the 'tokenedit' transformation."),
 ]
+def output_file(value: Path | None) -> Path | None:
+    """A file to write: not an existing folder (checked before any work)."""
+    if value is not None and value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder: give the name of a file to write")
+    return value
+
+
+def output_folder(value: Path | None) -> Path | None:
+    """A folder to write files into: not an existing file (checked before any work)."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is a file: give a folder to write into")
+    return value
+
+
 JUnit = Annotated[
     Path | None,
-    typer.Option("--junit", help="Also write the results as JUnit XML (one test case per example and attack) for CI test reports."),
+    typer.Option(
+        "--junit", callback=output_file, help="Also write the results as JUnit XML (one test case per example and attack) for CI test reports."
+    ),
 ]
 MaxDrop = Annotated[
     float,
