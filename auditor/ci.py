@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from auditor.report import edit_text, joined_text, measure_name, percent, points, verdict, write_atomic
+from auditor.report import edit_text, holm, joined_text, measure_name, percent, points, verdict, write_atomic
 from auditor.schemas import AttackSummary, ComparisonReport, PairedComparison, RobustnessDiff, RobustnessReport, VictimIdentity
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -96,7 +96,7 @@ def comparison_suite(comparison: PairedComparison, report: RobustnessDiff) -> Te
     gate_message = (
         f"{measure_name(comparison)} {percent(comparison.base_accuracy)} → {percent(comparison.new_accuracy)} "
         f"({points(comparison.change)}), {comparison.newly_broken} newly broken, {comparison.newly_held} newly held, "
-        f"exact McNemar p = {comparison.p_value:.3g}: {verdict(comparison, report)}"
+        f"exact McNemar p = {comparison.p_value:.3g}{holm(comparison, report)}: {verdict(comparison, report)}"
     )
     cases = [TestCase(classname, "regression gate", failure=(gate_message, gate_message) if comparison.regression else None)]
     for change in comparison.broken:
@@ -118,6 +118,8 @@ def comparison_suite(comparison: PairedComparison, report: RobustnessDiff) -> Te
         "base_accuracy": f"{comparison.base_accuracy:.6f}",
         "new_accuracy": f"{comparison.new_accuracy:.6f}",
         "p_value": f"{comparison.p_value:.6g}",
+        "adjusted_p_value": f"{comparison.adjusted_p_value:.6g}",
+        "correction": report.correction,
     }
     return TestSuite(f"diff.{comparison.measure}", cases, properties)
 
@@ -211,7 +213,7 @@ def diff_annotations(report: RobustnessDiff) -> list[Annotation]:
         message = (
             f"{measure_name(c)} {percent(c.base_accuracy)} → {percent(c.new_accuracy)} ({points(c.change)}) on "
             f"{c.examples} examples of {report.data.title}: {c.newly_broken} newly broken, {c.newly_held} newly held, "
-            f"exact McNemar p = {c.p_value:.3g}"
+            f"exact McNemar p = {c.p_value:.3g}{holm(c, report)}"
         )
         if c.regression:
             lines.append(Annotation("error", f"Robustness regression: {measure_name(c)}", message))

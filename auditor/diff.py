@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import comb
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -40,6 +41,21 @@ def mcnemar_exact(newly_broken: int, newly_held: int) -> float:
     n = newly_broken + newly_held
     tail = sum(comb(n, k) for k in range(min(newly_broken, newly_held) + 1))
     return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+
+
+Correction = Literal["none", "holm"]
+
+
+def holm_adjusted(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (in the given order): the i-th smallest of m becomes
+    max_{j ≤ i} min(1, (m − j + 1) · p_(j)); rejecting those below α keeps the family-wise error at most α."""
+    order = sorted(range(len(p_values)), key=p_values.__getitem__)
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
 
 
 @dataclass(frozen=True)
@@ -172,11 +188,9 @@ def _change(base: AttackOutcome, new: AttackOutcome, clean: bool) -> ExampleChan
     )
 
 
-def paired_comparison(
-    measure: str, base: list[AttackOutcome], new: list[AttackOutcome], labels: list[str], max_drop: float, alpha: float
-) -> PairedComparison:
-    """Clean accuracy (``measure`` 'clean') or accuracy under one attack, example by example; a regression
-    when accuracy fell by more than ``max_drop`` and the exact McNemar test gives p < ``alpha``."""
+def paired_comparison(measure: str, base: list[AttackOutcome], new: list[AttackOutcome], labels: list[str]) -> PairedComparison:
+    """Clean accuracy (``measure`` 'clean') or accuracy under one attack, example by example, with its exact
+    McNemar p-value (not yet gated: ``regression`` False, ``adjusted_p_value`` the p-value; see ``gate``)."""
     base_by_key, new_by_key = _keyed(base), _keyed(new)
     if base_by_key.keys() != new_by_key.keys():
         raise InputError(f"the reports' {measure} outcomes are not of the same examples (example ids differ)")
@@ -214,11 +228,28 @@ def paired_comparison(
         newly_broken=len(broken),
         newly_held=len(kept),
         p_value=p_value,
-        regression=base_held - new_held > max_drop * total + 1e-9 and p_value < alpha,
+        adjusted_p_value=p_value,
+        regression=False,
         per_class=per_class,
         broken=broken,
         held=kept,
     )
+
+
+def gate(comparisons: list[PairedComparison], max_drop: float, alpha: float, correction: Correction) -> list[PairedComparison]:
+    """The comparisons with their verdicts: a regression when accuracy fell by more than ``max_drop`` (b − c >
+    max_drop · n) and the (adjusted) p-value is below ``alpha``."""
+    p_values = [c.p_value for c in comparisons]
+    adjusted = holm_adjusted(p_values) if correction == "holm" else p_values
+    return [
+        c.model_copy(
+            update={
+                "adjusted_p_value": p,
+                "regression": c.newly_broken - c.newly_held > max_drop * c.examples + 1e-9 and p < alpha,
+            }
+        )
+        for c, p in zip(comparisons, adjusted)
+    ]
 
 
 def diff_reports(
@@ -228,6 +259,7 @@ def diff_reports(
     alpha: float = 0.05,
     base_path: str = "base",
     new_path: str = "new",
+    correction: Correction = "none",
 ) -> RobustnessDiff:
     """Compare clean accuracy and the accuracy under every attack of two audits of the same examples
     (``check_comparable`` first); see ``PairedComparison``."""
@@ -236,11 +268,9 @@ def diff_reports(
     check_comparable(AuditScope.of(base), AuditScope.of(new))
     labels = new.victim.labels
     base_attacks = {a.name: a for a in [base.attack, *base.baselines]}
-    comparisons = [paired_comparison("clean", base.attack.outcomes, new.attack.outcomes, labels, max_drop, alpha)]
-    comparisons += [
-        paired_comparison(a.name, base_attacks[a.name].outcomes, a.outcomes, labels, max_drop, alpha)
-        for a in [new.attack, *new.baselines]
-    ]
+    comparisons = [paired_comparison("clean", base.attack.outcomes, new.attack.outcomes, labels)]
+    comparisons += [paired_comparison(a.name, base_attacks[a.name].outcomes, a.outcomes, labels) for a in [new.attack, *new.baselines]]
+    comparisons = gate(comparisons, max_drop, alpha, correction)
     notes = []
     if not same_examples(base.patterns, new.patterns) or base.patterns_model.weights_sha256 != new.patterns_model.weights_sha256:
         notes.append(
@@ -258,6 +288,7 @@ def diff_reports(
         settings=new.settings,
         max_drop=max_drop,
         alpha=alpha,
+        correction=correction,
         notes=notes,
         comparisons=comparisons,
         regression=any(c.regression for c in comparisons),

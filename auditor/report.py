@@ -290,6 +290,10 @@ def verdict(comparison: PairedComparison, report: RobustnessDiff) -> str:
     return f"drop not significant (p ≥ {report.alpha:g})"
 
 
+def holm(comparison: PairedComparison, report: RobustnessDiff) -> str:
+    return f" (Holm {comparison.adjusted_p_value:.3g})" if report.correction == "holm" else ""
+
+
 def measure_name(comparison: PairedComparison) -> str:
     return "clean accuracy" if comparison.measure == "clean" else f"accuracy under {comparison.measure}"
 
@@ -323,7 +327,8 @@ def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
         "",
         f"{report.data.count} examples of {report.data.title}, the same settings (query budget {settings.budget}, at most "
         f"{settings.max_words} words edited) and validity checks in both audits; accuracy under attack counts valid successes only. "
-        f"Gate: a drop of more than {100 * report.max_drop:g} points with exact McNemar p < {report.alpha:g} is a regression.",
+        f"Gate: a drop of more than {100 * report.max_drop:g} points with exact McNemar p < {report.alpha:g} is a regression"
+        + (" (p adjusted by Holm's step-down over the measures below)." if report.correction == "holm" else "."),
         *(f"Note: {note}." for note in report.notes),
         "",
         "| measure | base | new | change | newly broken | newly held | McNemar p | verdict |",
@@ -332,7 +337,7 @@ def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
     for c in report.comparisons:
         lines.append(
             f"| {measure_name(c)} | {percent(c.base_accuracy)} | {percent(c.new_accuracy)} | {points(c.change)} | "
-            f"{c.newly_broken} | {c.newly_held} | {c.p_value:.3g} | {verdict(c, report)} |"
+            f"{c.newly_broken} | {c.newly_held} | {c.p_value:.3g}{holm(c, report)} | {verdict(c, report)} |"
         )
     lines += ["", "| class | examples | " + " | ".join(measure_name(c) for c in report.comparisons) + " |"]
     lines.append("|---|---|" + "---|" * len(report.comparisons))

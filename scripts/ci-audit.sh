@@ -16,7 +16,7 @@
 # Settings (environment, defaults in brackets): AUDIT_DATA [sst2], AUDIT_EXAMPLES [200], AUDIT_BUDGET [100],
 # AUDIT_BASELINES [random,deepwordbug], AUDIT_PATTERNS (patterns file; default: mined from MODEL_DIR, 500
 # training examples: give both releases the same file to compare their trigger tables), AUDIT_MAX_DROP [0],
-# AUDIT_ALPHA [0.05], AUDIT_FAIL_UNDER (none), MODEL_NAME [the folder's name], INFERENCE_PORT [8080],
+# AUDIT_ALPHA [0.05], AUDIT_CORRECTION [none; holm], AUDIT_FAIL_UNDER (none), MODEL_NAME [the folder's name], INFERENCE_PORT [8080],
 # MANAGEMENT_PORT [8081], METRICS_PORT [8082], GRPC_INFERENCE_PORT [7070], GRPC_MANAGEMENT_PORT [7071],
 # VENV [.venv of this checkout]. On GitHub Actions the gate's summary goes to the job summary and its
 # failures become annotations (auditor does it when GITHUB_STEP_SUMMARY / GITHUB_ACTIONS are set).
@@ -86,7 +86,7 @@ if [ -z "$patterns" ]; then
   patterns="$out/patterns.json"
   "$venv/bin/auditor" mine --model "$model" --data "${AUDIT_DATA:-sst2}" --out "$patterns"
 fi
-gate=(--max-drop "${AUDIT_MAX_DROP:-0}" --alpha "${AUDIT_ALPHA:-0.05}")
+gate=(--max-drop "${AUDIT_MAX_DROP:-0}" --alpha "${AUDIT_ALPHA:-0.05}" --correction "${AUDIT_CORRECTION:-none}")
 [ -n "${AUDIT_FAIL_UNDER:-}" ] && gate+=(--fail-under "$AUDIT_FAIL_UNDER")
 status=0
 "$venv/bin/auditor" audit --endpoint "$url" --tokenizer "$model" --data "${AUDIT_DATA:-sst2}" --patterns "$patterns" \

@@ -78,6 +78,7 @@ USAGE_ERRORS = [
     ("diff", ["a", "b", "--alpha", "often"], "'--alpha'"),
     ("diff", ["a", "b", "--max-drop", "-0.1"], "'--max-drop'"),
     ("diff", ["a", "b", "--format", "xml"], "'--format'"),
+    ("diff", ["a", "b", "--correction", "bonferroni"], "'--correction'"),
     ("diff", ["a", "b", "--bogus"], "No such option: --bogus"),
     ("diff", ["a", "b", "--junit", "."], ". is a folder: give the name of a file to write"),
     ("diff", ["a", "b", "--out", __file__], "is a file: give a folder to write into"),

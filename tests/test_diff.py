@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from junitparser import Failure, JUnitXml, Skipped
 from scipy.stats import binomtest
 
-from auditor.diff import mcnemar_exact
+from auditor.diff import holm_adjusted, mcnemar_exact
 from auditor.schemas import RobustnessDiff, RobustnessReport
 from tests.test_audit import SST2, auditor
 from tests.test_cli_usage import run_main
@@ -84,16 +85,28 @@ def held(report: dict, measure: str) -> dict[str, bool]:
     return {o["example_id"]: o["status"] == "failed" for o in attacks[measure]["outcomes"]}
 
 
-def expected_exit(base: dict, new: dict, max_drop: float = 0.0, alpha: float = 0.05) -> int:
+def holm_rejections(p_values: list[float], alpha: float) -> list[bool]:
+    """Holm's procedure as its paper states it: test the smallest p at alpha/m, the next at alpha/(m - 1), …,
+    and stop at the first that is not below its level."""
+    rejected = [False] * len(p_values)
+    for rank, index in enumerate(sorted(range(len(p_values)), key=p_values.__getitem__)):
+        if p_values[index] >= alpha / (len(p_values) - rank):
+            break
+        rejected[index] = True
+    return rejected
+
+
+def expected_exit(base: dict, new: dict, max_drop: float = 0.0, alpha: float = 0.05, correction: str = "none") -> int:
     """The gate's rule with SciPy's exact binomial test standing in for McNemar's exact test."""
+    drops, p_values = [], []
     for measure in ["clean", *(a["name"] for a in [base["attack"], *base["baselines"]])]:
         before, after = held(base, measure), held(new, measure)
         broken = sum(before[i] and not after[i] for i in before)
         kept = sum(after[i] and not before[i] for i in before)
-        p = binomtest(min(broken, kept), broken + kept).pvalue if broken + kept else 1.0
-        if (broken - kept) / len(before) > max_drop and p < alpha:
-            return 1
-    return 0
+        p_values.append(binomtest(min(broken, kept), broken + kept).pvalue if broken + kept else 1.0)
+        drops.append((broken - kept) / len(before) > max_drop)
+    significant = holm_rejections(p_values, alpha) if correction == "holm" else [p < alpha for p in p_values]
+    return int(any(drop and rejected for drop, rejected in zip(drops, significant)))
 
 
 @pytest.mark.parametrize(("b", "c"), [(b, c) for b in range(0, 26, 5) for c in range(0, 26, 3)] + [(300, 350), (1, 0), (0, 7)])
@@ -101,6 +114,16 @@ def test_mcnemar_exact_equals_the_binomial_test(b: int, c: int) -> None:
     expected = binomtest(min(b, c), b + c).pvalue if b + c else 1.0
     assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-12, abs=1e-300)
     assert mcnemar_exact(b, c) == mcnemar_exact(c, b)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_holm_adjusted_p_values_reject_what_holms_procedure_rejects(seed: int) -> None:
+    generator = random.Random(seed)
+    p_values = [generator.choice([generator.random() * 0.1, generator.random(), 1.0, 0.01, 0.02]) for _ in range(generator.randint(1, 6))]
+    adjusted = holm_adjusted(p_values)
+    for alpha in (0.01, 0.025, 0.05, 0.1):
+        assert [p < alpha for p in adjusted] == holm_rejections(p_values, alpha)
+    assert all(a >= p for a, p in zip(adjusted, p_values)) and max(adjusted) <= 1
 
 
 def test_diff_names_a_real_significant_regression(full: Path, candidate: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -173,11 +196,15 @@ def test_a_report_against_itself_passes_and_other_data_or_settings_are_refused(
 
 
 @pytest.mark.parametrize(
-    ("broken", "kept", "max_drop", "alpha"),
-    [(6, 0, 0.0, 0.05), (5, 0, 0.0, 0.05), (6, 0, 0.0, 0.01), (8, 1, 0.0, 0.05), (8, 1, 0.2, 0.05), (1, 8, 0.0, 0.05), (7, 2, 0.0, 0.2)],
-)
+    ("broken", "kept", "max_drop", "alpha", "correction"),
+    [
+        (6, 0, 0.0, 0.05, "none"), (5, 0, 0.0, 0.05, "none"), (6, 0, 0.0, 0.01, "none"), (8, 1, 0.0, 0.05, "none"),
+        (8, 1, 0.2, 0.05, "none"), (1, 8, 0.0, 0.05, "none"), (7, 2, 0.0, 0.2, "none"),
+        (6, 0, 0.0, 0.05, "holm"), (8, 0, 0.0, 0.05, "holm"), (7, 0, 0.0, 0.05, "holm"), (9, 1, 0.0, 0.05, "holm"),
+    ],
+)  # fmt: skip
 def test_exit_code_agrees_with_exact_mcnemar(
-    full: Path, workdir: Path, broken: int, kept: int, max_drop: float, alpha: float, capsys: pytest.CaptureFixture[str]
+    full: Path, workdir: Path, broken: int, kept: int, max_drop: float, alpha: float, correction: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The full model's report against copies whose attack outcomes were flipped: ``broken`` held examples
     made successes, ``kept`` successes made failures (the statuses a less or more robust model would give)."""
@@ -193,8 +220,9 @@ def test_exit_code_agrees_with_exact_mcnemar(
         o["status"] = "failed"
     path = workdir / f"flipped-{broken}-{kept}-{max_drop}-{alpha}.json"
     path.write_text(json.dumps(new))
-    code, out, err = run_main(["diff", str(full), str(path), "--max-drop", str(max_drop), "--alpha", str(alpha), "--format", "json"], capsys)
-    assert code == expected_exit(base, new, max_drop, alpha), out
+    arguments = ["diff", str(full), str(path), "--max-drop", str(max_drop), "--alpha", str(alpha), "--correction", correction, "--format", "json"]
+    code, out, err = run_main(arguments, capsys)
+    assert code == expected_exit(base, new, max_drop, alpha, correction), out
     diff = RobustnessDiff.model_validate_json(out)
     assert diff.regression == bool(code) and diff.comparisons[1].newly_broken == broken and diff.comparisons[1].newly_held == kept
 

@@ -33,6 +33,7 @@ from auditor.cli.attack_options import (
 from auditor.cli.mine import patterns_for
 from auditor.cli.options import (
     Alpha,
+    Correction,
     EndpointTokenizer,
     InputsPerRequest,
     JUnit,
@@ -116,6 +117,7 @@ def audit(
     ] = None,
     max_drop: MaxDrop = 0.0,
     alpha: Alpha = 0.05,
+    correction: Correction = "none",
     junit: JUnit = None,
     ray_address: RayAddress = None,
     workers: Workers = None,
@@ -163,7 +165,8 @@ def audit(
             spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
             executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
         report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
-    raise typer.Exit(publish_audit(report, out, fail_under, baseline_report, str(baseline), max_drop, alpha, junit))
+    gate = {"max_drop": max_drop, "alpha": alpha, "correction": correction}
+    raise typer.Exit(publish_audit(report, out, fail_under, baseline_report, str(baseline), gate, junit))
 
 
 def publish_audit(
@@ -172,12 +175,12 @@ def publish_audit(
     fail_under: float | None,
     baseline: RobustnessReport | None,
     baseline_path: str,
-    max_drop: float,
-    alpha: float,
+    gate: dict[str, object],
     junit: Path | None,
 ) -> int:
     """Write and print the report (and its diff against ``baseline``), the JUnit file and the GitHub job
-    summary and annotations; the exit status: 1 when the audit fails ``fail_under`` or regressed, else 0."""
+    summary and annotations; the exit status: 1 when the audit fails ``fail_under`` or regressed (``gate``: the
+    keyword arguments of ``diff_reports``: max_drop, alpha, correction), else 0."""
     from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, publish_to_github, write_junit
     from auditor.diff import diff_reports
     from auditor.report import percent, render_diff_markdown, render_markdown, write_diff, write_report
@@ -195,7 +198,7 @@ def publish_audit(
         markdown += f"\n**Fail:** {message}.\n"
         annotations.append(Annotation("error", "Robustness below --fail-under", message))
     if baseline is not None:
-        diff = diff_reports(baseline, report, max_drop, alpha, baseline_path, str(out / "report.json"))
+        diff = diff_reports(baseline, report, base_path=baseline_path, new_path=str(out / "report.json"), **gate)
         write_diff(diff, out)
         markdown += "\n" + render_diff_markdown(diff)
         suites += diff_suites(diff)

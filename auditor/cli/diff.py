@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from auditor.cli.app import app, console
-from auditor.cli.options import Alpha, JUnit, MaxDrop, output_folder
+from auditor.cli.options import Alpha, Correction, JUnit, MaxDrop, output_folder
 
 
 @app.command()
@@ -17,6 +17,7 @@ def diff(
     new: Annotated[Path, typer.Argument(metavar="NEW", help="The candidate's audit of the same examples with the same settings.")],
     max_drop: MaxDrop = 0.0,
     alpha: Alpha = 0.05,
+    correction: Correction = "none",
     output_format: Annotated[Literal["markdown", "json"], typer.Option("--format", help="What to print: the Markdown summary or the diff as JSON.")] = "markdown",
     out: Annotated[Path | None, typer.Option("--out", callback=output_folder, help="Folder to write diff.json and diff.md into.")] = None,
     junit: JUnit = None,
@@ -29,7 +30,7 @@ def diff(
     from auditor.diff import diff_reports, load_report
     from auditor.report import render_diff_markdown, write_diff
 
-    report = diff_reports(load_report(base, "base"), load_report(new, "new"), max_drop, alpha, str(base), str(new))
+    report = diff_reports(load_report(base, "base"), load_report(new, "new"), max_drop, alpha, str(base), str(new), correction)
     markdown = render_diff_markdown(report)
     if out is not None:
         write_diff(report, out)

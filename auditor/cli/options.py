@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -63,6 +63,14 @@ def _significance_level(value: float) -> float:
 Alpha = Annotated[
     float,
     typer.Option("--alpha", callback=_significance_level, help="Significance level of the exact McNemar test of a drop."),
+]
+Correction = Annotated[
+    Literal["none", "holm"],
+    typer.Option(
+        "--correction",
+        help="'holm': Holm's step-down over clean accuracy and every attack, so that a release that changed nothing fails "
+        "with probability at most --alpha; 'none': each measure tested at --alpha on its own.",
+    ),
 ]
 InputsPerRequest = Annotated[
     int,

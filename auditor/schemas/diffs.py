@@ -48,7 +48,8 @@ class PairedComparison(BaseModel):
     + ``newly_held`` discordant examples is equally likely to go either way, so ``p_value`` is the two-sided
     binomial tail P(min(b, c) or fewer of b + c fair coin flips, either side).
 
-    ``regression``: accuracy fell by more than the gate's ``max_drop`` and ``p_value`` < its ``alpha``."""
+    ``regression``: accuracy fell by more than the gate's ``max_drop`` and ``adjusted_p_value`` < its ``alpha``
+    (``adjusted_p_value`` is ``p_value`` unless the gate corrects for testing several measures)."""
 
     measure: str = Field(description="'clean' or the attack's name")
     examples: int
@@ -58,6 +59,7 @@ class PairedComparison(BaseModel):
     newly_broken: int = Field(description="examples held in the base report and not in the new one (b)")
     newly_held: int = Field(description="examples held in the new report and not in the base one (c)")
     p_value: float = Field(ge=0, le=1)
+    adjusted_p_value: float = Field(ge=0, le=1, description="p_value after the gate's correction (Holm's step-down over every measure), or p_value")
     regression: bool
     per_class: list[ClassChange]
     broken: list[ExampleChange]
@@ -75,8 +77,9 @@ class DiffSide(BaseModel):
 class RobustnessDiff(BaseModel):
     """``auditor diff BASE NEW``: every measure of two audits of the same examples under the same settings
     and validity checks, paired example by example. ``regression`` is true when any measure regressed; the
-    command then exits 1. Each measure is tested at ``alpha`` on its own (no correction for testing the
-    clean accuracy and every attack)."""
+    command then exits 1. With ``correction`` 'none' each measure is tested at ``alpha`` on its own; with
+    'holm' Holm's step-down procedure keeps the chance of calling any regression when there is none (over
+    the clean accuracy and every attack) at most ``alpha``."""
 
     schema_version: Literal[1] = 1
     auditor_version: str
@@ -86,6 +89,7 @@ class RobustnessDiff(BaseModel):
     settings: AuditSettings
     max_drop: float = Field(ge=0, le=1, description="the largest drop in accuracy (a fraction) that is not a regression")
     alpha: float = Field(gt=0, lt=1, description="significance level of the exact McNemar test")
+    correction: Literal["none", "holm"] = "none"
     notes: list[str] = Field(description="differences between the reports that do not prevent the comparison")
     comparisons: list[PairedComparison]
     regression: bool
