@@ -164,6 +164,16 @@ def _attack_held(outcome: AttackOutcome) -> bool:
     return outcome.status == "failed"
 
 
+def _tally(pairs: list[tuple[AttackOutcome, AttackOutcome]], held: Held) -> tuple[int, int, int, int]:
+    """Over (base, new) outcome pairs: how many hold in the base report, in the new one, newly broken, newly held."""
+    return (
+        sum(held(b) for b, _ in pairs),
+        sum(held(n) for _, n in pairs),
+        sum(held(b) and not held(n) for b, n in pairs),
+        sum(held(n) and not held(b) for b, n in pairs),
+    )
+
+
 def _change(base: AttackOutcome, new: AttackOutcome, clean: bool) -> ExampleChange:
     def shown(outcome: AttackOutcome) -> tuple[str, str | None, int]:
         if clean:
@@ -198,33 +208,31 @@ def paired_comparison(measure: str, base: list[AttackOutcome], new: list[AttackO
     pairs = [(base_by_key[key], new_by_key[key]) for key in new_by_key]
     broken = [_change(b, n, measure == "clean") for b, n in pairs if held(b) and not held(n)]
     kept = [_change(b, n, measure == "clean") for b, n in pairs if held(n) and not held(b)]
-    total = len(pairs)
-    base_held, new_held = sum(held(b) for b, _ in pairs), sum(held(n) for _, n in pairs)
-    p_value = mcnemar_exact(len(broken), len(kept))
+    base_held, new_held, _, _ = _tally(pairs, held)
     per_class = []
     for label, name in enumerate(labels):
         members = [(b, n) for b, n in pairs if n.label == label]
         if members:
-            class_base = sum(held(b) for b, _ in members) / len(members)
-            class_new = sum(held(n) for _, n in members) / len(members)
+            class_base, class_new, class_broken, class_kept = _tally(members, held)
             per_class.append(
                 ClassChange(
                     label=label,
                     name=name,
                     examples=len(members),
-                    base_accuracy=class_base,
-                    new_accuracy=class_new,
-                    change=class_new - class_base,
-                    newly_broken=sum(held(b) and not held(n) for b, n in members),
-                    newly_held=sum(held(n) and not held(b) for b, n in members),
+                    base_accuracy=class_base / len(members),
+                    new_accuracy=class_new / len(members),
+                    change=(class_new - class_base) / len(members),
+                    newly_broken=class_broken,
+                    newly_held=class_kept,
                 )
             )
+    p_value = mcnemar_exact(len(broken), len(kept))
     return PairedComparison(
         measure=measure,
-        examples=total,
-        base_accuracy=base_held / total,
-        new_accuracy=new_held / total,
-        change=(new_held - base_held) / total,
+        examples=len(pairs),
+        base_accuracy=base_held / len(pairs),
+        new_accuracy=new_held / len(pairs),
+        change=(new_held - base_held) / len(pairs),
         newly_broken=len(broken),
         newly_held=len(kept),
         p_value=p_value,
