@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from auditor.report import edit_text, holm, joined_text, measure_name, percent, points, verdict, write_atomic
+from auditor.report import comparison_summary, edit_text, joined_text, measure_name, verdict, write_atomic
 from auditor.schemas import AttackSummary, ComparisonReport, PairedComparison, RobustnessDiff, RobustnessReport, VictimIdentity
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -93,11 +93,7 @@ def comparison_suite(comparison: PairedComparison, report: RobustnessDiff) -> Te
     changed: a failure for each newly broken example, a pass for each newly held one."""
     labels = report.new.victim.labels
     classname = f"auditor.diff.{comparison.measure}"
-    gate_message = (
-        f"{measure_name(comparison)} {percent(comparison.base_accuracy)} → {percent(comparison.new_accuracy)} "
-        f"({points(comparison.change)}), {comparison.newly_broken} newly broken, {comparison.newly_held} newly held, "
-        f"exact McNemar p = {comparison.p_value:.3g}{holm(comparison, report)}: {verdict(comparison, report)}"
-    )
+    gate_message = f"{comparison_summary(comparison, report)}: {verdict(comparison, report)}"
     cases = [TestCase(classname, "regression gate", failure=(gate_message, gate_message) if comparison.regression else None)]
     for change in comparison.broken:
         original = joined_text(change.text, change.text_pair)
@@ -210,11 +206,7 @@ def diff_annotations(report: RobustnessDiff) -> list[Annotation]:
     """An error for each regressed measure, a warning for each drop the gate let through."""
     lines = []
     for c in report.comparisons:
-        message = (
-            f"{measure_name(c)} {percent(c.base_accuracy)} → {percent(c.new_accuracy)} ({points(c.change)}) on "
-            f"{c.examples} examples of {report.data.title}: {c.newly_broken} newly broken, {c.newly_held} newly held, "
-            f"exact McNemar p = {c.p_value:.3g}{holm(c, report)}"
-        )
+        message = comparison_summary(c, report)
         if c.regression:
             lines.append(Annotation("error", f"Robustness regression: {measure_name(c)}", message))
         elif c.change < 0:

@@ -294,6 +294,16 @@ def holm(comparison: PairedComparison, report: RobustnessDiff) -> str:
     return f" (Holm {comparison.adjusted_p_value:.3g})" if report.correction == "holm" else ""
 
 
+def comparison_summary(comparison: PairedComparison, report: RobustnessDiff) -> str:
+    """One measure's change in a sentence, as the gate's JUnit case and annotations state it."""
+    c = comparison
+    return (
+        f"{measure_name(c)} {percent(c.base_accuracy)} → {percent(c.new_accuracy)} ({points(c.change)}) on "
+        f"{c.examples} examples of {report.data.title}: {c.newly_broken} newly broken, {c.newly_held} newly held, "
+        f"exact McNemar p = {c.p_value:.3g}{holm(c, report)}"
+    )
+
+
 def measure_name(comparison: PairedComparison) -> str:
     return "clean accuracy" if comparison.measure == "clean" else f"accuracy under {comparison.measure}"
 
