@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from auditor.errors import AuditorError
+
+if TYPE_CHECKING:
+    from auditor.ci import Annotation
 
 app = typer.Typer(
     name="auditor",
@@ -22,6 +26,18 @@ output = Console(highlight=False, soft_wrap=True)
 # typer >= 0.29 carries its own copy of click, whose exceptions are not the standalone click package's;
 # the base class of its usage errors is found through typer's own re-export, whatever click it uses.
 _CLICK_EXCEPTION: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def close_gate(markdown: str, annotations: list[Annotation]) -> int:
+    """Publish the summary and annotations to GitHub (when running there), print each failure as a
+    ``fail:`` line, and return the exit status: 1 when any annotation is an error, else 0."""
+    from auditor.ci import publish_to_github
+
+    publish_to_github(markdown, annotations)
+    failures = [a for a in annotations if a.level == "error"]
+    for failure in failures:
+        console.print(f"[bold red]fail:[/] {failure.title}: {failure.message}", highlight=False)
+    return 1 if failures else 0
 
 
 def usage_error_line(error: Exception, argv: list[str]) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from auditor.cli.app import app, console
+from auditor.cli.app import app, close_gate, console
 from auditor.cli.attack_options import (
     Baselines,
     Budget,
@@ -165,8 +165,7 @@ def audit(
             spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
             executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
         report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
-    gate = {"max_drop": max_drop, "alpha": alpha, "correction": correction}
-    raise typer.Exit(publish_audit(report, out, fail_under, baseline_report, str(baseline), gate, junit))
+    raise typer.Exit(publish_audit(report, out, fail_under, baseline_report, str(baseline), max_drop, alpha, correction, junit))
 
 
 def publish_audit(
@@ -175,13 +174,15 @@ def publish_audit(
     fail_under: float | None,
     baseline: RobustnessReport | None,
     baseline_path: str,
-    gate: dict[str, object],
+    max_drop: float,
+    alpha: float,
+    correction: Literal["none", "holm"],
     junit: Path | None,
 ) -> int:
-    """Write and print the report (and its diff against ``baseline``), the JUnit file and the GitHub job
-    summary and annotations; the exit status: 1 when the audit fails ``fail_under`` or regressed (``gate``: the
-    keyword arguments of ``diff_reports``: max_drop, alpha, correction), else 0."""
-    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, publish_to_github, write_junit
+    """Write and print the report (and its diff against ``baseline``, gated by ``max_drop``, ``alpha`` and
+    ``correction`` as in ``diff_reports``), the JUnit file and the GitHub job summary and annotations; the
+    exit status: 1 when the audit fails ``fail_under`` or regressed, else 0."""
+    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, write_junit
     from auditor.diff import diff_reports
     from auditor.report import percent, render_diff_markdown, render_markdown, write_diff, write_report
 
@@ -198,7 +199,7 @@ def publish_audit(
         markdown += f"\n**Fail:** {message}.\n"
         annotations.append(Annotation("error", "Robustness below --fail-under", message))
     if baseline is not None:
-        diff = diff_reports(baseline, report, base_path=baseline_path, new_path=str(out / "report.json"), **gate)
+        diff = diff_reports(baseline, report, max_drop, alpha, baseline_path, str(out / "report.json"), correction)
         write_diff(diff, out)
         markdown += "\n" + render_diff_markdown(diff)
         suites += diff_suites(diff)
@@ -206,11 +207,7 @@ def publish_audit(
     if junit is not None:
         write_junit(junit, f"auditor audit {report.victim.location}", suites)
     print(markdown, end="")
-    publish_to_github(markdown, annotations)
-    failures = [a for a in annotations if a.level == "error"]
-    for failure in failures:
-        console.print(f"[bold red]fail:[/] {failure.title}: {failure.message}", highlight=False)
-    return 1 if failures else 0
+    return close_gate(markdown, annotations)
 
 
 @app.command()
@@ -250,7 +247,7 @@ def compare(
     check_tokenizer([full, pruned], tokenizer, settings.transformations)
     dataset = load_dataset(data, split="dev")
     settings.examples = min(examples, len(dataset))
-    from auditor.ci import comparison_report_suites, publish_to_github, write_junit
+    from auditor.ci import comparison_report_suites, write_junit
     from auditor.compare import compare_models
     from auditor.report import render_comparison_markdown, write_comparison
     from auditor.victims import is_endpoint, open_victim
@@ -267,4 +264,4 @@ def compare(
     if junit is not None:
         write_junit(junit, f"auditor compare {full} {pruned}", comparison_report_suites(report))
     print(markdown, end="")
-    publish_to_github(markdown, [])
+    close_gate(markdown, [])

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from auditor.cli.app import app, console
+from auditor.cli.app import app, close_gate
 from auditor.cli.options import Alpha, Correction, JUnit, MaxDrop, output_folder
 
 
@@ -26,7 +26,7 @@ def diff(
     only), per class, with the examples that newly break and newly hold, each change tested with the exact
     McNemar test. Exit 1 when a measure fell by more than --max-drop with p < --alpha, 0 otherwise, 2 on bad
     input (a missing file, reports of other examples or settings)."""
-    from auditor.ci import diff_annotations, diff_suites, publish_to_github, write_junit
+    from auditor.ci import diff_annotations, diff_suites, write_junit
     from auditor.diff import diff_reports, load_report
     from auditor.report import render_diff_markdown, write_diff
 
@@ -37,9 +37,5 @@ def diff(
     if junit is not None:
         write_junit(junit, f"auditor diff {base} {new}", diff_suites(report))
     print(report.model_dump_json(indent=2) if output_format == "json" else markdown, end="\n" if output_format == "json" else "")
-    annotations = diff_annotations(report)
-    publish_to_github(markdown, annotations)
-    for failure in (a for a in annotations if a.level == "error"):
-        console.print(f"[bold red]fail:[/] {failure.title}: {failure.message}", highlight=False)
-    if report.regression:
-        raise typer.Exit(1)
+    raise typer.Exit(close_gate(markdown, diff_annotations(report)))
+
