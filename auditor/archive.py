@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from auditor.errors import AuditorError, InputError, ModelLoadError, validation_message
-from auditor.schemas import Backend, HandlerSettings, ServingLimits
+from auditor.schemas import Backend, HandlerSettings, ServingLimits, Task
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +49,8 @@ def build_archive(
     limits: ServingLimits | None = None,
     archive_format: Literal["default", "zip-store"] = "default",
     threads: int | None = None,
+    task: Task = "single",
+    explanation_slots: int = 1,
 ) -> Path:
     """Package a saved classifier as ``model_store/<name>.mar`` with torch-model-archiver.
 
@@ -68,7 +70,10 @@ def build_archive(
         raise InputError(f"archive name must be letters, digits, - and _, got {name!r}")
     model_store = Path(model_store)
     model_store.mkdir(parents=True, exist_ok=True)
-    settings = HandlerSettings(backend=backend, threads=threads, limits=limits or ServingLimits())
+    try:
+        settings = HandlerSettings(task=task, backend=backend, threads=threads, explanation_slots=explanation_slots, limits=limits or ServingLimits())
+    except ValidationError as error:
+        raise InputError(validation_message(error)) from None
     with tempfile.TemporaryDirectory(prefix="auditor-archive-") as scratch:
         staging = Path(scratch) / "files"
         staging.mkdir()
@@ -149,6 +154,8 @@ def package_model(
     archive_format: Literal["default", "zip-store"] = "default",
     threads: int | None = None,
     onnx_file: Path | None = None,
+    task: Task = "single",
+    explanation_slots: int = 1,
 ) -> Path:
     """``auditor package``: prune the model's heads if asked, export it to ONNX for the onnx backend (unless
     ``onnx_file`` names a graph exported already, e.g. ``auditor prune --int8``'s model.int8.onnx), and
@@ -166,4 +173,4 @@ def package_model(
             source = prune_model(classifier, {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
         if backend == "onnx" and onnx_file is None:
             onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE)
-        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads)
+        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads, task, explanation_slots)

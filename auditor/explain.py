@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 import torch
 
 from auditor.attribution import ExampleAttribution, SelfAttentionAttribution
+from auditor.encoders import encoder_for
 from auditor.errors import InputError
 from auditor.models import Classifier
-from auditor.schemas import Explanation, ExplanationOptions, LayerExplanation, Prediction, TokenPair, WordImportance
-from auditor.tree import attribution_tree
+from auditor.schemas import (
+    AttributionTree,
+    EncodedArray,
+    Explanation,
+    ExplanationOptions,
+    LayerExplanation,
+    Prediction,
+    TokenPair,
+    TreeEdge,
+    TreeNode,
+    WordImportance,
+)
+from auditor.tree import attribution_tree, node_id
 from auditor.triggers import word_spans
 
 Progress = Callable[[int], object]
@@ -112,7 +125,7 @@ def summarise(
             delta=float(result.delta[k]),
             baseline_probability=float(result.baseline_probability[k]),
             top_pairs=top_pairs(result.attributions[k].double(), head_ids, tokens, options.top_k),
-            matrices=result.attributions[k].tolist() if options.include_matrices else None,
+            matrices=EncodedArray.from_numpy(result.attributions[k].numpy()) if options.include_matrices else None,
         )
         for k, (layer, head_ids) in enumerate(zip(result.layers, result.head_ids))
     ]
@@ -211,3 +224,79 @@ def top_pairs(attribution: torch.Tensor, head_ids: Sequence[int], tokens: Sequen
             )
         )
     return pairs
+
+
+WIDEST_FLOAT = -1.7976931348623157e308
+"""A float whose JSON is as long as any float's can be (24 characters)."""
+
+
+def explanation_size_bound(
+    classifier: Classifier,
+    text: str,
+    text_pair: str | None,
+    input_ids: Sequence[int],
+    options: ExplanationOptions,
+) -> int:
+    """An upper bound on the bytes of the JSON of ``explain(classifier, text, text_pair, options)``, known before any
+    attribution: the length of a worst-case explanation of the same shape. It has the same strings, every
+    float as wide as a float prints, every index as wide as its largest value, a tree that holds every token,
+    a score for every word, ``min(top_k, tokens²)`` pairs per layer, and the matrices at their exact length
+    (``EncodedArray``). ``input_ids`` is the input's encoding.
+    """
+    tokens = classifier.tokenizer.convert_ids_to_tokens(list(input_ids))
+    n = len(tokens)
+    num_layers = classifier.identity.num_layers
+    layers = validate_layers(options.layers, num_layers) or list(range(num_layers))
+    head_ids = encoder_for(classifier.model).head_ids
+    labels = list(classifier.labels)
+    widest_label = max(labels, key=lambda label: len(json.dumps(label)))
+    widest_token = max(tokens, key=lambda token: len(json.dumps(token)))
+    last = n - 1
+    layer_explanations = []
+    matrix_chars = 0
+    for layer in layers:
+        heads = list(head_ids[layer])
+        pair = TokenPair(query_index=last, key_index=last, query_token=widest_token, key_token=widest_token,
+                         score=WIDEST_FLOAT, head=max(heads, default=0), head_score=WIDEST_FLOAT)  # fmt: skip
+        matrices = None
+        if options.include_matrices:
+            matrices = EncodedArray(shape=[len(heads), n, n], data="")
+            matrix_chars += EncodedArray.encoded_length(len(heads) * n * n)
+        layer_explanations.append(
+            LayerExplanation(layer=layer, head_ids=heads, delta=WIDEST_FLOAT, baseline_probability=WIDEST_FLOAT,
+                             top_pairs=[pair] * min(options.top_k, n * n), matrices=matrices)  # fmt: skip
+        )
+    tree = None
+    if options.include_tree:
+        widest_id = node_id(num_layers, last)
+        tree = AttributionTree(
+            tokens=tokens,
+            threshold=options.threshold,
+            num_layers=num_layers,
+            nodes=[TreeNode(id=widest_id, layer=num_layers, token_index=last, token=token) for token in tokens],
+            edges=[TreeEdge(source=widest_id, target=widest_id, layer=num_layers, score=WIDEST_FLOAT, attribution=WIDEST_FLOAT)] * (n - 1),
+        )
+    importance = None
+    if options.include_word_importance:
+        importance = [
+            WordImportance(segment=segment, index=len(spans), word=words[a:b], score=WIDEST_FLOAT)
+            for segment, words in enumerate((text, text_pair or ""))
+            for spans in [word_spans(words)]
+            for a, b in spans
+        ]
+    worst = Explanation(
+        model=classifier.identity,
+        text=text,
+        text_pair=text_pair,
+        prediction=Prediction(label=widest_label, label_id=len(labels) - 1, probabilities=[WIDEST_FLOAT] * len(labels), labels=labels),
+        target=len(labels) - 1,
+        target_label=widest_label,
+        target_probability=WIDEST_FLOAT,
+        tokens=tokens,
+        method=options.method,
+        steps=options.steps,
+        layers=layer_explanations,
+        tree=tree,
+        word_importance=importance,
+    )
+    return len(worst.model_dump_json().encode("utf-8")) + matrix_chars

@@ -145,7 +145,7 @@ def render_html(explanations: Sequence[Explanation], title: str = "auditor: expl
         computed = [layer for layer in explanation.layers if layer.matrices is not None]
         maps = None
         if computed:
-            per_head = [np.asarray(layer.matrices, dtype=np.float64) for layer in computed]
+            per_head = [layer.matrices.to_numpy().astype(np.float64) for layer in computed]
             layers = [layer.layer for layer in computed]
             maps = {
                 "summed": layer_heat_maps(layers, [matrices.sum(0) for matrices in per_head], explanation.tokens),

@@ -1,22 +1,29 @@
 """The work of a serving worker, without TorchServe: parse and validate request bodies, admit explanations by
-their cost, run predictions in forward passes of at most ``max_batch`` inputs, and answer every request of a
-server-side batch with its own status and JSON body. ``handlers/classifier_handler.py`` adapts ``Service`` to
-TorchServe's handler interface.
+their cost and answer size, run predictions in forward passes of at most ``max_batch`` inputs, and answer every
+request of a server-side batch with its own status and JSON body. ``handlers/classifier_handler.py`` adapts
+``Service`` to TorchServe's handler interface.
 
 Guarantees (each request alone; a bad or expensive request never fails its neighbours):
 
 - a malformed body (not UTF-8, not JSON, nested too deep, an integer too long to read, a wrong type, a blank
-  text, a limit exceeded) is a 400 ``ErrorResponse``; for ``{"inputs": […]}`` the message names the input;
-- an explanation is admitted by its cost tokens² × steps × layers: over ``max_explanation_cost`` on its own
-  a 400, over what is left of the batch's budget a 429 (retry later), so that a batch never holds more than
-  one worst-case explanation and its time is bounded by the limits;
-- an answer larger than ``max_response_bytes`` (explanation matrices) is a 400, never a worker-killing body.
+  text, a limit exceeded, a ``text_pair`` the archive's task does not take or lacks) is a 400
+  ``ErrorResponse``; for ``{"inputs": […]}`` the message names the input;
+- an explanation is decided before any attribution runs: over a limit on its own (steps, ``top_k``, cost
+  tokens × steps × layers over ``max_explanation_cost``, an answer that could exceed ``max_response_bytes``,
+  ``auditor.explain.explanation_size_bound``) a 400; over what is left of the batch's budget, in a batch with
+  predictions, or with every explanation slot of the model taken (``auditor.capacity``) a 429 whose
+  ``retry_after_s`` comes from the cost model. Every admitted explanation is charged to the batch's budget
+  before it runs, and no admitted explanation is refused afterwards;
+- a prediction never waits for an explanation: a batch with predictions computes none, and the model's
+  workers compute at most ``explanation_slots`` explanations at once (fewer than its workers), on a thread of
+  lower priority.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import traceback
 from collections.abc import Sequence
@@ -25,9 +32,10 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from auditor.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost
 from auditor.encoders import encoder_for
 from auditor.errors import InputError, validation_message
-from auditor.explain import explain, validate_layers
+from auditor.explain import explain, explanation_size_bound, validate_layers
 from auditor.models import Classifier, quiet_transformers
 from auditor.predict import predictions_from_logits, torch_logits
 from auditor.schemas import (
@@ -38,6 +46,7 @@ from auditor.schemas import (
     PredictionList,
     PredictionRequest,
     ServingLimits,
+    Task,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,7 +55,11 @@ Request = TypeVar("Request", bound=BaseModel)
 
 
 class Busy(InputError):
-    """An explanation that fits the limits but not into the batch it arrived in: answered 429, retry later."""
+    """An explanation that fits the limits but finds no capacity now: answered 429 with ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(f"{message}: retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
 
 
 def decode_body(body: object) -> dict:
@@ -88,14 +101,16 @@ def check_chars(limits: ServingLimits, text: str, text_pair: str | None) -> None
         raise InputError(f"input has {chars} characters, more than the limit of {limits.max_chars}")
 
 
-def explanation_cost(tokens: int, steps: int, layers: int) -> int:
-    """Work of one explanation in units of tokens² × steps × layers: attribution runs ``steps`` forward and
-    backward passes for each of ``layers`` encoder layers, and attention is quadratic in the tokens."""
-    return tokens * tokens * steps * layers
+def check_task(task: Task, text_pair: str | None) -> None:
+    """InputError when a single-sentence model gets a ``text_pair`` or a sentence-pair model lacks one."""
+    if task == "single" and text_pair is not None:
+        raise InputError("this model classifies single sentences (task: single): send no text_pair")
+    if task == "pair" and text_pair is None:
+        raise InputError("this model classifies sentence pairs (task: pair): send a text_pair with the text")
 
 
-def check_explanation(limits: ServingLimits, request: ExplanationRequest, tokens: int, num_layers: int, num_heads: int) -> int:
-    """The explanation's cost; InputError when a limit refuses it (steps, top_k, cost, matrices too large)."""
+def check_explanation(limits: ServingLimits, request: ExplanationRequest, tokens: int, num_layers: int) -> int:
+    """The explanation's cost; InputError when a limit refuses it (steps, top_k, cost)."""
     options = request.options
     if options.steps > limits.max_steps:
         raise InputError(f"steps is {options.steps}, more than the limit of {limits.max_steps}")
@@ -106,21 +121,10 @@ def check_explanation(limits: ServingLimits, request: ExplanationRequest, tokens
     cost = explanation_cost(tokens, options.steps, count)
     if cost > limits.max_explanation_cost:
         raise InputError(
-            f"this explanation costs {cost} (tokens² × steps × layers = {tokens}² × {options.steps} × {count}), more than "
+            f"this explanation costs {cost} (tokens × steps × layers = {tokens} × {options.steps} × {count}), more than "
             f"the limit of {limits.max_explanation_cost}: ask for fewer steps or layers, or send a shorter text"
         )
-    if options.include_matrices:
-        values = count * num_heads * tokens * tokens
-        if values * MIN_BYTES_PER_VALUE > limits.max_response_bytes:
-            raise InputError(
-                f"the matrices of {count} layers × {num_heads} heads × {tokens}² tokens ({values} values) exceed the "
-                f"answer limit of {limits.max_response_bytes} bytes: choose fewer layers or a shorter text"
-            )
     return cost
-
-
-MIN_BYTES_PER_VALUE = 8
-"""A lower bound on the JSON bytes of one attribution value (digits and separator), for refusing early."""
 
 
 @dataclass
@@ -131,10 +135,12 @@ class Answer:
     body: str
     explanation_ms: float | None = None
     tokens: int | None = None
+    retry_after_s: int | None = None
 
     @classmethod
     def error(cls, status: int, error: Exception) -> Answer:
-        return cls(status, ErrorResponse(code=status, type=type(error).__name__, message=str(error)).model_dump_json())
+        body = ErrorResponse(code=status, type=type(error).__name__, message=str(error)).model_dump_json()
+        return cls(status, body, retry_after_s=getattr(error, "retry_after_s", None))
 
 
 @dataclass
@@ -152,15 +158,30 @@ class Service:
     """Answers a server-side batch of prediction and explanation requests for one classifier.
 
     Predictions run on ``onnx`` (an ``auditor.export.OnnxClassifier``) when given, else on the PyTorch model;
-    explanations always on the PyTorch model. Each input is tokenized once, in one call per batch.
+    explanations always on the PyTorch model, while holding one of ``slots`` (shared by the model's workers),
+    on a thread ``settings.explanation_niceness`` lower in priority. Each input is tokenized once, in one call
+    per batch.
     """
 
-    def __init__(self, classifier: Classifier, settings: HandlerSettings, onnx=None) -> None:
+    def __init__(self, classifier: Classifier, settings: HandlerSettings, slots: ExplanationSlots, onnx=None) -> None:
         self.classifier = classifier
         self.settings = settings
         self.limits = settings.limits
+        self.slots = slots
         self.onnx = onnx
         self.segments = encoder_for(classifier.model).takes_segments  # else token_type_ids are left out
+        self.runner = LowPriorityRunner(settings.explanation_niceness)
+
+    def warm_up(self) -> None:
+        """One small explanation, to load the attribution code paths and measure this worker's seconds per
+        token pass when no worker of the model has measured it yet (``ExplanationSlots.calibrate``)."""
+        text = " ".join(["a fine film"] * 20)
+        request = ExplanationRequest(text=text, text_pair=text if self.settings.task == "pair" else None)
+        request.options = request.options.model_copy(update={"steps": 2, "layers": [0], "include_tree": False})
+        tokens = int(self.classifier.encode([request.text], None if request.text_pair is None else [request.text_pair])["input_ids"].shape[1])
+        started = time.perf_counter()
+        self.runner.run(lambda: explain(self.classifier, request.text, request.text_pair, request.options))
+        self.slots.calibrate(time.perf_counter() - started, explanation_cost(tokens, 2, 1))
 
     def handle(self, bodies: Sequence[object], explain_flags: Sequence[bool]) -> list[Answer]:
         """One answer per body, in order; ``explain_flags[i]`` marks a ``POST /explanations`` request."""
@@ -187,9 +208,10 @@ class Service:
                 answers[index] = Answer.error(400, error)
         self._predict(inputs, batched, answers)
         budget = self.limits.max_explanation_cost
+        predicting = bool(inputs)
         for index, request in explanations:
             try:
-                answers[index], cost = self._explain(request, budget)
+                answers[index], cost = self._explain(request, budget, predicting)
                 budget -= cost
             except Busy as error:
                 answers[index] = Answer.error(429, error)
@@ -239,6 +261,7 @@ class Service:
         kept = []
         for item in group:
             try:
+                check_task(self.settings.task, item.text_pair)
                 check_chars(limits, item.text, item.text_pair)
                 kept.append(item)
             except InputError as error:
@@ -279,26 +302,42 @@ class Service:
 
     # --- explanations --------------------------------------------------------------------------------------
 
-    def _explain(self, request: ExplanationRequest, budget: int) -> tuple[Answer, int]:
-        """(answer, cost). Busy when the request fits the limits but not the ``budget`` left in this batch."""
+    def _explain(self, request: ExplanationRequest, budget: int, predicting: bool) -> tuple[Answer, int]:
+        """(answer, cost), everything decided before the attribution runs. InputError when a limit refuses the
+        request; Busy when it fits the limits but not the ``budget`` left in this batch, the batch has
+        predictions, or every explanation slot is taken."""
+        check_task(self.settings.task, request.text_pair)
         check_chars(self.limits, request.text, request.text_pair)
         encoding = self.classifier.encode([request.text], None if request.text_pair is None else [request.text_pair], max_length=self.limits.max_tokens)
-        tokens = int(encoding["input_ids"].shape[1])
-        identity = self.classifier.identity
-        heads = max(identity.num_heads, 1)
-        cost = check_explanation(self.limits, request, tokens, identity.num_layers, heads)
-        if cost > budget:
-            raise Busy(f"the worker is busy with another explanation in this batch (cost {cost}, {max(budget, 0)} left): retry later")
-        started = time.perf_counter()
-        explanation = explain(self.classifier, request.text, request.text_pair, request.options)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        body = explanation.model_dump_json()
-        if len(body) > self.limits.max_response_bytes:
+        input_ids = encoding["input_ids"][0].tolist()
+        tokens = len(input_ids)
+        cost = check_explanation(self.limits, request, tokens, self.classifier.identity.num_layers)
+        bound = explanation_size_bound(self.classifier, request.text, request.text_pair, input_ids, request.options)
+        if bound > self.limits.max_response_bytes:
             raise InputError(
-                f"the explanation is {len(body)} bytes, more than the answer limit of {self.limits.max_response_bytes}: "
-                "ask for fewer layers, a smaller top_k, no matrices, or a higher tree threshold"
+                f"the answer could be {bound} bytes, more than the answer limit of {self.limits.max_response_bytes}: ask for "
+                "fewer layers, no matrices, a smaller top_k, or send a shorter text"
             )
-        return Answer(200, body, explanation_ms=elapsed_ms, tokens=tokens), cost
+        if predicting:
+            raise Busy("this server-side batch holds predictions, which never wait for an explanation", 1)
+        if cost > budget:
+            spent = self.limits.max_explanation_cost - budget
+            raise Busy(f"the worker is busy with other explanations of this batch (cost {spent})", self._seconds(spent))
+        try:
+            with self.slots.reserve(cost):
+                started = time.perf_counter()
+                explanation = self.runner.run(lambda: explain(self.classifier, request.text, request.text_pair, request.options))
+                elapsed = time.perf_counter() - started
+        except SlotsTaken as taken:
+            raise Busy(f"every explanation slot of this model ({taken.running}) is busy", taken.retry_after_s) from None
+        self.slots.record(cost, elapsed)
+        body = explanation.model_dump_json()
+        if len(body.encode("utf-8")) > bound:  # never: the bound is an upper bound by construction
+            logger.error("explanation answer of %d bytes exceeded its bound of %d", len(body.encode("utf-8")), bound)
+        return Answer(200, body, explanation_ms=elapsed * 1000, tokens=tokens), cost
+
+    def _seconds(self, cost: int) -> int:
+        return max(1, math.ceil(self.slots.expected_seconds(cost)))
 
     @staticmethod
     def _internal(index: int, error: Exception) -> Answer:

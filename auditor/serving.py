@@ -32,12 +32,18 @@ LOG_CONFIG = REPO_ROOT / "log4j2.xml"
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A model the server loads from its store, with its batching settings (one worker per model)."""
+    """A model the server loads from its store, with its workers and batching settings.
+
+    The defaults are what keeps predictions from waiting behind explanations (``auditor.capacity``): server-side
+    batches of one request, so that no prediction shares a batch with an explanation, and more workers than
+    the archive's explanation slots (1 by default), so that one is always free for predictions.
+    """
 
     name: str
-    batch_size: int = 8
-    max_batch_delay_ms: int = 20
+    batch_size: int = 1
+    max_batch_delay_ms: int = 0
     response_timeout_s: int = 120
+    workers: int = 3
 
 
 def free_port() -> int:
@@ -58,15 +64,15 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 def models_property(models: Sequence[ServedModel]) -> str:
-    """The ``models=`` value of config.properties: per model one worker, its batch size and delay."""
+    """The ``models=`` value of config.properties: per model its workers, batch size and delay."""
     return json.dumps(
         {
             model.name: {
                 "1.0": {
                     "defaultVersion": True,
                     "marName": f"{model.name}.mar",
-                    "minWorkers": 1,
-                    "maxWorkers": 1,
+                    "minWorkers": model.workers,
+                    "maxWorkers": model.workers,
                     "batchSize": model.batch_size,
                     "maxBatchDelay": model.max_batch_delay_ms,
                     "responseTimeout": model.response_timeout_s,
@@ -180,11 +186,12 @@ class TorchServe:
 
     def _torchserve(self, *arguments: str, timeout: float = 120.0) -> str:
         """Run the ``torchserve`` launcher in the working directory; its output (and that of the Java server it
-        starts, which keeps the file open) goes to launcher.log. Returns what this call added to it."""
+        starts, which keeps the file open and copies its log there) goes to launcher.log, mode 0600 like the log
+        files. Returns what this call added to it."""
         command = [sys.executable, "-m", "ts.model_server", *arguments]
         log = self.workdir / "launcher.log"
         start = log.stat().st_size if log.is_file() else 0
-        with log.open("ab") as output:
+        with open(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as output:
             done = subprocess.run(command, cwd=self.workdir, env=self._environment(), stdout=output, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, timeout=timeout)  # fmt: skip
         with log.open("rb") as output:

@@ -2,8 +2,8 @@
 
 POST /predictions/{model}  body PredictionRequest -> Prediction, or PredictionBatchRequest -> PredictionList
 POST /explanations/{model} body ExplanationRequest -> Explanation (self-attention attribution, PyTorch model)
-Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no room in its batch -> 429, for that
-request only; the rest of the batch is answered.
+Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no capacity now -> 429 with a
+Retry-After header, for that request only; the rest of the batch is answered.
 
 The handler is thin: ``auditor.service.Service`` parses, validates, admits and answers the requests; this
 file adapts it to TorchServe (settings, device, statuses, content types, metrics). It runs in TorchServe's
@@ -20,9 +20,10 @@ import torch
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
+from auditor.archive import handler_settings
+from auditor.capacity import ExplanationSlots
 from auditor.models import load_classifier
 from auditor.service import Service
-from auditor.archive import handler_settings
 
 logger = logging.getLogger(__name__)
 PHRASES = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error"}
@@ -47,7 +48,10 @@ class ClassifierHandler(BaseHandler):
             from auditor.export import OnnxClassifier
 
             onnx = OnnxClassifier(model_dir / settings.onnx_file, model_dir, threads=settings.threads)
-        self.service = Service(classifier, settings, onnx)
+        # the model's workers share the archive's unpacked folder, and with it the explanation slots
+        slots = ExplanationSlots(model_dir / ".explanation-slots", settings.explanation_slots)
+        self.service = Service(classifier, settings, slots, onnx)
+        self.service.warm_up()
         self.initialized = True
         logger.info("auditor handler: %s on %s, %s", context.model_name, device, settings.model_dump())
 
@@ -59,6 +63,8 @@ class ClassifierHandler(BaseHandler):
             if answer.status != 200:
                 context.set_response_status(answer.status, PHRASES[answer.status], index)
             context.set_response_content_type(index, "application/json")
+            if answer.retry_after_s is not None:
+                context.set_response_header(index, "Retry-After", str(answer.retry_after_s))
             if answer.explanation_ms is not None:
                 context.metrics.add_time("AttributionTime", round(answer.explanation_ms, 2), idx=index, unit="ms")
                 context.metrics.add_metric("AttributionTokens", answer.tokens, "count", idx=index, metric_type=MetricTypes.GAUGE)

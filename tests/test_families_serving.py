@@ -46,7 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         assert (store / f"{family}.mar").is_file()
         reference = load_classifier(folder, device="cpu")
         references[family] = load_classifier(prune_model(reference, pruned, work / f"{family}-pruned")) if pruned else reference
-    with TorchServe(store, [ServedModel(family, batch_size=1) for family in FAMILIES]) as server:
+    with TorchServe(store, [ServedModel(family, workers=1) for family in FAMILIES]) as server:
         yield server, references
 
 

@@ -5,6 +5,7 @@ weights. The same behaviour through a real TorchServe is in tests/test_serving.p
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,19 @@ import torch
 from auditor.models import load_classifier
 from auditor.predict import softmax
 from auditor.pruning import prune_model
-from auditor.schemas import ErrorResponse, HandlerSettings, Prediction, ServingLimits, json_schemas, visible
-from auditor.service import Service, explanation_cost
 from auditor.archive import checkpoint_dtype
+from auditor.capacity import ExplanationSlots, explanation_cost
+from auditor.explain import explain, explanation_size_bound
+from auditor.schemas import ErrorResponse, ExplanationOptions, HandlerSettings, Prediction, ServingLimits, json_schemas, visible
+from auditor.service import Service
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"
 
 
 @pytest.fixture(scope="module")
-def service() -> Service:
-    return Service(load_classifier(SST2, device="cpu"), HandlerSettings(limits=ServingLimits(max_explanation_cost=20_000)))
+def service(tmp_path_factory: pytest.TempPathFactory) -> Service:
+    slots = ExplanationSlots(tmp_path_factory.mktemp("slots"), 1)
+    return Service(load_classifier(SST2, device="cpu"), HandlerSettings(limits=ServingLimits(max_explanation_cost=500)), slots)
 
 
 def error(answer) -> ErrorResponse:
@@ -62,26 +66,73 @@ def test_batched_body_answers_in_order_and_names_a_bad_input(service: Service) -
 
 
 def test_explanations_are_admitted_by_cost_per_batch(service: Service) -> None:
-    """Limit 20,000: "a fine film" is 5 tokens, 2 steps, 6 layers = 300; 40 words × 2 steps × 6 layers is over."""
+    """Limit 500: "a fine film" is 5 tokens × 2 steps × 6 layers = 60; 40 words (42 tokens) × 2 × 6 = 504 is over."""
     cheap = {"text": "a fine film", "options": {"steps": 2}}
-    assert explanation_cost(5, 2, 6) == 300
+    assert explanation_cost(5, 2, 6) == 60
     expensive = {"text": " ".join(["word"] * 40), "options": {"steps": 2}}
     answer = service.handle([expensive], [True])[0]
-    assert answer.status == 400 and "costs 21168 (tokens² × steps × layers = 42² × 2 × 6)" in error(answer).message
-    chosen = {"text": " ".join(["word"] * 40), "options": {"steps": 2, "layers": [0]}}  # 42² × 2 × 1 = 3528
+    assert answer.status == 400 and "costs 504 (tokens × steps × layers = 42 × 2 × 6)" in error(answer).message
+    chosen = {"text": " ".join(["word"] * 40), "options": {"steps": 2, "layers": [0]}}  # 42 × 2 × 1 = 84
     answers = service.handle([chosen] * 6 + [cheap], [True] * 7)
-    # 5 × 3528 = 17640 fit into 20,000; the sixth does not (429), the cheap one still does
+    # 5 × 84 = 420 fit into 500; the sixth does not (429, retry after the batch's work), the cheap one still does
     assert [a.status for a in answers] == [200] * 5 + [429, 200]
-    assert error(answers[5]).type == "Busy"
+    assert error(answers[5]).type == "Busy" and answers[5].retry_after_s >= 1
+    assert all(a.retry_after_s is None for a in answers if a.status == 200)
 
 
-def test_answers_larger_than_the_limit_are_refused(service: Service) -> None:
-    small = Service(service.classifier, HandlerSettings(limits=ServingLimits(max_response_bytes=10_000)))
-    matrices = {"text": "a fine film", "options": {"steps": 1, "include_matrices": True, "layers": [0, 1]}}
-    answer = small.handle([matrices, {"text": "fine"}], [True, False])
-    assert answer[0].status == 400 and "answer limit of 10000" in error(answer[0]).message
-    assert answer[1].status == 200
+def test_a_batch_with_predictions_computes_no_explanation(service: Service) -> None:
+    explanation, prediction = service.handle([{"text": "a fine film", "options": {"steps": 1}}, {"text": "fine"}], [True, False])
+    assert prediction.status == 200 and explanation.status == 429 and explanation.retry_after_s == 1
+    assert "never wait" in error(explanation).message
+
+
+def test_answers_that_could_exceed_the_limit_are_refused_before_computing(service: Service, tmp_path: Path) -> None:
+    small = Service(service.classifier, HandlerSettings(limits=ServingLimits(max_response_bytes=10_000)), ExplanationSlots(tmp_path, 1))
+    matrices = {"text": " ".join(["a fine film"] * 10), "options": {"steps": 1, "include_matrices": True, "layers": [0, 1]}}
+    answer = small.handle([matrices], [True])[0]
+    assert answer.status == 400 and "answer limit of 10000" in error(answer).message and answer.explanation_ms is None
     assert len(service.handle([matrices], [True])[0].body) > 10_000  # the same explanation under the default limit
+    # the worst case the default limits admit in one layer is computed; four layers of it are refused at once
+    default = Service(service.classifier, HandlerSettings(), ExplanationSlots(tmp_path / "default", 1))
+    worst = {"text": " ".join(["word"] * 126), "options": {"steps": 20, "include_matrices": True, "layers": [0]}}
+    admitted = default.handle([worst], [True])[0]
+    assert admitted.status == 200 and 1_000_000 < len(admitted.body) < ServingLimits().max_response_bytes
+    started = time.perf_counter()
+    refused = default.handle([{**worst, "options": {**worst["options"], "layers": [0, 1, 2, 3]}}], [True])[0]
+    assert refused.status == 400 and "could be" in error(refused).message
+    assert time.perf_counter() - started < admitted.explanation_ms / 1000 / 4  # decided, not computed
+
+
+@pytest.mark.parametrize(
+    "text,options",
+    [
+        ("a fine film", {"steps": 1}),
+        (" ".join(["word"] * 60), {"steps": 1, "include_matrices": True, "layers": [0, 3]}),
+        ("ünïcode ☃ \"quotes\", emoji 🎬 and a\\backslash " * 4, {"steps": 2, "include_word_importance": True, "top_k": 64, "threshold": 0.01}),
+        ("the film 's best moments are n't enough", {"steps": 1, "include_tree": False, "top_k": 0, "include_matrices": True}),
+    ],
+)
+def test_the_answer_size_bound_holds_and_is_tight_for_matrices(service: Service, text: str, options: dict) -> None:
+    """The bound is computed from the tokens, layers, heads and top_k before any attribution; the real answer
+    never exceeds it, and with matrices (the bulk of a large answer) it is within 5 % of it."""
+    classifier = service.classifier
+    chosen = ExplanationOptions(**options)
+    bound = explanation_size_bound(classifier, text, None, classifier.encode([text])["input_ids"][0].tolist(), chosen)
+    size = len(explain(classifier, text, None, chosen).model_dump_json().encode("utf-8"))
+    assert size <= bound
+    if chosen.include_matrices and len(text) > 100:
+        assert bound <= 1.05 * size
+
+
+def test_the_archive_task_decides_text_pair(service: Service, tmp_path: Path) -> None:
+    single = service.handle([{"text": "a", "text_pair": "b"}, {"inputs": [{"text": "a"}, {"text": "a", "text_pair": "b"}]}], [False, False])
+    assert [a.status for a in single] == [400, 400]
+    assert "task: single" in error(single[0]).message and error(single[1]).message.startswith("inputs[1]: ")
+    explained = service.handle([{"text": "a", "text_pair": "b", "options": {"steps": 1}}], [True])[0]
+    assert explained.status == 400 and "task: single" in error(explained).message
+    pair = Service(service.classifier, HandlerSettings(task="pair"), ExplanationSlots(tmp_path, 1))
+    answers = pair.handle([{"text": "a man sleeps"}, {"text": "a man sleeps", "text_pair": "nobody sleeps"}], [False, False])
+    assert [a.status for a in answers] == [400, 200] and "task: pair" in error(answers[0]).message
 
 
 def test_schema_exports_the_batched_bodies() -> None:

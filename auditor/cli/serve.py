@@ -17,6 +17,9 @@ from auditor.schemas import ServingLimits
 def package(
     model: Annotated[Path, typer.Option("--model", help="A saved sequence classifier (folder).")],
     name: Annotated[str, typer.Option("--name", help="Model name on the server; the archive is <name>.mar.")],
+    task: Annotated[
+        Literal["single", "pair"], typer.Option("--task", help="Single sentences (a text_pair is refused) or sentence pairs (required).")
+    ] = "single",
     pruned: Annotated[
         str | None, typer.Option("--pruned", help="Prune these heads first: 'layer:head,head;layer:head' or a JSON file.")
     ] = None,
@@ -27,7 +30,7 @@ def package(
     max_steps: Annotated[int, typer.Option("--max-steps", help="Most quadrature steps per explanation.")] = 20,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most inputs per forward pass and per request.")] = 8,
     max_explanation_cost: Annotated[
-        int, typer.Option("--max-explanation-cost", help="Most tokens² × steps × layers of explanations per server-side batch.")
+        int, typer.Option("--max-explanation-cost", help="Most tokens × steps × layers of explanations per server-side batch.")
     ] = ServingLimits().max_explanation_cost,
     max_response_bytes: Annotated[
         int, typer.Option("--max-response-bytes", help="Largest answer (keep it below config.properties' max_response_size).")
@@ -39,6 +42,9 @@ def package(
         Path | None,
         typer.Option("--onnx-file", help="An exported graph to serve (e.g. model.int8.onnx of auditor prune --int8) instead of exporting."),
     ] = None,
+    explanation_slots: Annotated[
+        int, typer.Option("--explanation-slots", min=1, help="Explanations computed at once by all the model's workers (keep below its workers).")
+    ] = 1,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
     from auditor.archive import package_model, parse_heads
@@ -51,5 +57,7 @@ def package(
     except ValidationError as error:
         raise InputError(validation_message(error)) from None
     heads = parse_heads(pruned) if pruned else None
-    archive = package_model(model, name, store, heads, backend, limits, threads=threads, onnx_file=onnx_file)
+    archive = package_model(
+        model, name, store, heads, backend, limits, threads=threads, onnx_file=onnx_file, task=task, explanation_slots=explanation_slots
+    )
     console.print(f"wrote {archive}", highlight=False)

@@ -15,6 +15,7 @@ from auditor.schemas.common import (  # noqa: F401
 )
 from auditor.schemas.serving import (  # noqa: F401
     Backend,
+    Task,
     ErrorResponse,
     HandlerSettings,
     Prediction,
@@ -28,6 +29,7 @@ from auditor.schemas.explanations import (  # noqa: F401
     Explanation,
     ExplanationOptions,
     ExplanationRequest,
+    EncodedArray,
     LayerExplanation,
     TokenPair,
     TreeEdge,

@@ -3,8 +3,10 @@ importance and tree."""
 
 from __future__ import annotations
 
+import base64
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from auditor.quadrature import MAX_STEPS, QuadratureMethod
@@ -85,12 +87,43 @@ class TokenPair(BaseModel):
     head_score: float
 
 
+class EncodedArray(BaseModel):
+    """A float32 array in JSON: ``shape``, and ``data``, the base64 of its values in C order, little-endian
+    (``numpy.frombuffer(base64.b64decode(data), "<f4").reshape(shape)``, or ``to_numpy()``).
+
+    Lossless for float32, 5⅓ bytes per value, and of a size known before the values are: the answer limit of
+    an explanation is decided before it is computed (``auditor.explain.explanation_size_bound``).
+    """
+
+    dtype: Literal["float32"] = "float32"
+    shape: list[int]
+    data: str
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray) -> EncodedArray:
+        values = np.ascontiguousarray(array, dtype="<f4")
+        return cls(shape=list(values.shape), data=base64.b64encode(values.tobytes()).decode("ascii"))
+
+    def to_numpy(self) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(self.data), dtype="<f4").reshape(self.shape)
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        array = self.to_numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    @staticmethod
+    def encoded_length(values: int) -> int:
+        """Characters of ``data`` for ``values`` float32 values."""
+        return 4 * -(-4 * values // 3)
+
+
 class LayerExplanation(BaseModel):
     """Attribution summary of one encoder layer (0-based ``layer``).
 
     ``delta`` is the completeness delta Σ Attr − (F(A) − F(0·A^l)); ``baseline_probability`` is F(0·A^l),
     the target probability with this layer's attention zeroed. ``matrices`` (only when requested) holds
-    Attr_h per head in ``head_ids`` order, each a (tokens × tokens) list of rows (query) of columns (key).
+    Attr_h per head in ``head_ids`` order: an array of shape (heads, tokens, tokens), rows the query token and
+    columns the key token.
     """
 
     layer: int
@@ -98,7 +131,7 @@ class LayerExplanation(BaseModel):
     delta: float
     baseline_probability: float
     top_pairs: list[TokenPair]
-    matrices: list[list[list[float]]] | None = None
+    matrices: EncodedArray | None = None
 
 
 class WordImportance(BaseModel):

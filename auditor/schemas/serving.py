@@ -58,33 +58,40 @@ class ErrorResponse(BaseModel):
 
 
 Backend = Literal["torch", "onnx"]
+Task = Literal["single", "pair"]
 
 
 class ServingLimits(StrictModel):
     """What one request may ask of a worker; anything over a limit is answered with HTTP 400.
 
-    An explanation costs tokens² × steps × layers (attention-attribution work: ``steps`` forward and backward
-    passes per layer, each quadratic in the tokens). One worker runs explanations of at most
-    ``max_explanation_cost`` in total per server-side batch; an explanation that does not fit into the batch it
-    arrived in is answered 429 (retry), one that costs more on its own 400. The default is the cost of
-    ``max_tokens`` tokens, ``max_steps`` steps on 6 layers.
+    An explanation costs tokens × steps × layers token passes (``auditor.capacity.explanation_cost``: ``steps``
+    forward and backward passes over the input per attributed layer). One costing more than
+    ``max_explanation_cost`` is a 400; a worker runs explanations of at most that cost in total per server-side
+    batch, and one that does not fit into the batch it arrived in is answered 429 (retry). The default is the
+    cost of ``max_tokens`` tokens, ``max_steps`` steps on 6 layers.
     """
 
     max_tokens: int = Field(default=128, ge=3, description="longest input in tokens, special tokens included")
     max_chars: int = Field(default=4096, ge=1, description="longest text + text_pair in characters (checked before tokenizing)")
     max_steps: int = Field(default=20, ge=1, le=MAX_STEPS, description="most quadrature steps an explanation may ask for")
     max_batch: int = Field(default=8, ge=1, description="most inputs run through the model in one forward pass, and in one request")
-    max_explanation_cost: int = Field(default=128 * 128 * 20 * 6, ge=1, description="most tokens² × steps × layers of explanations per batch")
+    max_explanation_cost: int = Field(default=128 * 20 * 6, ge=1, description="most tokens × steps × layers of explanations per batch")
     max_top_k: int = Field(default=64, ge=0, description="most token pairs per layer an explanation may ask for")
     max_response_bytes: int = Field(
-        default=4_000_000, ge=10_000, description="largest answer; an explanation that would be larger (matrices) is a 400"
+        default=4_000_000, ge=10_000, description="largest answer in bytes; an explanation whose answer could be larger is a 400, decided before computing"
     )
 
 
 class HandlerSettings(StrictModel):
-    """The ``handler:`` section of a TorchServe archive's model-config.yaml: prediction backend, worker threads, limits."""
+    """The ``handler:`` section of a TorchServe archive's model-config.yaml: the task, prediction backend,
+    worker threads, explanation capacity (``auditor.capacity``) and limits."""
 
+    task: Task = Field(default="single", description="single sentences (a text_pair is refused) or sentence pairs (a text_pair is required)")
     backend: Backend = "torch"
     onnx_file: str = "model.onnx"
     threads: int | None = Field(default=None, ge=1, description="intra-op threads of the worker (PyTorch and ONNX Runtime); default: theirs")
+    explanation_slots: int = Field(
+        default=1, ge=1, description="explanations computed at once by all workers of the model; keep it below the workers per model"
+    )
+    explanation_niceness: int = Field(default=10, ge=0, le=19, description="how much lower the explanation thread's priority is than the worker's")
     limits: ServingLimits = ServingLimits()

@@ -1,0 +1,168 @@
+"""Capacity of its own for explanations, so that predictions never wait behind them.
+
+TorchServe hands a worker one server-side batch at a time and any free worker takes the next one. A worker
+busy with an explanation therefore takes no predictions; if every worker of a model could be busy so, a
+prediction would wait for an explanation to finish (seconds). Two things prevent that:
+
+- ``ExplanationSlots``: the workers of one model share ``slots`` explanation slots (advisory ``flock`` locks on
+  files in the model's folder, which every worker of the model shares). A worker computes an explanation only
+  while it holds a slot; with fewer slots than workers, at least one worker is always free for predictions.
+  An explanation that finds every slot taken is answered 429 at once, with a ``Retry-After`` from the cost
+  model: the time the earliest running explanation still needs. The kernel drops a lock when its process
+  dies, so a killed worker never leaks its slot.
+- ``LowPriorityRunner``: explanations run on one thread with a raised nice value, so on a machine with fewer
+  cores than busy workers, the scheduler serves the prediction workers first.
+
+The cost model: an explanation of ``tokens`` tokens, ``steps`` quadrature steps and ``layers`` attributed
+layers runs ``steps × layers`` forward and backward passes over the whole input, whose time grows linearly
+with the tokens (for inputs shorter than 6 × hidden size, the attention's quadratic term is a small part of
+each layer's work). So its seconds are ``rate × tokens × steps × layers``; ``rate`` is measured on the
+worker's own hardware (``ExplanationSlots.calibrate`` at start, then every finished explanation).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+Result = TypeVar("Result")
+
+RATE_FILE = "rate.json"
+RATE_MEMORY = 0.7
+"""Weight of the previous rate when a finished explanation updates it (an exponential moving average)."""
+
+
+def explanation_cost(tokens: int, steps: int, layers: int) -> int:
+    """Work of one explanation in token passes: ``steps`` forward and backward passes over ``tokens`` tokens
+    for each of ``layers`` attributed layers."""
+    return tokens * steps * layers
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A held slot: its index, the explanation's cost, and when it started (wall-clock seconds)."""
+
+    slot: int
+    cost: int
+    started: float
+
+
+class SlotsTaken(Exception):
+    """Every explanation slot is held; ``retry_after_s`` is when the earliest one is expected to be free."""
+
+    def __init__(self, retry_after_s: int, running: int) -> None:
+        super().__init__(f"all {running} explanation slots are busy; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+        self.running = running
+
+
+class ExplanationSlots:
+    """``slots`` explanation slots shared by every process that opens the same ``directory``.
+
+    ``with slots.reserve(cost):`` holds a free slot while the explanation runs (SlotsTaken when there is
+    none); the slot's file records the cost and start so that a refused request can say when to retry.
+    """
+
+    def __init__(self, directory: Path | str, slots: int, default_rate_s: float = 1e-3) -> None:
+        if slots < 1:
+            raise ValueError(f"need at least one explanation slot, got {slots}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.slots = slots
+        self.default_rate_s = default_rate_s
+
+    def _path(self, slot: int) -> Path:
+        return self.directory / f"slot-{slot}.json"
+
+    @property
+    def rate_s(self) -> float:
+        """Seconds per token pass, as last measured by any worker of the model."""
+        try:
+            rate = float(json.loads((self.directory / RATE_FILE).read_text())["seconds_per_token_pass"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return self.default_rate_s
+        return rate if math.isfinite(rate) and rate > 0 else self.default_rate_s
+
+    def record(self, cost: int, seconds: float) -> None:
+        """Fold a finished explanation's measured seconds per token pass into the shared rate."""
+        if cost <= 0 or seconds <= 0:
+            return
+        rate = RATE_MEMORY * self.rate_s + (1 - RATE_MEMORY) * seconds / cost
+        self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": rate})
+
+    def calibrate(self, seconds: float, cost: int) -> None:
+        """Set the rate from a measurement (the worker's warm-up explanation) when none is recorded yet."""
+        if not (self.directory / RATE_FILE).is_file() and cost > 0 and seconds > 0:
+            self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": seconds / cost})
+
+    def expected_seconds(self, cost: int) -> float:
+        return cost * self.rate_s
+
+    @contextmanager
+    def reserve(self, cost: int) -> Iterator[Reservation]:
+        """Hold the first free slot (a lock per open file, so threads of one process exclude each other too)."""
+        for slot in range(self.slots):
+            handle = os.open(self._path(slot), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                continue
+            reservation = Reservation(slot, cost, time.time())
+            try:
+                os.ftruncate(handle, 0)
+                os.pwrite(handle, json.dumps({"cost": cost, "started": reservation.started}).encode(), 0)
+                yield reservation
+            finally:
+                os.ftruncate(handle, 0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                os.close(handle)
+            return
+        raise SlotsTaken(self.retry_after_s(), self.slots)
+
+    def retry_after_s(self) -> int:
+        """Whole seconds until the earliest running explanation is expected to end (at least 1)."""
+        now, rate = time.time(), self.rate_s
+        remaining = []
+        for slot in range(self.slots):
+            try:
+                held = json.loads(self._path(slot).read_text() or "{}")
+                remaining.append(float(held["started"]) + float(held["cost"]) * rate - now)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # being written or released right now: free soon
+        return max(1, math.ceil(min(remaining, default=0.0)))
+
+    @staticmethod
+    def _write(path: Path, value: dict) -> None:
+        scratch = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        scratch.write_text(json.dumps(value))
+        os.replace(scratch, path)
+
+
+class LowPriorityRunner:
+    """Runs calls on one thread whose nice value is raised by ``niceness`` (Linux schedules threads, so this
+    lowers only that thread: the worker's predictions keep their priority)."""
+
+    def __init__(self, niceness: int) -> None:
+        self.niceness = niceness
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="auditor-explanations", initializer=self._lower)
+
+    def _lower(self) -> None:
+        if self.niceness > 0 and hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.niceness))
+            except OSError:
+                pass  # not permitted here: explanations run at the worker's priority
+
+    def run(self, call: Callable[[], Result]) -> Result:
+        return self._executor.submit(call).result()
