@@ -5,9 +5,13 @@ in an order rotated each round), so that a machine whose load changes affects ev
 Prints per model its accuracy on the SST-2 dev set (through the server, batched ``{"inputs"}`` requests),
 throughput, p50/p99 latency, error count, and the throughput ratio to the first model.
 
+With ``--storm``, each round also runs one explanation storm per model (``auditor.loadtest.STORMS``, in
+turn: 4 prediction clients while 7 to 16 explanations at the limits arrive at once) and a quiet stretch of
+the same length, and prints prediction p50/p99/max with and without the storm and the explanations' statuses.
+
     # archives: the full model and the attribution-pruned 50 % one as float and int8 ONNX (README, "Serving")
     python bench/load.py --build out/sst2-pruned50     # package them from an `auditor prune --int8` folder
-    python bench/load.py                               # start a server on model_store/ and measure
+    python bench/load.py --storm                       # start a server on model_store/ and measure
     python bench/load.py --url http://127.0.0.1:8080 --key-file key_file.json   # a running server
 
 Models default to ``sst2`` (full, PyTorch), ``sst2-pruned50-onnx`` and ``sst2-pruned50-int8`` (half of the
@@ -20,72 +24,19 @@ import argparse
 import json
 import shlex
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
 
-from auditor.data import load_dataset
 from auditor.archive import package_model
+from auditor.data import load_dataset
+from auditor.loadtest import STORM_HEADER, STORMS, LoadResult, StormResult, percentile, run_load, run_storm
 from auditor.serving import ServedModel, TorchServe
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"
 DEFAULT_MODELS = "sst2,sst2-pruned50-onnx,sst2-pruned50-int8"
-
-
-@dataclass
-class LoadResult:
-    """Requests, errors, latencies and seconds of one model, summed over the rounds."""
-
-    model: str
-    requests: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
-    accuracy: float = float("nan")
-
-    @property
-    def throughput(self) -> float:
-        return (self.requests - self.errors) / self.seconds
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
-
-
-def run_load(url: str, key: str, result: LoadResult, texts: list[str], clients: int, per_client: int, offset: int) -> None:
-    """``clients`` threads, each with its own keep-alive connection, send ``per_client`` requests in turn;
-    adds the requests, errors, latencies and wall time to ``result``."""
-    lock = threading.Lock()
-    start_barrier = threading.Barrier(clients)
-
-    def client(index: int) -> None:
-        session = requests.Session()
-        session.headers.update({"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        start_barrier.wait()
-        for i in range(per_client):
-            body = json.dumps({"text": texts[(offset + index * per_client + i) % len(texts)]})
-            began = time.perf_counter()
-            try:
-                ok = session.post(f"{url}/predictions/{result.model}", data=body, timeout=60).status_code == 200
-            except requests.RequestException:
-                ok = False
-            elapsed = (time.perf_counter() - began) * 1000
-            with lock:
-                result.latencies_ms.append(elapsed)
-                result.errors += not ok
-        session.close()
-
-    began = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, range(clients)))
-    result.seconds += time.perf_counter() - began
-    result.requests += clients * per_client
 
 
 def served_accuracy(url: str, key: str, model: str, texts: list[str], labels: list[int], per_request: int = 8) -> float:
@@ -100,10 +51,12 @@ def served_accuracy(url: str, key: str, model: str, texts: list[str], labels: li
     return correct / len(texts)
 
 
-def measure(url: str, key: str, models: list[str], clients: int, per_client: int, rounds: int) -> list[LoadResult]:
+def measure(url: str, key: str, models: list[str], clients: int, per_client: int, rounds: int, storm: bool) -> tuple[list[LoadResult], dict]:
+    """Plain load rounds, and with ``storm`` one storm per model per round (the storms in turn)."""
     dataset = load_dataset("sst2")
     texts, labels = [e.text for e in dataset.examples], [int(e.label) for e in dataset.examples]
     results = {model: LoadResult(model) for model in models}
+    storms: dict[tuple[str, str], StormResult] = {}
     for model in models:  # also the warm-up
         results[model].accuracy = served_accuracy(url, key, model, texts, labels)
     shares = [per_client // rounds + (r < per_client % rounds) for r in range(rounds)]
@@ -111,7 +64,28 @@ def measure(url: str, key: str, models: list[str], clients: int, per_client: int
         for k in range(len(models)):
             model = models[(r + k) % len(models)]
             run_load(url, key, results[model], texts, clients, share, offset=r * clients * share)
-    return [results[model] for model in models]
+            if storm:
+                chosen = STORMS[r % len(STORMS)]
+                storms.setdefault((model, chosen.name), StormResult(chosen.name)).merge(run_storm(url, key, model, chosen, texts))
+    return [results[model] for model in models], storms
+
+
+def report_storms(models: list[str], storms: dict[tuple[str, str], StormResult]) -> None:
+    print("\nexplanation storms: 4 prediction clients (POST /predictions) during each storm and during a quiet stretch as long")
+    print("right after it; explanations at the limits (128 tokens, 20 steps), each sent once; latencies of the predictions")
+    for model in models:
+        rows = [result for (name, _), result in storms.items() if name == model]
+        if not rows:
+            continue
+        print(f"\n{model}\n{STORM_HEADER}")
+        combined = StormResult("all storms")
+        for row in rows:
+            print(row.summary())
+            combined.merge(row)
+        print(combined.summary())
+        ratio = percentile(combined.storm_ms, 0.99) / percentile(combined.quiet_ms, 0.99)
+        failed = sum(count for status, count in combined.prediction_statuses.items() if status != 200)
+        print(f"p99 under storms / quiet: {ratio:.2f}; max under storms: {max(combined.storm_ms):.0f} ms; predictions not 200: {failed}")
 
 
 def report(results: list[LoadResult], clients: int, per_client: int, rounds: int) -> None:
@@ -144,8 +118,10 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("model_store"), help="start a server on these archives")
     parser.add_argument("--url", help="inference address of a running server (loopback only)")
     parser.add_argument("--key-file", type=Path, help="key_file.json of the running server")
-    parser.add_argument("--batch-size", type=int, default=8, help="server-side batch size when starting a server")
-    parser.add_argument("--batch-delay-ms", type=int, default=5, help="server-side batching delay when starting a server")
+    parser.add_argument("--batch-size", type=int, default=ServedModel.batch_size, help="server-side batch size when starting a server")
+    parser.add_argument("--batch-delay-ms", type=int, default=ServedModel.max_batch_delay_ms, help="server-side batching delay when starting a server")
+    parser.add_argument("--workers", type=int, default=ServedModel.workers, help="workers per model when starting a server")
+    parser.add_argument("--storm", action="store_true", help="also run an explanation storm per model in each round")
     parser.add_argument("--build", type=Path, metavar="PRUNED_DIR", help="package the default archives into --store and exit")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per worker of the archives --build makes")
     args = parser.parse_args()
@@ -161,12 +137,13 @@ def main() -> None:
         if args.key_file is None:
             parser.error("--url needs --key-file (the server's key_file.json)")
         key = json.loads(args.key_file.read_text())["inference"]["key"]
-        results = measure(args.url.rstrip("/"), key, models, args.clients, args.requests, args.rounds)
+        results, storms = measure(args.url.rstrip("/"), key, models, args.clients, args.requests, args.rounds, args.storm)
     else:
-        served = [ServedModel(model, batch_size=args.batch_size, max_batch_delay_ms=args.batch_delay_ms) for model in models]
+        served = [ServedModel(model, batch_size=args.batch_size, max_batch_delay_ms=args.batch_delay_ms, workers=args.workers) for model in models]
         with TorchServe(args.store, served) as server:
-            results = measure(server.inference_url, server.inference_key, models, args.clients, args.requests, args.rounds)
+            results, storms = measure(server.inference_url, server.inference_key, models, args.clients, args.requests, args.rounds, args.storm)
     report(results, args.clients, args.requests, args.rounds)
+    report_storms(models, storms)
 
 
 if __name__ == "__main__":
