@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HANDLER_FILE = REPO_ROOT / "handlers" / "classifier_handler.py"
-MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+MODEL_FILES = ("config.json", *WEIGHT_FILES, "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json", "added_tokens.json")
 ONNX_FILE = HandlerSettings().onnx_file
 

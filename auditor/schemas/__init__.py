@@ -17,6 +17,8 @@ from auditor.schemas.serving import (  # noqa: F401
     Backend,
     ErrorResponse,
     HandlerSettings,
+    OnnxWeight,
+    OnnxWeightMap,
     Prediction,
     PredictionBatchRequest,
     PredictionList,
