@@ -40,7 +40,7 @@ class _LogitsOnly(torch.nn.Module):
 def export_onnx(classifier: Classifier, path: Path | str, opset: int = 18) -> Path:
     """Export the classifier to one ONNX file with inputs input_ids, attention_mask (and token_type_ids when
     the tokenizer makes them), output ``logits``, and dynamic batch and sequence axes (torch.export.Dim); the
-    weights float16 holds exactly are stored in float16 (``store_float16``)."""
+    weights float16 holds exactly are stored in float16 (``store_float16``), and the nodes carry no metadata."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sample = classifier.encode(["an example sentence to trace", "another one"])
@@ -62,6 +62,8 @@ def export_onnx(classifier: Classifier, path: Path | str, opset: int = 18) -> Pa
             verbose=False,
         )
     model = onnx.load(str(out))
+    for node in model.graph.node:  # the exporter's provenance (stack traces with this machine's paths, FX names)
+        del node.metadata_props[:]
     store_float16(model)
     onnx.save(model, str(out))
     return out
