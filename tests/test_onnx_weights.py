@@ -1,21 +1,24 @@
 """Explanations from an ONNX graph's own weights: the model rebuilt from a float graph (full, head-pruned, and
 the tiny DistilBERT and ModernBERT whose zero biases the exporter drops) has exactly the checkpoint's weights
 and explains exactly as the original; from an int8 graph each weight is within half a quantisation step; a
-graph of other weights is refused."""
+graph of other weights is refused; an ONNX archive carries the graph and the map instead of the PyTorch
+weights and is no larger than the full model's PyTorch archive."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import numpy_helper
 from safetensors.torch import load_file
 
-from auditor.archive import MODEL_FILES, WEIGHT_FILES
+from auditor.archive import MODEL_FILES, WEIGHT_FILES, package_model
 from auditor.errors import InputError, ModelLoadError
 from auditor.explain import explain
 from auditor.export import export_onnx, quantize_dynamic
@@ -129,3 +132,19 @@ def test_zero_biases_the_exporter_drops_are_rebuilt(family, tmp_path):
     assert all(torch.equal(value, expected[name]) for name, value in rebuilt.model.state_dict().items())
     assert same_explanation(original, rebuilt)
 
+
+def test_an_onnx_archive_carries_the_graph_and_its_map_and_is_no_larger_than_the_full_one(folders, tmp_path):
+    store = tmp_path / "store"
+    full = package_model(SST2, "sst2", store, archive_format="zip-store")
+    pruned = folders["pruned"]
+    onnx_archive = package_model(pruned, "sst2-pruned-onnx", store, backend="onnx", archive_format="zip-store", onnx_file=pruned / "model.onnx")
+    assert onnx_archive.stat().st_size < full.stat().st_size
+    with zipfile.ZipFile(onnx_archive) as archive:
+        assert {"model.onnx", WEIGHT_MAP_FILE, "config.json"} <= set(archive.namelist())
+        assert not set(WEIGHT_FILES) & set(archive.namelist())
+        archive.extractall(tmp_path / "unpacked")
+    graph = onnx.load(str(tmp_path / "unpacked" / "model.onnx")).graph
+    assert {numpy_helper.to_array(i).dtype for i in graph.initializer if len(i.dims) > 0} == {np.dtype(np.float16), np.dtype(np.int64)}
+    # what the handler loads from the unpacked archive explains as the pruned model does
+    served = load_classifier_from_onnx(tmp_path / "unpacked", tmp_path / "unpacked" / "model.onnx", "cpu")
+    assert same_explanation(load_classifier(pruned, device="cpu"), served)
