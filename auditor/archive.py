@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HANDLER_FILE = REPO_ROOT / "handlers" / "classifier_handler.py"
-MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+MODEL_FILES = ("config.json", *WEIGHT_FILES, "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json", "added_tokens.json")
 ONNX_FILE = HandlerSettings().onnx_file
 
@@ -55,9 +56,10 @@ def build_archive(
     """Package a saved classifier as ``model_store/<name>.mar`` with torch-model-archiver.
 
     The archive holds the model directory's files (config, weights, tokenizer), the handler, and a
-    model-config.yaml whose ``handler:`` section names the backend and limits. An ONNX archive also holds
-    ``onnx_file`` as model.onnx (attribution still runs on the PyTorch weights). Batching and worker counts
-    are left to the server's config.properties.
+    model-config.yaml whose ``handler:`` section names the backend and limits. An ONNX archive holds
+    ``onnx_file`` as model.onnx instead of the PyTorch weights, and onnx_weights.json, where the graph holds
+    each of them (``auditor.onnx_weights``: attribution runs on the graph's weights; InputError when the graph
+    does not hold this model's). Batching and worker counts are left to the server's config.properties.
     """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -78,9 +80,14 @@ def build_archive(
         staging = Path(scratch) / "files"
         staging.mkdir()
         for file_name in MODEL_FILES:
-            if (model_dir / file_name).is_file():
+            if (model_dir / file_name).is_file() and not (backend == "onnx" and file_name in WEIGHT_FILES):
                 shutil.copy2(model_dir / file_name, staging / file_name)
         if backend == "onnx":
+            from auditor.models import load_classifier
+            from auditor.onnx_weights import WEIGHT_MAP_FILE, weight_map
+
+            weights = weight_map(load_classifier(model_dir, device="cpu"), onnx_file)
+            (staging / WEIGHT_MAP_FILE).write_text(weights.model_dump_json(indent=1) + "\n")
             shutil.copy2(onnx_file, staging / ONNX_FILE)
             external = Path(f"{onnx_file}.data")
             if external.is_file():

@@ -1,5 +1,9 @@
 """ONNX export of (full or head-pruned) classifiers, inference with ONNX Runtime, and optional int8 dynamic
-quantisation, which is only ever used when asked for explicitly and whose accuracy is reported by its callers."""
+quantisation, which is only ever used when asked for explicitly and whose accuracy is reported by its callers.
+
+Exported float graphs store every weight that float16 holds exactly as float16 followed by a Cast to float32
+(``store_float16``): a float16 checkpoint's graph is half the size, and ONNX Runtime folds the Casts when it
+creates the session, so the graph computes in float32 with the same weights and the same speed."""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
+from onnx import TensorProto, numpy_helper
 from transformers import AutoTokenizer, BatchEncoding
 
 from auditor.errors import InputError, ModelLoadError
@@ -33,7 +39,8 @@ class _LogitsOnly(torch.nn.Module):
 
 def export_onnx(classifier: Classifier, path: Path | str, opset: int = 18) -> Path:
     """Export the classifier to one ONNX file with inputs input_ids, attention_mask (and token_type_ids when
-    the tokenizer makes them), output ``logits``, and dynamic batch and sequence axes (torch.export.Dim)."""
+    the tokenizer makes them), output ``logits``, and dynamic batch and sequence axes (torch.export.Dim); the
+    weights float16 holds exactly are stored in float16 (``store_float16``), and the nodes carry no metadata."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sample = classifier.encode(["an example sentence to trace", "another one"])
@@ -54,11 +61,58 @@ def export_onnx(classifier: Classifier, path: Path | str, opset: int = 18) -> Pa
             external_data=False,
             verbose=False,
         )
+    model = onnx.load(str(out))
+    for node in model.graph.node:  # the exporter's provenance (stack traces with this machine's paths, FX names)
+        del node.metadata_props[:]
+    store_float16(model)
+    onnx.save(model, str(out))
     return out
 
 
+def store_float16(model: onnx.ModelProto) -> None:
+    """Store each float32 initializer of the main graph that converts to float16 and back bit for bit (all the
+    weights of a float16 checkpoint) as a float16 initializer ``<name>_float16`` and a ``Cast(to=FLOAT)`` node
+    whose output is ``<name>``, in place. Scalars, and tensors float16 would change, stay float32."""
+    graph = model.graph
+    kept, casts = [], []
+    for initializer in graph.initializer:
+        values = numpy_helper.to_array(initializer) if initializer.data_type == TensorProto.FLOAT else None
+        with np.errstate(over="ignore"):  # a value beyond float16's range becomes inf: not exact, kept float32
+            half = None if values is None or values.size < 2 else values.astype(np.float16)
+        if half is None or half.astype(np.float32).tobytes() != values.tobytes():
+            kept.append(initializer)
+            continue
+        stored = f"{initializer.name}_float16"
+        kept.append(numpy_helper.from_array(half, stored))
+        casts.append(onnx.helper.make_node("Cast", [stored], [initializer.name], name=f"{stored}_cast", to=TensorProto.FLOAT))
+    nodes = casts + list(graph.node)  # the Casts come first: the graph's nodes stay in topological order
+    del graph.initializer[:], graph.node[:]
+    graph.initializer.extend(kept)
+    graph.node.extend(nodes)
+
+
+def restore_float32(model: onnx.ModelProto) -> None:
+    """Undo ``store_float16`` in place: each Cast(to=FLOAT) of a float16 initializer becomes the float32
+    initializer it outputs (tools that look for weights as initializers, such as quantisers, need them so)."""
+    graph = model.graph
+    halves = {i.name: i for i in graph.initializer if i.data_type == TensorProto.FLOAT16}
+    restored, nodes = [], []
+    for node in graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type == "Cast" and to == TensorProto.FLOAT and node.input[0] in halves:
+            restored.append(numpy_helper.from_array(numpy_helper.to_array(halves[node.input[0]]).astype(np.float32), node.output[0]))
+        else:
+            nodes.append(node)
+    used = {name for node in nodes for name in node.input} | {o.name for o in graph.output}
+    initializers = [i for i in graph.initializer if i.name not in halves or i.name in used] + restored
+    del graph.initializer[:], graph.node[:]
+    graph.initializer.extend(initializers)
+    graph.node.extend(nodes)
+
+
 def quantize_dynamic(onnx_path: Path | str, out_path: Path | str) -> Path:
-    """Int8 dynamic quantisation of the weights of a plain exported graph (activations quantised at run time).
+    """Int8 dynamic quantisation of the weights of a plain exported graph (activations quantised at run time),
+    from its float32 weights (``restore_float32``).
 
     Lossy: callers must report its accuracy next to the float model's before anyone uses it.
     """
@@ -70,7 +124,9 @@ def quantize_dynamic(onnx_path: Path | str, out_path: Path | str) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)  # silence the "consider pre-processing" notice
     try:
-        ort_quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8)
+        model = onnx.load(str(onnx_path))
+        restore_float32(model)
+        ort_quantize_dynamic(model, str(out), weight_type=QuantType.QInt8)
     finally:
         root.setLevel(level)
     return out

@@ -149,11 +149,24 @@ def load_classifier(
             tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, KeyError) as error:
         raise ModelLoadError(f"cannot load a sequence classifier from {text}: {error}") from None
+    digest = weights_digest(path) if looks_local else hashlib.sha256(text.encode()).hexdigest()[:16]
+    return as_classifier(model, tokenizer, path.name if looks_local else text, digest, device, dtype)
+
+
+def as_classifier(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    weights_sha256: str,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Classifier:
+    """A loaded model (eager attention) and its tokenizer as a Classifier, in eval mode on ``device`` (default:
+    CUDA when available) in ``dtype``. ModelLoadError for a family ````auditor.encoders```` does not support."""
     try:
         encoder_for(model)
     except UnsupportedModelError as error:
         raise ModelLoadError(str(error)) from None
     target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device=target, dtype=dtype).eval()
-    digest = weights_digest(path) if looks_local else hashlib.sha256(text.encode()).hexdigest()[:16]
-    return Classifier(model, tokenizer, identify(model, path.name if looks_local else text, digest))
+    return Classifier(model, tokenizer, identify(model, name, weights_sha256))

@@ -1,9 +1,16 @@
 """TorchServe handler for auditor's sequence classifiers (see auditor.serving for the archive layout).
 
 POST /predictions/{model}  body PredictionRequest -> Prediction, or PredictionBatchRequest -> PredictionList
+<<<<<<< HEAD
 POST /explanations/{model} body ExplanationRequest -> Explanation (self-attention attribution, PyTorch model)
 Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no capacity now -> 429 with a
 Retry-After header, for that request only; the rest of the batch is answered.
+=======
+POST /explanations/{model} body ExplanationRequest -> Explanation (self-attention attribution, PyTorch model; an
+ONNX archive's is built from the graph's weights, see auditor.onnx_weights)
+Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no room in its batch -> 429, for that
+request only; the rest of the batch is answered.
+>>>>>>> aa86df572ffc9e160635c39024cd76f3d017f17c
 
 The handler is thin: ``auditor.service.Service`` parses, validates, admits and answers the requests; this
 file adapts it to TorchServe (settings, device, statuses, content types, metrics). It runs in TorchServe's
@@ -20,7 +27,7 @@ import torch
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
-from auditor.archive import handler_settings
+from auditor.archive import WEIGHT_FILES, handler_settings
 from auditor.capacity import ExplanationSlots
 from auditor.models import load_classifier
 from auditor.service import Service
@@ -30,7 +37,8 @@ PHRASES = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Intern
 
 
 class ClassifierHandler(BaseHandler):
-    """Predictions on the archive's backend (PyTorch or ONNX Runtime); explanations on the PyTorch model."""
+    """Predictions on the archive's backend (PyTorch or ONNX Runtime); explanations on the PyTorch model (read
+    from the ONNX graph when the archive has no PyTorch weights)."""
 
     def initialize(self, context) -> None:
         properties = context.system_properties
@@ -40,7 +48,12 @@ class ClassifierHandler(BaseHandler):
         device = f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu"
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
-        classifier = load_classifier(model_dir, device=device)
+        if settings.backend == "onnx" and not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+            from auditor.onnx_weights import load_classifier_from_onnx
+
+            classifier = load_classifier_from_onnx(model_dir, model_dir / settings.onnx_file, device=device)
+        else:
+            classifier = load_classifier(model_dir, device=device)
         # answers name the model as served (the archive is unpacked into a folder with a random name)
         classifier.identity = classifier.identity.model_copy(update={"name": context.model_name})
         onnx = None

@@ -118,7 +118,7 @@ def test_onnx_export_matches_pytorch_for_several_batch_sizes_and_lengths(sst2, h
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     if which == "full":
         quantized = quantize_dynamic(path, tmp_path / "model.int8.onnx")
-        assert quantized.stat().st_size < path.stat().st_size / 2
+        assert quantized.stat().st_size < 0.55 * path.stat().st_size  # int8 weights: about half the graph's float16 ones
         int8 = OnnxClassifier(quantized, SHARED / "models" / "minilm-sst2", providers=["CPUExecutionProvider"])
         encoding = runner.encode(TEXTS)
         assert not np.array_equal(int8.logits(encoding), runner.logits(encoding))  # lossy, hence reported, never implicit

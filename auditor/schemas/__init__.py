@@ -18,6 +18,8 @@ from auditor.schemas.serving import (  # noqa: F401
     Task,
     ErrorResponse,
     HandlerSettings,
+    OnnxWeight,
+    OnnxWeightMap,
     Prediction,
     PredictionBatchRequest,
     PredictionList,

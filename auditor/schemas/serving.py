@@ -1,5 +1,5 @@
-"""HTTP bodies of ``POST /predictions`` and errors, and the ``handler:`` settings and limits of an archive
-(auditor.service, auditor.archive, handlers/)."""
+"""HTTP bodies of ``POST /predictions`` and errors, and the ``handler:`` settings, limits and ONNX weight map of
+an archive (auditor.service, auditor.archive, auditor.onnx_weights, handlers/)."""
 
 from __future__ import annotations
 
@@ -95,3 +95,26 @@ class HandlerSettings(StrictModel):
     )
     explanation_niceness: int = Field(default=10, ge=0, le=19, description="how much lower the explanation thread's priority is than the worker's")
     limits: ServingLimits = ServingLimits()
+
+
+class OnnxWeight(StrictModel):
+    """Where an ONNX graph holds one tensor of the PyTorch model's state dict."""
+
+    initializer: str | None = Field(
+        description="the initializer holding the values (float32 or float16); for a quantised tensor x, the x of x_quantized, x_scale "
+        "and x_zero_point; none for a tensor of zeros, which the graph needs none for (the exporter drops zero biases)"
+    )
+    transposed: bool = Field(default=False, description="the graph holds the transpose (a Linear weight fed to MatMul)")
+    quantized: bool = Field(default=False, description="int8/uint8 with a per-tensor scale and zero point (quantize_dynamic)")
+
+
+class OnnxWeightMap(StrictModel):
+    """``onnx_weights.json`` of an ONNX archive, which ships no PyTorch weights: its explanation model is built
+    from config.json and every floating-point tensor of its state dict is read from the graph
+    (``auditor.onnx_weights``)."""
+
+    weights_sha256: str = Field(
+        description="identity of the weights read: the source model's (auditor.models.weights_digest) when the graph holds them "
+        "exactly, else the graph file's SHA-256 (first 16 hex digits)"
+    )
+    tensors: dict[str, OnnxWeight] = Field(description="state-dict name -> where the graph holds it")
