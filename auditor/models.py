@@ -162,7 +162,7 @@ def as_classifier(
     dtype: torch.dtype = torch.float32,
 ) -> Classifier:
     """A loaded model (eager attention) and its tokenizer as a Classifier, in eval mode on ``device`` (default:
-    CUDA when available) in ``dtype``. ModelLoadError for a family ````auditor.encoders```` does not support."""
+    CUDA when available) in ``dtype``. ModelLoadError for a family ``auditor.encoders`` does not support."""
     try:
         encoder_for(model)
     except UnsupportedModelError as error:

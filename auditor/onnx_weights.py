@@ -6,8 +6,9 @@ At package time, with the PyTorch model at hand, ``weight_map`` finds for each f
 state dict the graph initializer that holds it: under its own name or an anonymous one, possibly transposed
 (the exporter's Linear weights of MatMul nodes), stored float16 and cast to float32
 (``auditor.export.store_float16``), or quantised by ``auditor.export.quantize_dynamic`` (``<x>_quantized``,
-``<x>_scale``, ``<x>_zero_point``); a tensor of zeros needs none (the exporter drops zero biases). The archive stores the map as ``onnx_weights.json``;
-``load_classifier_from_onnx`` reads the model back from it in the handler.
+``<x>_scale``, ``<x>_zero_point``); a tensor of zeros needs none (the exporter drops zero biases). The archive
+stores the map as ``onnx_weights.json``; ``load_classifier_from_onnx`` reads the model back from it in the
+handler.
 """
 
 from __future__ import annotations
