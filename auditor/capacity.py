@@ -13,11 +13,12 @@ prediction would wait for an explanation to finish (seconds). Two things prevent
 - ``LowPriorityRunner``: explanations run on one thread with a raised nice value, so on a machine with fewer
   cores than busy workers, the scheduler serves the prediction workers first.
 
-The cost model: an explanation of ``tokens`` tokens, ``steps`` quadrature steps and ``layers`` attributed
-layers runs ``steps × layers`` forward and backward passes over the whole input, whose time grows linearly
-with the tokens (for inputs shorter than 6 × hidden size, the attention's quadratic term is a small part of
-each layer's work). So its seconds are ``rate × tokens × steps × layers``; ``rate`` is measured on the
-worker's own hardware (``ExplanationSlots.calibrate`` at start, then every finished explanation).
+The cost model: attributing encoder layer l runs, for each of ``steps`` quadrature steps, a forward and a
+backward pass through layers l … L−1 (the layers below l run once, without gradients). A layer's time grows
+linearly with the tokens (below 6 × hidden size tokens, the attention's quadratic term is a small part of
+its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes ``rate ×
+cost`` seconds; ``rate`` is measured on the worker's own hardware (``ExplanationSlots.calibrate`` at start,
+replaced by the first finished explanation and then averaged over them), so it follows the load.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,14 +39,19 @@ from typing import TypeVar
 Result = TypeVar("Result")
 
 RATE_FILE = "rate.json"
-RATE_MEMORY = 0.7
+RATE_MEMORY = 0.5
 """Weight of the previous rate when a finished explanation updates it (an exponential moving average)."""
 
 
-def explanation_cost(tokens: int, steps: int, layers: int) -> int:
-    """Work of one explanation in token passes: ``steps`` forward and backward passes over ``tokens`` tokens
-    for each of ``layers`` attributed layers."""
-    return tokens * steps * layers
+def layer_passes(layers: Sequence[int], num_layers: int) -> int:
+    """Σ_l (L − l) over the attributed layers: the encoder layers one quadrature step runs forward and backward."""
+    return sum(num_layers - layer for layer in layers)
+
+
+def explanation_cost(tokens: int, steps: int, passes: int) -> int:
+    """Work of one explanation in token-layer passes: ``steps`` steps of ``passes`` layer passes (``layer_passes``)
+    over ``tokens`` tokens."""
+    return tokens * steps * passes
 
 
 @dataclass(frozen=True)
@@ -84,26 +90,36 @@ class ExplanationSlots:
     def _path(self, slot: int) -> Path:
         return self.directory / f"slot-{slot}.json"
 
+    def _stored(self) -> tuple[float, int]:
+        """(seconds per token-layer pass, explanations it was measured on; 0 for a warm-up's calibration)."""
+        try:
+            stored = json.loads((self.directory / RATE_FILE).read_text())
+            rate, measured = float(stored["seconds_per_token_pass"]), int(stored["explanations"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return self.default_rate_s, -1
+        return (rate, measured) if math.isfinite(rate) and rate > 0 else (self.default_rate_s, -1)
+
     @property
     def rate_s(self) -> float:
-        """Seconds per token pass, as last measured by any worker of the model."""
-        try:
-            rate = float(json.loads((self.directory / RATE_FILE).read_text())["seconds_per_token_pass"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return self.default_rate_s
-        return rate if math.isfinite(rate) and rate > 0 else self.default_rate_s
+        """Seconds per token-layer pass, as last measured by any worker of the model."""
+        return self._stored()[0]
 
     def record(self, cost: int, seconds: float) -> None:
-        """Fold a finished explanation's measured seconds per token pass into the shared rate."""
+        """Fold a finished explanation's seconds per token-layer pass into the shared rate (the first one
+        replaces the warm-up's calibration, measured while the workers were still starting)."""
         if cost <= 0 or seconds <= 0:
             return
-        rate = RATE_MEMORY * self.rate_s + (1 - RATE_MEMORY) * seconds / cost
-        self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": rate})
+        rate, measured = self._stored()
+        if measured > 0:
+            rate = RATE_MEMORY * rate + (1 - RATE_MEMORY) * seconds / cost
+        else:
+            rate = seconds / cost
+        self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": rate, "explanations": max(measured, 0) + 1})
 
     def calibrate(self, seconds: float, cost: int) -> None:
         """Set the rate from a measurement (the worker's warm-up explanation) when none is recorded yet."""
-        if not (self.directory / RATE_FILE).is_file() and cost > 0 and seconds > 0:
-            self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": seconds / cost})
+        if self._stored()[1] < 0 and cost > 0 and seconds > 0:
+            self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": seconds / cost, "explanations": 0})
 
     def expected_seconds(self, cost: int) -> float:
         return cost * self.rate_s

@@ -9,7 +9,7 @@ Guarantees (each request alone; a bad or expensive request never fails its neigh
   text, a limit exceeded, a ``text_pair`` the archive's task does not take or lacks) is a 400
   ``ErrorResponse``; for ``{"inputs": […]}`` the message names the input;
 - an explanation is decided before any attribution runs: over a limit on its own (steps, ``top_k``, cost
-  tokens × steps × layers over ``max_explanation_cost``, an answer that could exceed ``max_response_bytes``,
+  tokens × steps × layer passes over ``max_explanation_cost``, ``auditor.capacity``, an answer that could exceed ``max_response_bytes``,
   ``auditor.explain.explanation_size_bound``) a 400; over what is left of the batch's budget, in a batch with
   predictions, or with every explanation slot of the model taken (``auditor.capacity``) a 429 whose
   ``retry_after_s`` comes from the cost model. Every admitted explanation is charged to the batch's budget
@@ -32,11 +32,11 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from auditor.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost
+from auditor.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
 from auditor.encoders import encoder_for
 from auditor.errors import InputError, validation_message
 from auditor.explain import explain, explanation_size_bound, validate_layers
-from auditor.models import Classifier, quiet_transformers
+from auditor.models import Classifier, mark_tokenizer_notices_shown
 from auditor.predict import predictions_from_logits, torch_logits
 from auditor.schemas import (
     ErrorResponse,
@@ -117,12 +117,13 @@ def check_explanation(limits: ServingLimits, request: ExplanationRequest, tokens
     if options.top_k > limits.max_top_k:
         raise InputError(f"top_k is {options.top_k}, more than the limit of {limits.max_top_k}")
     layers = validate_layers(options.layers, num_layers)
-    count = len(layers) if layers is not None else num_layers
-    cost = explanation_cost(tokens, options.steps, count)
+    passes = layer_passes(range(num_layers) if layers is None else layers, num_layers)
+    cost = explanation_cost(tokens, options.steps, passes)
     if cost > limits.max_explanation_cost:
         raise InputError(
-            f"this explanation costs {cost} (tokens × steps × layers = {tokens} × {options.steps} × {count}), more than "
-            f"the limit of {limits.max_explanation_cost}: ask for fewer steps or layers, or send a shorter text"
+            f"this explanation costs {cost} (tokens × steps × layer passes = {tokens} × {options.steps} × {passes}; attributing "
+            f"layer l passes through the {num_layers} − l layers from l up), more than the limit of {limits.max_explanation_cost}: "
+            "ask for fewer steps, fewer or higher layers, or send a shorter text"
         )
     return cost
 
@@ -170,6 +171,7 @@ class Service:
         self.slots = slots
         self.onnx = onnx
         self.segments = encoder_for(classifier.model).takes_segments  # else token_type_ids are left out
+        mark_tokenizer_notices_shown(classifier.tokenizer)  # lengths are checked here; ids are padded after tokenizing
         self.runner = LowPriorityRunner(settings.explanation_niceness)
 
     def warm_up(self) -> None:
@@ -177,11 +179,12 @@ class Service:
         token pass when no worker of the model has measured it yet (``ExplanationSlots.calibrate``)."""
         text = " ".join(["a fine film"] * 20)
         request = ExplanationRequest(text=text, text_pair=text if self.settings.task == "pair" else None)
-        request.options = request.options.model_copy(update={"steps": 2, "layers": [0], "include_tree": False})
+        request.options = request.options.model_copy(update={"steps": 4, "layers": [0], "include_tree": False})
         tokens = int(self.classifier.encode([request.text], None if request.text_pair is None else [request.text_pair])["input_ids"].shape[1])
         started = time.perf_counter()
         self.runner.run(lambda: explain(self.classifier, request.text, request.text_pair, request.options))
-        self.slots.calibrate(time.perf_counter() - started, explanation_cost(tokens, 2, 1))
+        passes = layer_passes([0], self.classifier.identity.num_layers)
+        self.slots.calibrate(time.perf_counter() - started, explanation_cost(tokens, 4, passes))
 
     def handle(self, bodies: Sequence[object], explain_flags: Sequence[bool]) -> list[Answer]:
         """One answer per body, in order; ``explain_flags[i]`` marks a ``POST /explanations`` request."""
@@ -268,10 +271,9 @@ class Service:
                 self._refuse(item, batched, answers, failed, error)
         if not kept:
             return []
-        with quiet_transformers():
-            encoded = self.classifier.tokenizer(
-                [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept], truncation=False
-            )
+        encoded = self.classifier.tokenizer(
+            [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept], truncation=False
+        )
         limit = min(limits.max_tokens, self.classifier.max_length)  # never past the model's position embeddings
         for row, item in enumerate(kept):
             item.ids = {name: values[row] for name, values in encoded.items() if self.segments or name != "token_type_ids"}
@@ -290,10 +292,7 @@ class Service:
         answers[item.request] = Answer.error(400, InputError(f"{where}{error}"))
 
     def _forward(self, chunk: list[_Input]):
-        with quiet_transformers():  # not the "__call__ is faster" notice: these inputs are tokenized already
-            encoding = self.classifier.tokenizer.pad(
-                [item.ids for item in chunk], padding=True, return_tensors="np" if self.onnx is not None else "pt"
-            )
+        encoding = self.classifier.tokenizer.pad([item.ids for item in chunk], padding=True, return_tensors="np" if self.onnx is not None else "pt")
         if self.onnx is not None:
             logits = self.onnx.logits(encoding)
         else:

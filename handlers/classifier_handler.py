@@ -81,5 +81,6 @@ class ClassifierHandler(BaseHandler):
             if answer.explanation_ms is not None:
                 context.metrics.add_time("AttributionTime", round(answer.explanation_ms, 2), idx=index, unit="ms")
                 context.metrics.add_metric("AttributionTokens", answer.tokens, "count", idx=index, metric_type=MetricTypes.GAUGE)
-        logger.info("batch of %d requests, %d explanations", len(data), sum(flags))
+        if len(data) > 1:  # not for batches of one request (the default): a log line per request costs throughput
+            logger.info("batch of %d requests, %d explanations", len(data), sum(flags))
         return [answer.body for answer in answers]

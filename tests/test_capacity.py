@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost
+from auditor.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def hold_slot(directory: Path, slots: int, cost: int) -> subprocess.Popen:
 def test_a_slot_held_by_another_process_refuses_with_the_time_it_still_needs(tmp_path: Path) -> None:
     slots = ExplanationSlots(tmp_path, 1)
     slots.calibrate(seconds=1.0, cost=1000)  # 1 ms per token pass
-    holder = hold_slot(tmp_path, 1, cost=explanation_cost(100, 20, 6))  # 12,000 token passes: 12 s
+    holder = hold_slot(tmp_path, 1, cost=explanation_cost(100, 20, layer_passes([0], 6)))  # 12,000 token-layer passes: 12 s
     try:
         with pytest.raises(SlotsTaken) as refused, slots.reserve(10):
             pass
@@ -81,9 +81,12 @@ def test_finished_explanations_update_the_shared_rate(tmp_path: Path) -> None:
     slots.calibrate(seconds=2.0, cost=1000)
     slots.calibrate(seconds=9.0, cost=1000)  # a rate is recorded already: calibration keeps it
     assert slots.rate_s == pytest.approx(0.002)
-    slots.record(cost=1000, seconds=4.0)
-    assert ExplanationSlots(tmp_path, 1).rate_s == pytest.approx(0.7 * 0.002 + 0.3 * 0.004)
-    assert slots.expected_seconds(500) == pytest.approx(500 * slots.rate_s)
+    slots.record(cost=1000, seconds=4.0)  # the first explanation replaces the warm-up's calibration
+    assert ExplanationSlots(tmp_path, 1).rate_s == pytest.approx(0.004)
+    slots.record(cost=1000, seconds=1.0)  # later ones are averaged in
+    assert ExplanationSlots(tmp_path, 1).rate_s == pytest.approx(0.5 * 0.004 + 0.5 * 0.001)
+    slots.calibrate(seconds=9.0, cost=1)  # measured explanations are never overwritten by a calibration
+    assert slots.expected_seconds(500) == pytest.approx(500 * 0.0025)
 
 
 def test_the_explanation_thread_runs_at_lower_priority() -> None:

@@ -15,7 +15,7 @@ from auditor.models import load_classifier
 from auditor.predict import softmax
 from auditor.pruning import prune_model
 from auditor.archive import checkpoint_dtype
-from auditor.capacity import ExplanationSlots, explanation_cost
+from auditor.capacity import ExplanationSlots, explanation_cost, layer_passes
 from auditor.explain import explain, explanation_size_bound
 from auditor.schemas import ErrorResponse, ExplanationOptions, HandlerSettings, Prediction, ServingLimits, json_schemas, visible
 from auditor.service import Service
@@ -26,7 +26,7 @@ SST2 = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Service:
     slots = ExplanationSlots(tmp_path_factory.mktemp("slots"), 1)
-    return Service(load_classifier(SST2, device="cpu"), HandlerSettings(limits=ServingLimits(max_explanation_cost=500)), slots)
+    return Service(load_classifier(SST2, device="cpu"), HandlerSettings(limits=ServingLimits(max_explanation_cost=1500)), slots)
 
 
 def error(answer) -> ErrorResponse:
@@ -66,17 +66,19 @@ def test_batched_body_answers_in_order_and_names_a_bad_input(service: Service) -
 
 
 def test_explanations_are_admitted_by_cost_per_batch(service: Service) -> None:
-    """Limit 500: "a fine film" is 5 tokens × 2 steps × 6 layers = 60; 40 words (42 tokens) × 2 × 6 = 504 is over."""
+    """Limit 1500. All 6 layers are 6 + 5 + … + 1 = 21 layer passes per step: "a fine film" (5 tokens) with 2
+    steps costs 5 × 2 × 21 = 210; 40 words (42 tokens) cost 1764, over. Layer 0 alone is 6 passes, layer 5 one."""
+    assert layer_passes(range(6), 6) == 21 and layer_passes([0], 6) == 6 and layer_passes([5], 6) == 1
     cheap = {"text": "a fine film", "options": {"steps": 2}}
-    assert explanation_cost(5, 2, 6) == 60
+    assert explanation_cost(5, 2, 21) == 210
     expensive = {"text": " ".join(["word"] * 40), "options": {"steps": 2}}
     answer = service.handle([expensive], [True])[0]
-    assert answer.status == 400 and "costs 504 (tokens × steps × layers = 42 × 2 × 6)" in error(answer).message
-    chosen = {"text": " ".join(["word"] * 40), "options": {"steps": 2, "layers": [0]}}  # 42 × 2 × 1 = 84
-    answers = service.handle([chosen] * 6 + [cheap], [True] * 7)
-    # 5 × 84 = 420 fit into 500; the sixth does not (429, retry after the batch's work), the cheap one still does
-    assert [a.status for a in answers] == [200] * 5 + [429, 200]
-    assert error(answers[5]).type == "Busy" and answers[5].retry_after_s >= 1
+    assert answer.status == 400 and "costs 1764 (tokens × steps × layer passes = 42 × 2 × 21;" in error(answer).message
+    chosen = {"text": " ".join(["word"] * 40), "options": {"steps": 2, "layers": [0]}}  # 42 × 2 × 6 = 504
+    answers = service.handle([chosen] * 3 + [cheap], [True] * 4)
+    # 2 × 504 = 1008 fit into 1500; the third does not (429, retry after the batch's work), the cheap one still does
+    assert [a.status for a in answers] == [200, 200, 429, 200]
+    assert error(answers[2]).type == "Busy" and answers[2].retry_after_s >= 1
     assert all(a.retry_after_s is None for a in answers if a.status == 200)
 
 

@@ -1,8 +1,10 @@
 """The TorchServe handler against a real ``torchserve`` (no mocks): archives built from the fixture models
-(full and head-pruned, PyTorch and ONNX Runtime backends), one server for the whole module, answers compared
-with in-process inference and attribution through the library; then hostile and heavy requests against the
-same server (malformed bodies, explanations at the limits while predictions run, keys in query strings, an
-environment that asks to switch authorization off): no 5xx, no worker restart, every prediction answered."""
+(full and head-pruned, PyTorch and ONNX Runtime backends, single-sentence and pair tasks), one server for the
+whole module, answers compared with in-process inference and attribution through the library; then hostile
+and heavy requests against the same server (malformed bodies, answers over the limit decided before
+computing, an explanation sharing a batch with predictions, a body over max_request_size, keys in query
+strings, an environment that asks to switch authorization off): no 5xx, no worker restart, every prediction
+answered. Explanation storms under the README's configuration are tests/test_storm.py's."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def package(
     max_steps: Annotated[int, typer.Option("--max-steps", help="Most quadrature steps per explanation.")] = 20,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most inputs per forward pass and per request.")] = 8,
     max_explanation_cost: Annotated[
-        int, typer.Option("--max-explanation-cost", help="Most tokens × steps × layers of explanations per server-side batch.")
+        int, typer.Option("--max-explanation-cost", help="Most tokens × steps × layer passes of explanations per server-side batch.")
     ] = ServingLimits().max_explanation_cost,
     max_response_bytes: Annotated[
         int, typer.Option("--max-response-bytes", help="Largest answer (keep it below config.properties' max_response_size).")

@@ -64,18 +64,20 @@ Task = Literal["single", "pair"]
 class ServingLimits(StrictModel):
     """What one request may ask of a worker; anything over a limit is answered with HTTP 400.
 
-    An explanation costs tokens × steps × layers token passes (``auditor.capacity.explanation_cost``: ``steps``
-    forward and backward passes over the input per attributed layer). One costing more than
-    ``max_explanation_cost`` is a 400; a worker runs explanations of at most that cost in total per server-side
-    batch, and one that does not fit into the batch it arrived in is answered 429 (retry). The default is the
-    cost of ``max_tokens`` tokens, ``max_steps`` steps on 6 layers.
+    An explanation costs tokens × steps × Σ_l (L − l) token-layer passes (``auditor.capacity``: per step,
+    attributing layer l runs a forward and backward pass through the L − l layers from l up). One costing more
+    than ``max_explanation_cost`` is a 400; a worker runs explanations of at most that cost in total per
+    server-side batch, and one that does not fit into the batch it arrived in is answered 429 (retry). The
+    default is the cost of ``max_tokens`` tokens, ``max_steps`` steps and every layer of a 6-layer model.
     """
 
     max_tokens: int = Field(default=128, ge=3, description="longest input in tokens, special tokens included")
     max_chars: int = Field(default=4096, ge=1, description="longest text + text_pair in characters (checked before tokenizing)")
     max_steps: int = Field(default=20, ge=1, le=MAX_STEPS, description="most quadrature steps an explanation may ask for")
     max_batch: int = Field(default=8, ge=1, description="most inputs run through the model in one forward pass, and in one request")
-    max_explanation_cost: int = Field(default=128 * 20 * 6, ge=1, description="most tokens × steps × layers of explanations per batch")
+    max_explanation_cost: int = Field(
+        default=128 * 20 * 21, ge=1, description="most tokens × steps × layer passes (Σ over attributed layers l of L − l) of explanations per batch"
+    )
     max_top_k: int = Field(default=64, ge=0, description="most token pairs per layer an explanation may ask for")
     max_response_bytes: int = Field(
         default=4_000_000, ge=10_000, description="largest answer in bytes; an explanation whose answer could be larger is a 400, decided before computing"
