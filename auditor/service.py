@@ -40,6 +40,7 @@ from auditor.models import Classifier, mark_tokenizer_notices_shown
 from auditor.predict import predictions_from_logits, torch_logits
 from auditor.schemas import (
     ErrorResponse,
+    ExplanationOptions,
     ExplanationRequest,
     HandlerSettings,
     PredictionBatchRequest,
@@ -176,15 +177,15 @@ class Service:
 
     def warm_up(self) -> None:
         """One small explanation, to load the attribution code paths and measure this worker's seconds per
-        token pass when no worker of the model has measured it yet (``ExplanationSlots.calibrate``)."""
+        token-layer pass when no worker of the model has measured it yet (``ExplanationSlots.calibrate``)."""
         text = " ".join(["a fine film"] * 20)
-        request = ExplanationRequest(text=text, text_pair=text if self.settings.task == "pair" else None)
-        request.options = request.options.model_copy(update={"steps": 4, "layers": [0], "include_tree": False})
-        tokens = int(self.classifier.encode([request.text], None if request.text_pair is None else [request.text_pair])["input_ids"].shape[1])
+        pair = text if self.settings.task == "pair" else None
+        options = ExplanationOptions(steps=4, layers=[0], include_tree=False)
+        tokens = int(self.classifier.encode([text], None if pair is None else [pair])["input_ids"].shape[1])
         started = time.perf_counter()
-        self.runner.run(lambda: explain(self.classifier, request.text, request.text_pair, request.options))
-        passes = layer_passes([0], self.classifier.identity.num_layers)
-        self.slots.calibrate(time.perf_counter() - started, explanation_cost(tokens, 4, passes))
+        self.runner.run(lambda: explain(self.classifier, text, pair, options))
+        cost = explanation_cost(tokens, options.steps, layer_passes(options.layers, self.classifier.identity.num_layers))
+        self.slots.calibrate(time.perf_counter() - started, cost)
 
     def handle(self, bodies: Sequence[object], explain_flags: Sequence[bool]) -> list[Answer]:
         """One answer per body, in order; ``explain_flags[i]`` marks a ``POST /explanations`` request."""

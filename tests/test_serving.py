@@ -34,7 +34,7 @@ from auditor.models import Classifier, load_classifier
 from auditor.pruning import prune_model
 from auditor.schemas import EncodedArray, ErrorResponse, Explanation, ExplanationOptions, Prediction
 from auditor.archive import build_archive, package_model
-from auditor.schemas import ServingLimits
+from auditor.schemas import HandlerSettings, ServingLimits
 from auditor.serving import ServedModel, TorchServe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -421,6 +421,8 @@ def test_no_key_and_no_request_text_in_any_log(served) -> None:
         assert key not in text and secret_text not in text, log.name
         assert not re.search(r"\[(DEBUG|TRACE)\s*\]", text), f"{log.name} logs below INFO"
         assert log.stat().st_mode & 0o077 == 0, f"{log.name} is readable by others"
+    launcher = server.workdir / "launcher.log"  # the copy of the frontend's log on its standard output
+    assert key not in launcher.read_text(errors="replace") and launcher.stat().st_mode & 0o077 == 0
 
 
 def test_environment_cannot_switch_authorization_off_or_the_model_api_on(served) -> None:
@@ -459,7 +461,12 @@ def test_served_answers_stay_within_configured_sizes_and_timeouts() -> None:
     properties = read_properties(REPO / "config.properties")
     limits = ServingLimits()
     assert int(properties["max_response_size"]) > limits.max_response_bytes
-    assert json.loads(properties["models"])["sst2"]["1.0"]["responseTimeout"] >= 120
+    models = json.loads(properties["models"])
+    assert models["sst2"]["1.0"]["responseTimeout"] >= 120
+    # predictions never wait behind explanations: batches of one request, more workers than explanation slots
+    slots = HandlerSettings().explanation_slots
+    for name, versions in models.items():
+        assert versions["1.0"]["batchSize"] == 1 and versions["1.0"]["minWorkers"] > slots, name
 
 
 def test_pruned_archives_keep_the_float16_weights(served) -> None:
