@@ -62,7 +62,7 @@ def test_completeness_delta_is_small_and_consistent(explanations: list[Explanati
     for explanation in explanations:
         assert [layer.layer for layer in explanation.layers] == list(range(6))
         for layer in explanation.layers:
-            total = float(np.asarray(layer.matrices).sum())
+            total = float(np.asarray(layer.matrices, dtype=np.float64).sum())
             assert math.isfinite(layer.delta) and abs(layer.delta) < 0.05
             assert 0.0 <= layer.baseline_probability <= 1.0
             assert layer.delta == pytest.approx(total - (explanation.target_probability - layer.baseline_probability), abs=1e-6)
@@ -72,7 +72,7 @@ def test_top_pairs_match_the_matrices(explanations: list[Explanation]) -> None:
     for explanation in explanations:
         n = len(explanation.tokens)
         for layer in explanation.layers:
-            per_head = np.asarray(layer.matrices)
+            per_head = np.asarray(layer.matrices, dtype=np.float64)
             assert per_head.shape == (12, n, n) and layer.head_ids == list(range(12))
             summed = per_head.sum(0)
             assert [p.score for p in layer.top_pairs] == pytest.approx(sorted(summed.flatten())[::-1][:4], abs=1e-9)
@@ -89,7 +89,7 @@ def test_tree_edges_come_from_the_matrices(explanations: list[Explanation]) -> N
         assert tree is not None and tree.nodes[0].id == "6:0" and tree.threshold == 0.4
         assert len({node.token_index for node in tree.nodes}) == len(tree.nodes) > 1
         index = {node.id: node.token_index for node in tree.nodes}
-        summed = {layer.layer: np.asarray(layer.matrices).sum(0) for layer in explanation.layers}
+        summed = {layer.layer: np.asarray(layer.matrices, dtype=np.float64).sum(0) for layer in explanation.layers}
         for edge in tree.edges:
             assert edge.attribution == pytest.approx(summed[edge.layer][index[edge.target], index[edge.source]], abs=1e-9)
             assert edge.score > 0.4

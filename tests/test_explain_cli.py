@@ -20,6 +20,7 @@ from PIL import Image
 from auditor.attribution import SelfAttentionAttribution
 from auditor.cli import main
 from auditor.models import Classifier, load_classifier
+from auditor.schemas import EncodedArray
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -83,7 +84,7 @@ def test_explain_writes_json_matching_direct_attribution(runs: dict[str, Run], s
         assert (explanation["method"], explanation["steps"]) == ("gausslegendre", 3)
         assert [layer["layer"] for layer in explanation["layers"]] == direct.layers
         for k, layer in enumerate(explanation["layers"]):
-            np.testing.assert_allclose(layer["matrices"], direct.attributions[k].numpy(), atol=1e-6)
+            np.testing.assert_allclose(EncodedArray(**layer["matrices"]).to_numpy(), direct.attributions[k].numpy(), atol=1e-6)
             assert layer["delta"] == pytest.approx(float(direct.delta[k]), abs=1e-6)
             assert layer["baseline_probability"] == pytest.approx(float(direct.baseline_probability[k]), abs=1e-6)
             summed = direct.attributions[k].sum(0)
