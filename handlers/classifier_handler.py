@@ -1,16 +1,10 @@
 """TorchServe handler for auditor's sequence classifiers (see auditor.serving for the archive layout).
 
 POST /predictions/{model}  body PredictionRequest -> Prediction, or PredictionBatchRequest -> PredictionList
-<<<<<<< HEAD
-POST /explanations/{model} body ExplanationRequest -> Explanation (self-attention attribution, PyTorch model)
-Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no capacity now -> 429 with a
-Retry-After header, for that request only; the rest of the batch is answered.
-=======
 POST /explanations/{model} body ExplanationRequest -> Explanation (self-attention attribution, PyTorch model; an
 ONNX archive's is built from the graph's weights, see auditor.onnx_weights)
-Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no room in its batch -> 429, for that
-request only; the rest of the batch is answered.
->>>>>>> aa86df572ffc9e160635c39024cd76f3d017f17c
+Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no capacity now -> 429 with a
+Retry-After header, for that request only; the rest of the batch is answered.
 
 The handler is thin: ``auditor.service.Service`` parses, validates, admits and answers the requests; this
 file adapts it to TorchServe (settings, device, statuses, content types, metrics). It runs in TorchServe's
