@@ -332,8 +332,9 @@ class Service:
             raise Busy(f"every explanation slot of this model ({taken.running}) is busy", taken.retry_after_s) from None
         self.slots.record(cost, elapsed)
         body = explanation.model_dump_json()
-        if len(body.encode("utf-8")) > bound:  # never: the bound is an upper bound by construction
-            logger.error("explanation answer of %d bytes exceeded its bound of %d", len(body.encode("utf-8")), bound)
+        size = len(body.encode("utf-8"))
+        if size > bound:  # never: the bound is an upper bound by construction
+            logger.error("explanation answer of %d bytes exceeded its bound of %d", size, bound)
         return Answer(200, body, explanation_ms=elapsed * 1000, tokens=tokens), cost
 
     def _seconds(self, cost: int) -> int:
