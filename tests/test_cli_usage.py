@@ -37,6 +37,8 @@ USAGE_ERRORS = [
     ("package", ["--model", str(SST2)], "Missing option '--name'"),
     ("package", ["--model", str(SST2), "--name", "x", "--backend", "tensorflow"], "'--backend'"),
     ("package", ["--model", str(SST2), "--name", "x", "--threads", "0"], "'--threads'"),
+    ("package", ["--model", str(SST2), "--name", "x", "--task", "triple"], "'--task'"),
+    ("package", ["--model", str(SST2), "--name", "x", "--explanation-slots", "0"], "'--explanation-slots'"),
     ("mine", ["--model", str(SST2), "--data", "sst2"], "Missing option '--out'"),
     ("mine", ["--model", str(SST2), "--data", "sst2", "--out", "p.json", "--examples", "0"], "'--examples'"),
     ("audit", ["--data", "sst2"], "Missing option '--out'"),
