@@ -1,4 +1,4 @@
-"""TextAttack components for attribution-guided attacks: insert mined patterns (or, as a baseline, random
+"""TextAttack components for attribution-guided attacks: insert mined token pairs (or, as a baseline, random
 words) into an ``AttackedText``, cap the words edited, and assemble attacks with a query budget: the
 attribution-guided attack (``attribution_attack``: words visited in attribution order, edited by any mix
 of DeepWordBug's character edits, word deletion and pattern insertion), random insertion and DeepWordBug.
@@ -88,20 +88,19 @@ def _column_ranges(text: AttackedText) -> list[range]:
     return ranges
 
 
-def _nearest_allowed(target: int, column: range, allowed: set[int]) -> int | None:
-    """The insertion position in ``column`` closest to ``target`` whose word may be modified (inserting at
-    the end of the column modifies its last word)."""
-    candidates = [p for p in range(len(column) + 1) if column[min(p, len(column) - 1)] in allowed] if len(column) else []
-    return min(candidates, key=lambda p: (abs(p - target), p)) if candidates else None
-
-
 class PatternInsertion(Transformation):
-    """Insert each mined pattern, its words at their relative positions in the pattern's segment.
+    """Insert each mined token pair (``TriggerPattern``), its two words in their mined order.
 
-    ``positions="pattern"`` places a pattern where it was found (its mean relative position, scaled to the
-    current text): one candidate per pattern. ``"all"`` also tries every allowed position of the pattern's
-    first segment. A pattern whose segment the text lacks, or whose positions are all ruled out by the
-    pre-transformation constraints, yields no candidate.
+    The pair is placed at an anchor word of its segment that the pre-transformation constraints let us
+    modify: the first word goes right before the anchor and the second ``gap`` words after the first, so
+    the pair keeps its mined gap around the anchor (``gap`` 1: both before it). In the attribution-guided
+    search the only word offered is the ranked word, so the pair goes there. Among several words,
+    ``positions="pattern"`` anchors at the one nearest the pair's mined relative position (one candidate per
+    pattern); ``"all"`` anchors at every word not yet modified of a text that holds an allowed word (in the
+    search: anywhere in the ranked word's text). A pair across the two texts is anchored by whichever of its words
+    lies in a text with an allowed word (the first such; every one for ``"all"``), its other word going to
+    its mined relative position in the other text. A pattern whose segment the text lacks, or whose words
+    TextAttack would not read as single words, yields no candidate.
     """
 
     def __init__(self, patterns: Sequence[TriggerPattern], positions: Positions = "pattern") -> None:
@@ -112,30 +111,36 @@ class PatternInsertion(Transformation):
         columns = _column_ranges(current_text)
         transformed = []
         for pattern in self.patterns:
-            groups = {s: [(o, w) for o, w in pattern.words(s) if is_insertable(w)] for s in pattern.anchors}
-            groups = {s: g for s, g in groups.items() if g}
-            if not groups or any(s >= len(columns) for s in groups):
+            if any(s >= len(columns) for s in pattern.segments) or not all(is_insertable(w) for w in pattern.words):
                 continue
-            anchors = {}
-            for segment in groups:
+            for anchored in (0, 1) if pattern.gap is None else (0,):
+                segment = pattern.segments[anchored]
                 column = columns[segment]
-                anchors[segment] = _nearest_allowed(round(pattern.anchors[segment] * len(column)), column, indices_to_modify)
-            if any(a is None for a in anchors.values()):
-                continue
-            first = min(groups)
-            options = [anchors[first]]
-            if self.positions == "all":
-                column = columns[first]
-                options += [p for p in range(len(column) + 1) if column[min(p, len(column) - 1)] in indices_to_modify and p != anchors[first]]
-            for option in options:
-                placed = {**anchors, first: option}
-                insertions = [
-                    Insertion(segment, min(placed[segment] + offset - groups[segment][0][0] - rank, len(columns[segment])), word)
-                    for segment, group in groups.items()
-                    for rank, (offset, word) in enumerate(group)
-                ]
-                transformed.append(insert_words(current_text, insertions))
+                allowed = [p for p in range(len(column)) if column[p] in indices_to_modify]
+                if not allowed:
+                    continue
+                target = round(pattern.positions[anchored] * len(column))
+                if self.positions == "all":
+                    modified = current_text.attack_attrs.get("modified_indices", set())
+                    anchors = [p for p in range(len(column)) if column[p] not in modified]
+                else:
+                    anchors = [min(allowed, key=lambda p: (abs(p - target), p))]
+                for anchor in anchors:
+                    transformed.append(insert_words(current_text, self._insertions(pattern, anchored, anchor, columns)))
+                if self.positions == "pattern":
+                    break
         return transformed
+
+    @staticmethod
+    def _insertions(pattern: TriggerPattern, anchored: int, anchor: int, columns: list[range]) -> list[Insertion]:
+        segment = pattern.segments[anchored]
+        if pattern.gap is not None:
+            second = min(anchor + pattern.gap - 1, len(columns[segment]))
+            return [Insertion(segment, anchor, pattern.words[0]), Insertion(segment, second, pattern.words[1])]
+        other = 1 - anchored
+        other_segment = pattern.segments[other]
+        position = round(pattern.positions[other] * len(columns[other_segment]))
+        return [Insertion(segment, anchor, pattern.words[anchored]), Insertion(other_segment, position, pattern.words[other])]
 
     def extra_repr_keys(self) -> list[str]:
         return ["positions"]
@@ -259,12 +264,14 @@ def word_transformations(
     tokenizer: Tokenizer | None = None,
     is_misspelling: Callable[[str, str], bool] | None = None,
     candidates: int = 4,
+    positions: Positions = "pattern",
 ) -> Transformation:
     """The candidates tried on one ranked word: any of ``tokenedit`` (``TokenizerCharacterEdit``: the
     ``candidates`` single-character edits that most change the word's tokenization, among those
     ``is_misspelling`` accepts; needs the victim's ``tokenizer``),
     ``charedit`` (``character_edits``: DeepWordBug's four random ones), ``typo`` (``RandomCharacterEdit``:
-    one), ``delete`` (drop the word) and ``pattern`` (insert each of ``patterns`` before the word)."""
+    one), ``delete`` (drop the word) and ``pattern`` (insert each of ``patterns``, a token pair, at the word,
+    or anywhere in its text for ``positions="all"``: ``PatternInsertion``)."""
     unknown = [n for n in names if n not in TRANSFORMATIONS]
     if unknown or not names:
         raise ValueError(f"transformations must be some of {', '.join(TRANSFORMATIONS)}, got {', '.join(names) or 'none'}")
@@ -275,7 +282,7 @@ def word_transformations(
         "charedit": character_edits,
         "typo": RandomCharacterEdit,
         "delete": WordDeletion,
-        "pattern": lambda: PatternInsertion(patterns),
+        "pattern": lambda: PatternInsertion(patterns, positions),
     }
     chosen = [parts[name]() for name in dict.fromkeys(names)]
     return chosen[0] if len(chosen) == 1 else CompositeTransformation(chosen)
@@ -295,21 +302,33 @@ def attribution_attack(
     layers: list[int] | None = None,
     sweep_words: int | None = None,
     candidates: int = 4,
+    patterns_after_edits: bool = True,
+    positions: Positions = "pattern",
 ) -> Attack:
     """Untargeted attack editing words in order of the attribution drawn from them (``AttributionGreedySearch``:
     one explanation, no query, for the ranking; ``steps``, ``layers``, ``max_words``, ``sufficient_gain`` and
     ``sweep_words`` as there), with ``word_transformations`` (``is_misspelling`` and ``candidates`` as
     there); like DeepWordBug, no word is modified twice and stopwords are left alone; plus the extra ``constraints`` (``max_words`` is the cap that
     ``MaxInsertedWords`` among them enforces). ``ranking="leave-one-out"`` ranks the words by DeepWordBug's
-    leave-one-out queries instead (``LeaveOneOutGreedySearch``): the ablation of the attribution ranking."""
+    leave-one-out queries instead (``LeaveOneOutGreedySearch``): the ablation of the attribution ranking.
+    ``patterns_after_edits``: pattern insertions among other transformations are held back until the search
+    without them fails (``AttributionGreedySearch``'s ``held_back``); otherwise they are offered beside them.
+    ``positions``: where ``PatternInsertion`` places a pair."""
     search = {"attribution": AttributionGreedySearch, "leave-one-out": LeaveOneOutGreedySearch}[ranking]
     goal = UntargetedClassification(victim, query_budget=query_budget)
+    mixed = "pattern" in transformations and len(set(transformations)) > 1
+    held_back = is_pattern_insertion if mixed and patterns_after_edits else None
     return Attack(
         goal,
         [RepeatModification(), AnyStopwordModification(), *constraints],
-        word_transformations(transformations, patterns, victim.tokenizer, is_misspelling, candidates),
-        search(victim, steps, max_words, sufficient_gain, layers, sweep_words),
+        word_transformations(transformations, patterns, victim.tokenizer, is_misspelling, candidates, positions),
+        search(victim, steps, max_words, sufficient_gain, layers, sweep_words, held_back),
     )
+
+
+def is_pattern_insertion(candidate: AttackedText) -> bool:
+    """The candidate came from ``PatternInsertion`` (TextAttack records each candidate's transformation)."""
+    return isinstance(candidate.attack_attrs.get("last_transformation"), PatternInsertion)
 
 
 def deepwordbug_attack(model_wrapper: ModelWrapper, query_budget: int, constraints: Sequence[Constraint] = ()) -> Attack:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -45,7 +45,8 @@ from auditor.schemas import (
     TriggerRow,
     TriggerSet,
 )
-from auditor.validity import VALIDITY_CHECKS, LabelWordConstraint, Reader, ReaderConstraint, example_words, word_edits
+from auditor.statistics import bootstrap_drop
+from auditor.validity import NEGATIONS, VALIDITY_CHECKS, LabelWordConstraint, Reader, ReaderConstraint, example_words, word_edits
 from auditor.victims import Victim
 from textattack import Attack
 from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
@@ -59,6 +60,8 @@ DESCRIPTIONS = {
     "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy leave-one-out word-importance search",
     "leave-one-out": "the attribution attack with DeepWordBug's leave-one-out word ranking (a query per word) instead: "
     "what the attribution ranking contributes",
+    "pattern-only": "the attribution attack inserting mined token pairs only: what the patterns do alone",
+    "edits-only": "the attribution attack without pattern insertion: what the patterns add to the character edits",
 }
 
 
@@ -69,22 +72,19 @@ def attacked_text(example: Example) -> AttackedText:
 
 
 def label_free(pattern: TriggerPattern, lexicon: LabelLexicon | None) -> bool:
-    """The pattern inserts no word of the label-word lexicon."""
-    return lexicon is None or not any(w.lower() in lexicon.words for s in pattern.anchors for _, w in pattern.words(s))
+    """The pattern inserts no word of the label-word lexicon and no negation (``LabelWordConstraint``'s words)."""
+    return not any(w in NEGATIONS or (lexicon is not None and w in lexicon.words) for w in pattern.words)
 
 
 def insertable_patterns(triggers: TriggerSet, label: int, k: int, lexicon: LabelLexicon | None = None) -> list[TriggerPattern]:
-    """The ``k`` best patterns of ``label`` that have a word to insert and no label-carrying word."""
-    return [p for p in triggers.ranked(label) if any(p.words(s) for s in p.anchors) and label_free(p, lexicon)][:k]
+    """The ``k`` best label-free patterns of ``label`` with support of at least the mining's ``min_support``."""
+    least = triggers.options.min_support
+    return [p for p in triggers.ranked(label) if p.support >= least and label_free(p, lexicon)][:k]
 
 
 def top_patterns(triggers: TriggerSet, exclude_label: int | None, k: int, lexicon: LabelLexicon | None = None) -> list[TriggerPattern]:
     """The ``k`` best insertable, label-free patterns of every label except ``exclude_label``, interleaved by rank."""
-    per_label = [
-        insertable_patterns(triggers, label, k, lexicon)
-        for label in sorted({p.label for p in triggers.patterns})
-        if label != exclude_label
-    ]
+    per_label = [insertable_patterns(triggers, label, k, lexicon) for label in range(len(triggers.model.labels)) if label != exclude_label]
     return [p for rank in range(k) for patterns in per_label if rank < len(patterns) for p in [patterns[rank]]]
 
 
@@ -225,6 +225,7 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
         rejected=sum(o.rejected for o in outcomes),
         per_class=per_class,
         budget_curve=curve,
+        successes_by_edit=dict(sorted(Counter("+".join(sorted({e.kind for e in o.edits})) for o in succeeded).items())),
         seconds=sum(o.seconds for o in outcomes),
         outcomes=outcomes,
     )
@@ -237,16 +238,18 @@ def trigger_table(
     k: int,
     checkpoint: Checkpoint,
     lexicon: LabelLexicon | None = None,
+    seed: int = 0,
 ) -> list[TriggerRow]:
     """Insert each of the top-``k`` label-free patterns of every label (at its mined position) into every
-    example of each other class; accuracy on that class before and after."""
+    example of each other class; the accuracy on that class without and with it, and the 95 % bootstrap
+    interval of the drop (``auditor.statistics.bootstrap_drop``, paired by example, seeded by ``seed``)."""
     labels = victim.labels
     texts = [attacked_text(e) for e in examples]
     if "triggers:clean" not in checkpoint:
         checkpoint.put("triggers:clean", victim([t.tokenizer_input for t in texts]).argmax(1).tolist() if texts else [])
     clean = checkpoint["triggers:clean"]
     rows = []
-    for pattern_label in sorted({p.label for p in triggers.patterns}):
+    for pattern_label in range(len(labels)):
         for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k, lexicon)):
             insertion = PatternInsertion([pattern])
             for target in range(len(labels)):
@@ -258,17 +261,22 @@ def trigger_table(
                     perturbed = [insertion(texts[i]) for i in members]
                     applied = [(i, p[0]) for i, p in zip(members, perturbed) if p]
                     after = dict(zip([i for i, _ in applied], victim([p.tokenizer_input for _, p in applied]).argmax(1).tolist())) if applied else {}
-                    checkpoint.put(key, sum(after.get(i, clean[i]) == target for i in members))
+                    checkpoint.put(key, [after.get(i, clean[i]) for i in members])
+                before = [clean[i] == target for i in members]
+                after_correct = [p == target for p in checkpoint[key]]
+                low, high = bootstrap_drop(before, after_correct, seed=seed)
                 rows.append(
                     TriggerRow(
                         pattern=pattern.text,
                         pattern_label=labels[pattern_label],
                         target_class=labels[target],
                         examples=len(members),
-                        accuracy_before=sum(clean[i] == target for i in members) / len(members),
-                        accuracy_after=checkpoint[key] / len(members),
-                        count=pattern.count,
-                        mass=pattern.mass,
+                        accuracy_before=sum(before) / len(members),
+                        accuracy_after=sum(after_correct) / len(members),
+                        drop_low=low,
+                        drop_high=high,
+                        support=pattern.support,
+                        score=pattern.score,
                     )
                 )
     return rows
@@ -302,6 +310,8 @@ def attribution_attacks(
             settings.layers,
             settings.sweep_words,
             settings.candidates,
+            settings.patterns_after_edits,
+            settings.positions,
         )
         for label in range(len(victim.labels))
     }
@@ -324,6 +334,13 @@ def audit_attacks(
         attacks["deepwordbug"] = lambda _: dwb
     if "leave-one-out" in settings.baselines:
         attacks["leave-one-out"] = attribution_attacks(victim, triggers, settings, lexicon, "leave-one-out").__getitem__
+    ablations = {"pattern-only": ["pattern"], "edits-only": [t for t in settings.transformations if t != "pattern"]}
+    for name, transformations in ablations.items():
+        if name in settings.baselines:
+            if not transformations:
+                raise InputError(f"the {name} baseline needs transformations besides 'pattern'")
+            ablated = settings.model_copy(update={"transformations": transformations})
+            attacks[name] = attribution_attacks(victim, triggers, ablated, lexicon).__getitem__
     return attacks
 
 
@@ -380,7 +397,7 @@ def run_audit(
     labels = victim.labels
     if triggers.model.labels != labels:
         raise InputError(f"the patterns were mined on a model with labels {triggers.model.labels}, the audited model has {labels}")
-    if "pattern" in settings.transformations and not top_patterns(triggers, None, 1, lexicon):
+    if ("pattern" in settings.transformations or "pattern-only" in settings.baselines) and not top_patterns(triggers, None, 1, lexicon):
         raise InputError("the patterns file has no label-free pattern with a word that can be inserted")
     if lexicon.labels != labels:
         raise InputError(f"the label-word lexicon has labels {lexicon.labels}, the audited model has {labels}")
@@ -394,7 +411,7 @@ def run_audit(
     outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, shown)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
     table_examples = trigger_data.head(settings.trigger_examples).examples
-    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon)
+    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed)
     return RobustnessReport(
         auditor_version=__version__,
         victim=victim.identity,

@@ -1,4 +1,5 @@
-"""Append-only JSON-lines checkpoint of finished work, so an interrupted audit resumes where it stopped.
+"""Append-only JSON-lines checkpoint of finished work, so an interrupted audit or mining run resumes where it
+stopped.
 
 The first line records what the results belong to (a digest of the settings, model and data); every
 further line is one finished record ``{"key": ..., "value": ...}``, written with a single ``write`` of the
@@ -39,8 +40,8 @@ class Checkpoint:
             return
         if header.get("checkpoint") != self.identity:
             raise InputError(
-                f"{self.path} holds results of a different audit (other model, data or settings); "
-                "use another --out folder or delete the checkpoint"
+                f"{self.path} holds results of a different run (other model, data or settings); "
+                "use another --out or delete the checkpoint"
             )
         for line in lines[1:]:
             record = json.loads(line)

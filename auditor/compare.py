@@ -55,7 +55,7 @@ def compare_side(
         attack=summaries[0],
         baselines=summaries[1:],
         triggers=trigger_table(
-            victim, triggers, dataset.head(settings.trigger_examples).examples, settings.trigger_top_k, checkpoint, lexicon
+            victim, triggers, dataset.head(settings.trigger_examples).examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed
         ),
     )
     return entry, predictions

@@ -72,6 +72,29 @@ class Dataset:
             digest=digest.hexdigest()[:16],
         )
 
+    def sentences(self) -> Dataset:
+        """The examples that no longer example of the split contains, word for word (in their order): for a
+        treebank's phrases (SST-2's training split labels every phrase of every parse tree) the whole
+        sentences; duplicates are dropped. Pair examples are only deduplicated."""
+        if self.is_pair:
+            seen = set()
+            kept = [e for e in self.examples if (e.text, e.text_pair) not in seen and not seen.add((e.text, e.text_pair))]
+        else:
+            normalised = [f" {' '.join(e.text.split())} " for e in self.examples]
+            longest_first = sorted(range(len(self.examples)), key=lambda i: (-len(normalised[i]), i))
+            containing: dict[str, list[int]] = {}  # word -> kept examples holding it
+            chosen: set[int] = set()
+            for i in longest_first:
+                words = set(normalised[i].split())
+                rarest = min(words, key=lambda w: len(containing.get(w, ())), default=None)
+                if rarest is not None and any(normalised[i] in normalised[j] for j in containing.get(rarest, ())):
+                    continue
+                chosen.add(i)
+                for word in words:
+                    containing.setdefault(word, []).append(i)
+            kept = [e for i, e in enumerate(self.examples) if i in chosen]
+        return Dataset(self.name, self.split, self.source, kept, self.label_names, self.fingerprint)
+
     def head(self, n: int | None) -> Dataset:
         """The first ``n`` examples (all when ``n`` is None), keeping the identity of the data."""
         if n is not None and n < 1:

@@ -295,7 +295,7 @@ class MineJob:
     """Items are batch indices; results are ``PatternMiner`` output for that batch."""
 
     model: str
-    batches: list[list[Any]]  # auditor.data.Example
+    batches: dict[int, list[Any]]  # auditor.data.Example
     options: Any  # auditor.schemas.TriggerMiningOptions
 
     def build(self) -> Callable[[int], list]:
@@ -312,8 +312,8 @@ class RayMiningExecutor:
         self.pool = pool
         self.model = model
 
-    def mine(self, batches: list[list[Any]], options: Any) -> list[list[Any]]:
-        return self.pool.map(MineJob(self.model, batches, options), range(len(batches)))
+    def mine(self, batches: dict[int, list[Any]], options: Any) -> Iterator[tuple[int, list[Any]]]:
+        yield from self.pool.stream(MineJob(self.model, batches, options), list(batches))  # type: ignore[misc]
 
 
 @dataclass(frozen=True)

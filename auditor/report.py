@@ -91,21 +91,27 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
         lines.append(f"Resumed: {report.resumed} attack outcomes came from the checkpoint of an earlier run.")
     lines += [
         "",
-        "| attack | accuracy under attack | valid success rate | queries / attack | queries / success | explanations | rejected | words edited / success | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| attack | accuracy under attack | valid success rate | successes by edit | queries / attack | queries / success | explanations | rejected | words edited / success | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in attacks:
         lines.append(
-            f"| {a.name} | {percent(a.accuracy_under_attack)} | {percent(a.success_rate)} | {number(a.mean_queries)} | "
+            f"| {a.name} | {percent(a.accuracy_under_attack)} | {percent(a.success_rate)} | {edit_mix(a)} | {number(a.mean_queries)} | "
             f"{number(a.mean_queries_per_success)} | {a.explanations} | {a.rejected} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
         )
     lines += ["", class_table(attacks)]
     if report.triggers:
-        lines += ["", "| trigger | label | inserted into | accuracy before | after |", "|---|---|---|---|---|"]
         lines += [
-            f"| {t.pattern} | {t.pattern_label} | {t.target_class} ({t.examples}) | {percent(t.accuracy_before)} | {percent(t.accuracy_after)} |"
+            "",
+            "| trigger | label | support | inserted into | accuracy before | after | drop [95 % CI] |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t.pattern} | {t.pattern_label} | {t.support} | {t.target_class} ({t.examples}) | {percent(t.accuracy_before)} | "
+            f"{percent(t.accuracy_after)} | {drop_interval(t)} |"
             for t in report.triggers
         ]
+        lines += ["", trigger_verdict(report.triggers)]
     successes = [o for o in report.attack.outcomes if o.status == "succeeded"][:max_examples]
     if successes:
         lines += ["", "Successful attribution-guided attacks:"]
@@ -116,6 +122,28 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
                 f"({labels[o.label]} → {labels[o.perturbed_prediction]}; {'; '.join(map(edit_text, o.edits))})"
             )
     return "\n".join(lines) + "\n"
+
+
+def edit_mix(attack: AttackSummary) -> str:
+    """The valid successes by the kinds of edit they hold: ``misspelling 40, insertion 3``."""
+    return ", ".join(f"{kind} {count}" for kind, count in attack.successes_by_edit.items()) or "none"
+
+
+def drop_interval(row: TriggerRow) -> str:
+    """A trigger's accuracy drop with its 95 % interval, marked ``*`` when the interval excludes 0."""
+    mark = " *" if row.significant else ""
+    return f"{100 * row.drop:+.1f} [{100 * row.drop_low:+.1f}, {100 * row.drop_high:+.1f}] points{mark}"
+
+
+def trigger_verdict(rows: list[TriggerRow]) -> str:
+    """One line: which triggers change the accuracy significantly (their 95 % bootstrap interval excludes 0)."""
+    significant = [r for r in rows if r.significant]
+    if not significant:
+        return f"No trigger changes the accuracy significantly: all {len(rows)} 95 % bootstrap intervals of the drop include 0."
+    return (
+        f"{len(significant)} of {len(rows)} triggers (*) change the accuracy significantly (95 % bootstrap interval of the drop "
+        f"excludes 0): " + ", ".join(f"{r.pattern!r} → {r.target_class}" for r in significant) + "."
+    )
 
 
 def edit_text(edit: WordEdit) -> str:
@@ -232,6 +260,9 @@ def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
         trigger_plot=trigger_plot(report.triggers),
         percent=percent,
         number=number,
+        edit_mix=edit_mix,
+        drop_interval=drop_interval,
+        trigger_verdict=trigger_verdict,
     )
 
 
@@ -265,11 +296,15 @@ def render_comparison_markdown(report: ComparisonReport) -> str:
     for side in (full, pruned):
         lines += ["", f"{side.victim.location}, per class:", "", class_table([side.attack, *side.baselines])]
     if full.triggers:
-        lines += ["", "| trigger | inserted into | before (full) | after (full) | before (pruned) | after (pruned) |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| trigger | support | inserted into | before (full) | after (full) | drop (full) | before (pruned) | after (pruned) | drop (pruned) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for a, b in zip(full.triggers, pruned.triggers):
             lines.append(
-                f"| {a.pattern} | {a.target_class} ({a.examples}) | {percent(a.accuracy_before)} | {percent(a.accuracy_after)} | "
-                f"{percent(b.accuracy_before)} | {percent(b.accuracy_after)} |"
+                f"| {a.pattern} | {a.support} | {a.target_class} ({a.examples}) | {percent(a.accuracy_before)} | {percent(a.accuracy_after)} | "
+                f"{drop_interval(a)} | {percent(b.accuracy_before)} | {percent(b.accuracy_after)} | {drop_interval(b)} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -391,6 +426,7 @@ def render_comparison_html(report: ComparisonReport) -> str:
         budget_plot=budget_plot({"full": report.full.attack, "pruned": report.pruned.attack}),
         percent=percent,
         number=number,
+        drop_interval=drop_interval,
     )
 
 

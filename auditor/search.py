@@ -18,7 +18,7 @@ Unlike ``GreedyWordSwapWIR`` it follows each ranked word through earlier inserti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -30,6 +30,13 @@ from textattack.shared import AttackedText
 from auditor.edits import word_edit_distance
 from auditor.schemas import ExplanationOptions, WordImportance
 from auditor.victims import Victim
+
+
+Candidates = Callable[[AttackedText], bool]
+
+
+def everything(candidate: AttackedText) -> bool:
+    return True
 
 
 def word_scores(text: AttackedText, words: Sequence[WordImportance]) -> dict[int, float]:
@@ -61,6 +68,14 @@ class AttributionGreedySearch(SearchMethod):
     until one lowers the margin (``margin``) by at least s · margin / (edits left), its share of the way to
     the decision boundary, and that one is kept without querying the rest; without it every candidate is
     queried and the best kept.
+
+    Candidates that ``held_back`` picks (the attack's pattern insertions) wait for the others: the search
+    first runs without them, exactly as it would without them; only when that pass fails with queries left
+    does a second pass start again from the original text, trying the held-back candidates at each ranked
+    word (and every candidate in its last-edit sweep), and the better pass is returned. So holding
+    candidates back can only add successes to those of the others alone. (Offered beside the others
+    instead, a pattern insertion that lowers the margin most at the first word spends two of the few
+    words allowed: on 200 SST-2 training sentences that cost 3 to 9 points of success.)
     """
 
     def __init__(
@@ -71,6 +86,7 @@ class AttributionGreedySearch(SearchMethod):
         sufficient_gain: float | None = None,
         layers: list[int] | None = None,
         sweep_words: int | None = None,
+        held_back: Callable[[AttackedText], bool] | None = None,
     ) -> None:
         self.victim = victim
         self.steps = steps
@@ -78,6 +94,7 @@ class AttributionGreedySearch(SearchMethod):
         self.sufficient_gain = sufficient_gain
         self.layers = layers
         self.sweep_words = sweep_words
+        self.held_back = held_back
         self.options = ExplanationOptions(steps=steps, layers=layers, top_k=0, include_tree=False, include_word_importance=True)
 
     def word_importance(self, text: AttackedText) -> list[WordImportance]:
@@ -101,14 +118,30 @@ class AttributionGreedySearch(SearchMethod):
         return margin(current) - self.sufficient_gain * max(margin(current), 0.0) / (edits_left or 1)
 
     def perform_search(self, initial_result):
+        order = self.index_order(initial_result.attacked_text)
+        if self.held_back is None:
+            return self.greedy(initial_result, order, everything, everything)
+        held_back = self.held_back
+
+        def others(candidate: AttackedText) -> bool:
+            return not held_back(candidate)
+
+        first = self.greedy(initial_result, order, others, others)
+        if first.goal_status == GoalFunctionResultStatus.SUCCEEDED or self.goal_function.num_queries >= self.goal_function.query_budget:
+            return first
+        second = self.greedy(initial_result, order, held_back, everything)
+        return max((first, second), key=lambda r: (r.goal_status == GoalFunctionResultStatus.SUCCEEDED, r.score))
+
+    def greedy(self, initial_result, order: list[int], step: Candidates, sweep: Candidates):
+        """One greedy pass down the ranked words ``order`` from ``initial_result``: each word gets the
+        candidates that ``step`` keeps, the last edit's sweep those that ``sweep`` keeps."""
         initial = initial_result.attacked_text
-        order = self.index_order(initial)
         current = initial_result
         for position, original_index in enumerate(order):
             edits_left = self.edits_left(initial, current.attacked_text)
             if edits_left == 1:
-                return self.last_edit_sweep(initial, current, order[position:])
-            candidates = self.word_candidates(initial, current, original_index)
+                return self.last_edit_sweep(initial, current, order[position:], sweep)
+            candidates = [c for c in self.word_candidates(initial, current, original_index) if step(c)]
             if not candidates:
                 continue
             results, search_over = self.query_candidates(candidates, current, edits_left)
@@ -131,7 +164,7 @@ class AttributionGreedySearch(SearchMethod):
             return []
         return self.get_transformations(current.attacked_text, original_text=initial, indices_to_modify=[int(where[0])])
 
-    def last_edit_sweep(self, initial: AttackedText, current: GoalFunctionResult, words: list[int]) -> GoalFunctionResult:
+    def last_edit_sweep(self, initial: AttackedText, current: GoalFunctionResult, words: list[int], keep: Candidates) -> GoalFunctionResult:
         """The last edit allowed: only an edit that flips the label is kept. The next ``sweep_words`` ranked
         words that have candidates (all that remain for ``None``) are probed with their first candidate, in one
         batch; those whose probe closes the sufficient gain s of the margin m (a probe margin <= (1 − s)·m,
@@ -142,7 +175,7 @@ class AttributionGreedySearch(SearchMethod):
         for i in words:
             if self.sweep_words is not None and len(candidates) == self.sweep_words:
                 break
-            if found := self.word_candidates(initial, current, i):
+            if found := [c for c in self.word_candidates(initial, current, i) if keep(c)]:
                 candidates[i] = found
         probes, search_over = self.get_goal_results([found[0] for found in candidates.values()])
         batches = [probes]

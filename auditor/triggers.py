@@ -1,32 +1,41 @@
-"""Attribution patterns as adversarial triggers (Hao et al., AAAI 2021, section "Adversarial Attack").
+"""Token-pair patterns mined from attribution trees (Hao et al., AAAI 2021, "Adversarial Attack").
 
-For each example, the head holding the largest self-attention attribution over all layers and heads is
-found, and its top token pairs (query → key, [CLS]/[SEP] excluded) form a pattern: the pairs' tokens with
-their segments and relative word positions. Patterns whose attribution mass (the sum of the pairs'
-attributions) is under a threshold are dropped; identical patterns predicted as the same label are
-aggregated over examples and ranked per label (``TriggerSet.ranked``): fewer words first, then more
-occurrences, then more total mass.
+For every training example, the attribution tree (``auditor.tree``, threshold τ) is built from the
+head-summed attribution matrices of every layer (target: the predicted label). Each tree edge that joins
+two different words (neither a special token) gives the example a word pair, in text order. Over the mined
+examples, a pair's **support** is the number of distinct examples whose tree holds it; pairs with support
+under ``min_support``, or with a word that carries a label by itself (``exclude``), a digit or nothing
+TextAttack would read as one word, are left out. Each remaining pair becomes a ``TriggerPattern`` of the
+label whose examples carry the most of its attribution mass beyond their share (``score``), with the
+association of the pair with the predicted label measured by a smoothed log-odds ratio.
+
+Mining is the costly part: ``mine_triggers`` mines batches (here, or on Ray through a ``MiningExecutor``)
+and puts every finished batch's ``MinedExample`` records into a ``Checkpoint`` before the next, so a killed
+run resumes where it stopped; the patterns are aggregated afterwards from the checkpoint, in batch order,
+so nothing is lost or counted twice and the result does not depend on where or in which order batches ran.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-import torch
 from pydantic import ValidationError
 
 from auditor import __version__
 from auditor.attribution import ExampleAttribution, SelfAttentionAttribution
+from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset, Example
 from auditor.errors import InputError
 from auditor.models import Classifier
-from auditor.quadrature import QuadratureMethod
-from auditor.schemas import TriggerElement, TriggerMiningOptions, TriggerPattern, TriggerSet
+from auditor.schemas import MinedExample, TreePair, TriggerMiningOptions, TriggerPattern, TriggerSet
+from auditor.statistics import log_odds
+from auditor.tree import attribution_tree
 
 WORD_EDGE_CHARACTERS = "'-_*@"
 HOMOGLYPHS = "˗৭Ȣ𝟕бƼᏎƷᒿlO`ɑЬϲԁе𝚏ɡհіϳ𝒌ⅼｍոорԛⲅѕ𝚝սѵԝ×уᴢ"  # characters textattack keeps inside words
@@ -46,199 +55,217 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-@dataclass(frozen=True)
-class HeadPairs:
-    """The head with the largest attribution entry of one example and its top (query, key) token pairs."""
-
-    layer: int
-    head: int
-    pairs: list[tuple[int, int]]
-    mass: float
+def is_single_word(word: str) -> bool:
+    """TextAttack reads exactly this one word in ``word`` (so it can be inserted as one)."""
+    return word_spans(word) == [(0, len(word))]
 
 
-def top_head_pairs(attribution: ExampleAttribution, special: torch.Tensor, pairs: int = 2) -> HeadPairs:
-    """argmax over (layer, head) of max_{q,k} Attr_h(A^l)[q, k], then that head's ``pairs`` largest entries
-    (fewer when the example has fewer token pairs).
-
-    Rows and columns of special tokens (``special[i]`` true) are excluded from both maxima; ``mass`` is the
-    sum of the chosen entries.
-    """
-    keep = ~special
-    mask = keep[:, None] & keep[None, :]
-    pairs = min(pairs, int(mask.sum()))
-    if pairs == 0:
-        raise InputError("an example needs at least one token besides [CLS]/[SEP] to mine a pattern")
-    stacked = torch.stack(attribution.attributions)  # (layers, heads, n, n)
-    masked = stacked.masked_fill(~mask, float("-inf"))
-    per_head = masked.flatten(2).max(-1).values  # (layers, heads)
-    flat = int(per_head.flatten().argmax())
-    layer, head = divmod(flat, per_head.shape[1])
-    values, indices = masked[layer, head].flatten().topk(pairs)
-    n = stacked.shape[-1]
-    return HeadPairs(
-        layer=attribution.layers[layer],
-        head=attribution.head_ids[layer][head],
-        pairs=[(int(i) // n, int(i) % n) for i in indices],
-        mass=float(values.sum()),
-    )
-
-
-@dataclass
-class _Occurrences:
-    """Running aggregate of one pattern over the examples where it occurs."""
-
-    first: TriggerPattern
-    anchor_sums: dict[int, float] = field(default_factory=dict)
-    count: int = 0
-    mass: float = 0.0
-    gold_labels: dict[int, int] = field(default_factory=dict)
-
-    def add(self, pattern: TriggerPattern, gold: int | None) -> None:
-        self.count += 1
-        self.mass += pattern.mass
-        for segment, anchor in pattern.anchors.items():
-            self.anchor_sums[segment] = self.anchor_sums.get(segment, 0.0) + anchor
-        if gold is not None:
-            self.gold_labels[gold] = self.gold_labels.get(gold, 0) + 1
-
-    def pattern(self) -> TriggerPattern:
-        anchors = {segment: total / self.count for segment, total in sorted(self.anchor_sums.items())}
-        return self.first.model_copy(
-            update={"anchors": anchors, "count": self.count, "mass": self.mass, "gold_labels": dict(sorted(self.gold_labels.items()))}
-        )
-
-
-def example_pattern(
-    classifier: Classifier, example: Example, encoding_index: int, encoding, head_pairs: HeadPairs, label: int
-) -> TriggerPattern:
-    """The pattern of one example: the distinct tokens of the head's top pairs, located in words."""
-    texts = [example.text, example.text_pair]
-    sequence_ids = encoding.sequence_ids(encoding_index)
-    tokens = encoding.tokens(encoding_index)
+def token_words(encoding, index: int, texts: Sequence[str | None]) -> list[tuple[int, int, str] | None]:
+    """For each token of example ``index`` of ``encoding``: (segment, word index, lower-cased word) of the
+    TextAttack word it lies in, or None for special tokens and characters outside every word."""
     spans = [word_spans(t) if t is not None else [] for t in texts]
-    located = []
-    for position in sorted({p for pair in head_pairs.pairs for p in pair}):
-        segment = sequence_ids[position]
-        characters = encoding.token_to_chars(encoding_index, position)
-        segment_spans = spans[segment]
-        word_index = next((i for i, (_, end) in enumerate(segment_spans) if characters.start < end), len(segment_spans))
-        inside = word_index < len(segment_spans) and segment_spans[word_index][0] <= characters.start
-        word = texts[segment][slice(*segment_spans[word_index])] if inside else texts[segment][characters.start : characters.end]
-        located.append((segment, word_index, tokens[position], word))
-    first_word = {s: min(w for seg, w, _, _ in located if seg == s) for s in {seg for seg, *_ in located}}
-    elements = [
-        TriggerElement(token=token, word=word, segment=segment, offset=word_index - first_word[segment])
-        for segment, word_index, token, word in sorted(located)
-    ]
-    anchors = {s: first_word[s] / max(1, len(spans[s])) for s in sorted(first_word)}
-    return TriggerPattern(
-        label=label,
-        label_name=classifier.labels[label],
-        elements=elements,
-        anchors=anchors,
-        count=1,
-        mass=head_pairs.mass,
-        gold_labels={},
-    )
+    ends = [[end for _, end in s] for s in spans]
+    located: list[tuple[int, int, str] | None] = []
+    for position, segment in enumerate(encoding.sequence_ids(index)):
+        characters = encoding.token_to_chars(index, position) if segment is not None else None
+        if characters is None:
+            located.append(None)
+            continue
+        word = bisect.bisect_right(ends[segment], characters.start)
+        inside = word < len(spans[segment]) and spans[segment][word][0] <= characters.start
+        located.append((segment, word, texts[segment][slice(*spans[segment][word])].lower()) if inside else None)
+    return located
 
 
-MinedPattern = tuple[TriggerPattern, int | None]  # one example's pattern and its gold label
+def tree_pairs(attribution: ExampleAttribution, words: list[tuple[int, int, str] | None], tree_threshold: float) -> list[TreePair]:
+    """The word pairs joined by the edges of the example's attribution tree (head-summed matrices of every
+    attributed layer, threshold τ), each pair once with its largest edge, in the order first found."""
+    matrices = [layer.sum(0).double().cpu().numpy() for layer in attribution.attributions]
+    tokens = [str(i) for i in range(attribution.length)]
+    tree = attribution_tree(matrices, tokens, tree_threshold, attribution.layers)
+    found: dict[tuple, TreePair] = {}
+    for edge in tree.edges:
+        ends = [words[int(node.split(":")[1])] for node in (edge.source, edge.target)]
+        if ends[0] is None or ends[1] is None or ends[0][:2] == ends[1][:2]:
+            continue
+        first, second = sorted(ends)
+        pair = TreePair(
+            words=(first[2], second[2]),
+            segments=(first[0], second[0]),
+            indices=(first[1], second[1]),
+            score=edge.score,
+            layer=edge.layer,
+        )
+        key = (pair.segments, pair.indices)
+        if key not in found or found[key].score < pair.score:
+            found[key] = pair
+    return list(found.values())
 
 
 class PatternMiner:
-    """The patterns of a batch of examples: each example's top head pairs (target: the predicted label) as a
-    pattern, unless their mass is under ``options.threshold``. A batch's result depends on its examples
-    alone, so batches can be mined anywhere and aggregated in order (``rank_patterns``)."""
+    """The ``MinedExample`` of every example of a batch (attribution target: the predicted label). A batch's
+    result depends on its examples alone, so batches can be mined anywhere and aggregated in order."""
 
     def __init__(self, classifier: Classifier, options: TriggerMiningOptions) -> None:
         self.classifier = classifier
         self.options = options
         self.attribution = SelfAttentionAttribution(classifier.model)
-        self.special_ids = torch.tensor(sorted(set(classifier.tokenizer.all_special_ids)))
 
-    def __call__(self, batch: list[Example]) -> list[MinedPattern]:
-        options = self.options
+    def __call__(self, batch: list[Example]) -> list[MinedExample]:
         pairs = [e.text_pair for e in batch] if batch[0].text_pair is not None else None
         encoding = self.classifier.encode([e.text for e in batch], pairs, truncate=True)
         results = self.attribution.attribute(
-            encoding["input_ids"], encoding["attention_mask"], encoding.get("token_type_ids"), n_steps=options.steps, method=options.method
+            encoding["input_ids"], encoding["attention_mask"], encoding.get("token_type_ids"), n_steps=self.options.steps, method=self.options.method
         )
         mined = []
         for index, (example, result) in enumerate(zip(batch, results)):
-            head_pairs = top_head_pairs(result, torch.isin(result.input_ids, self.special_ids), options.pairs_per_example)
-            if head_pairs.mass >= options.threshold:
-                mined.append((example_pattern(self.classifier, example, index, encoding, head_pairs, result.predicted), example.label))
+            texts = [example.text, example.text_pair]
+            mined.append(
+                MinedExample(
+                    predicted=result.predicted,
+                    gold=example.label,
+                    lengths=[len(word_spans(t)) for t in texts if t is not None],
+                    pairs=tree_pairs(result, token_words(encoding, index, texts), self.options.tree_threshold),
+                )
+            )
         return mined
 
 
 class MiningExecutor(Protocol):
     """Mines batches elsewhere (e.g. ``auditor.distributed.RayMiningExecutor``)."""
 
-    def mine(self, batches: list[list[Example]], options: TriggerMiningOptions) -> list[list[MinedPattern]]:
-        """``PatternMiner(classifier, options)(batch)`` for every batch, in the order of ``batches``."""
+    def mine(self, batches: dict[int, list[Example]], options: TriggerMiningOptions) -> Iterator[tuple[int, list[MinedExample]]]:
+        """(batch index, ``PatternMiner(classifier, options)(batch)``) for every batch, as each finishes."""
 
 
-def rank_patterns(mined: Iterable[MinedPattern]) -> list[TriggerPattern]:
-    """Aggregate identical patterns (in the order given, so float sums are reproducible) and rank them per
-    label."""
-    aggregated: dict[tuple[object, ...], _Occurrences] = {}
-    for pattern, gold in mined:
-        aggregated.setdefault(pattern.key, _Occurrences(pattern)).add(pattern, gold)
-    return sorted((o.pattern() for o in aggregated.values()), key=lambda p: (p.label, p.rank_key()))
+def aggregate_patterns(
+    mined: Sequence[MinedExample], labels: Sequence[str], min_support: int, exclude: set[str] | None = None
+) -> tuple[list[TriggerPattern], int]:
+    """The patterns of the mined examples (module docstring; see ``TriggerPattern`` for every statistic),
+    sorted by label then best first, and the number of distinct pairs before filtering."""
+    excluded = exclude or set()
+    predicted = Counter(m.predicted for m in mined)
+    share = {label: predicted[label] / max(1, len(mined)) for label in range(len(labels))}
+    groups: dict[tuple, list[tuple[int, MinedExample, TreePair]]] = {}
+    for number, example in enumerate(mined):
+        best: dict[tuple, TreePair] = {}
+        for pair in example.pairs:
+            key = (pair.words, pair.segments)
+            if key not in best or best[key].score < pair.score:
+                best[key] = pair
+        for key, pair in best.items():
+            groups.setdefault(key, []).append((number, example, pair))
+    patterns = []
+    for (words, segments), occurrences in groups.items():
+        if len(occurrences) < min_support or any(w in excluded or any(c.isdigit() for c in w) or not is_single_word(w) for w in words):
+            continue
+        mass = {label: 0.0 for label in range(len(labels))}
+        for _, example, pair in occurrences:
+            mass[example.predicted] += pair.score
+        total = sum(mass.values())
+        excess = {label: mass[label] - share[label] * total for label in mass}
+        label = max(excess, key=lambda c: (excess[c], -c))
+        votes = Counter(example.predicted for _, example, _ in occurrences)
+        delta, z = log_odds(votes[label], len(occurrences) - votes[label], predicted[label], len(mined))
+        gaps = Counter(pair.indices[1] - pair.indices[0] for _, _, pair in occurrences if segments[0] == segments[1])
+        first_number, _, first_pair = occurrences[0]
+        patterns.append(
+            TriggerPattern(
+                words=words,
+                segments=segments,
+                gap=max(gaps, key=lambda g: (gaps[g], -g)) if gaps else None,
+                positions=tuple(
+                    sum(pair.indices[k] / max(1, example.lengths[segments[k]]) for _, example, pair in occurrences) / len(occurrences)
+                    for k in range(2)
+                ),
+                label=label,
+                label_name=labels[label],
+                support=len(occurrences),
+                predicted=dict(sorted(votes.items())),
+                gold_labels=dict(sorted(Counter(e.gold for _, e, _ in occurrences if e.gold is not None).items())),
+                mass=total,
+                score=excess[label],
+                log_odds=delta,
+                z=z,
+                example=first_number,
+                layer=first_pair.layer,
+            )
+        )
+    patterns.sort(key=lambda p: (p.label, -p.score, -p.support, p.words))
+    return patterns, len(groups)
+
+
+def mining_examples(dataset: Dataset, options: TriggerMiningOptions) -> Dataset:
+    """The examples ``options`` mines: the split's sentences (or all its examples), the first ``examples``."""
+    units = dataset.sentences() if options.units == "sentences" else dataset
+    return units.head(options.examples)
+
+
+def mining_identity(classifier: Classifier, used: Dataset, options: TriggerMiningOptions) -> dict:
+    """What a mining checkpoint's records belong to (``min_support`` is left out: it only filters)."""
+    return {
+        "mining": __version__,
+        "model": classifier.identity.model_dump(mode="json"),
+        "data": used.identity().model_dump(mode="json"),
+        "options": options.model_dump(mode="json", exclude={"min_support"}),
+    }
 
 
 def mine_triggers(
     classifier: Classifier,
     dataset: Dataset,
-    examples: int = 500,
-    threshold: float = 0.01,
-    pairs_per_example: int = 2,
-    steps: int = 3,
-    method: QuadratureMethod = "gausslegendre",
-    batch_size: int = 16,
+    options: TriggerMiningOptions | None = None,
+    checkpoint: Path | None = None,
     executor: MiningExecutor | None = None,
     exclude: set[str] | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> TriggerSet:
-    """Mine attribution patterns from the first ``examples`` examples of ``dataset`` (target: the predicted
-    label), drop those with mass under ``threshold`` or with a word of ``exclude`` (lower-cased: the words
-    that carry a label by themselves, ``auditor.validity``), aggregate and rank them per label. The batches
-    are mined here or by ``executor``; the result is the same. ``progress`` is called with the number of
-    examples finished (after each batch mined here; once at the end for an executor)."""
-    if examples < 1:
-        raise InputError(f"the number of examples must be positive, got {examples}")
-    if pairs_per_example < 1:
-        raise InputError(f"pairs per example must be positive, got {pairs_per_example}")
+    """Mine the token-pair patterns of ``dataset`` (``mining_examples``) and aggregate them.
+
+    Every finished batch goes to the ``checkpoint`` file first when one is given (a run killed at any moment
+    resumes from it: finished batches are read back, the rest mined); the batches are mined here or by
+    ``executor``, and the result is the same. ``exclude``: lower-cased words that carry a label by themselves
+    (``auditor.validity``); patterns with one are left out. ``progress`` is called with the number of
+    examples finished (those resumed first)."""
+    options = options or TriggerMiningOptions()
     started = time.perf_counter()
-    used = dataset.head(examples)
-    options = TriggerMiningOptions(examples=len(used), pairs_per_example=pairs_per_example, threshold=threshold, steps=steps, method=method)
-    batches = list(_batches(used.examples, batch_size))
+    used = mining_examples(dataset, options)
+    if not used.examples:
+        raise InputError(f"{used.name} {used.split} has no example to mine")
+    batches = [used.examples[start : start + options.batch_size] for start in range(0, len(used.examples), options.batch_size)]
+    records: Checkpoint | dict = Checkpoint(checkpoint, mining_identity(classifier, used, options)) if checkpoint else {}
+
+    def keep(index: int, result: list[MinedExample]) -> None:
+        value = [m.model_dump(mode="json") for m in result]
+        if isinstance(records, Checkpoint):
+            records.put(f"batch:{index}", value)
+        else:
+            records[f"batch:{index}"] = value
+        if progress is not None:
+            progress(len(batches[index]))
+
+    todo = {i: batch for i, batch in enumerate(batches) if f"batch:{i}" not in records}
+    if progress is not None and len(todo) < len(batches):
+        progress(sum(len(b) for i, b in enumerate(batches) if i not in todo))
     if executor is None:
         miner = PatternMiner(classifier, options)
-        mined = []
-        for batch in batches:
-            mined.append(miner(batch))
-            if progress is not None:
-                progress(len(batch))
+        for index, batch in todo.items():
+            keep(index, miner(batch))
     else:
-        mined = executor.mine(batches, options)
-        if progress is not None:
-            progress(len(used))
-    excluded = exclude or set()
-    kept = (p for batch in mined for p in batch if not any(e.word.lower() in excluded for e in p[0].elements))
+        for index, result in executor.mine(todo, options):
+            keep(index, result)
+    mined = [MinedExample.model_validate(m) for i in range(len(batches)) for m in records[f"batch:{i}"]]
+    patterns, pairs = aggregate_patterns(mined, classifier.labels, options.min_support, exclude)
     return TriggerSet(
         model=classifier.identity,
         data=used.identity(),
         options=options,
-        patterns=rank_patterns(kept),
+        predicted=dict(sorted(Counter(m.predicted for m in mined).items())),
+        pairs=pairs,
+        patterns=patterns,
         auditor_version=__version__,
         seconds=time.perf_counter() - started,
     )
-
-
-def _batches(examples: list[Example], size: int) -> Iterator[list[Example]]:
-    for start in range(0, len(examples), size):
-        yield examples[start : start + size]
 
 
 def load_triggers(path: Path) -> TriggerSet:

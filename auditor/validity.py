@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -51,6 +50,7 @@ from textattack.transformations import Transformation
 from auditor.data import Dataset, Example
 from auditor.errors import InputError
 from auditor.schemas import LabelLexicon, LexiconOptions, WordEdit
+from auditor.statistics import log_odds
 from auditor.triggers import word_spans
 
 ANY_LABEL = -1
@@ -102,15 +102,7 @@ def association_scores(dataset: Dataset, num_labels: int, prior: float) -> dict[
     scores = {}
     for word, per_label in counts.items():
         n = sum(per_label.values())
-        row = []
-        for label in range(num_labels):
-            inside, outside = per_label[label], n - per_label[label]
-            if not totals[label] or totals[label] == examples:
-                row.append((n, 0.0, 0.0))
-                continue
-            delta = math.log((inside + prior) / (outside + prior)) - math.log(totals[label] / (examples - totals[label]))
-            row.append((n, delta, delta / math.sqrt(1 / (inside + prior) + 1 / (outside + prior))))
-        scores[word] = row
+        scores[word] = [(n, *log_odds(per_label[label], n - per_label[label], totals[label], examples, prior)) for label in range(num_labels)]
     return scores
 
 

@@ -1,8 +1,9 @@
-"""Valid attribution-guided attack vs random insertion vs DeepWordBug (and the ranking ablation) on the SST-2 and
-RTE fixtures, side by side.
+"""Valid attribution-guided attack vs random insertion vs DeepWordBug (and the ablations) on the SST-2 and RTE
+fixtures, side by side.
 
-For each task: the label-word lexicon comes from the training split, patterns are mined from its first
---mine-examples training examples; then the same first --examples dev examples are attacked by every attack
+For each task: the label-word lexicon comes from the training split, the token-pair patterns from the default
+``auditor mine`` over its sentences (out/patterns/TASK.json, mined here, resumably, when missing); then the
+same first --examples dev examples are attacked by every attack
 under one query budget and the SAME constraints (``auditor.validity``: no label-carrying word or negation
 inserted, substituted or deleted; every changed word a misspelling a reader undoes, judged with
 pyspellchecker's English dictionary; no number edited; at most --max-words words edited). The attacks run
@@ -11,7 +12,10 @@ the valid success rate and every cost (prediction queries, explanation calls, se
 success), then the goals for the default attribution-guided attack with their gaps: valid success >=
 DeepWordBug's, queries per success <= 1/3 of DeepWordBug's, seconds per valid success <= DeepWordBug's; the
 ablation ``leave-one-out`` (the attribution attack's transformations and search with DeepWordBug's
-leave-one-out ranking) shows what the attribution ranking contributes. Every success of every attack is then
+leave-one-out ranking) shows what the attribution ranking contributes; ``pattern-only`` (the search inserting
+mined patterns alone) against random insertion (goal: + 10 points) and the default against ``edits-only``
+(the same search without patterns; goal: >=) what the patterns contribute; then every row of the trigger
+table with its support and the 95 % bootstrap interval of its drop. Every success of every attack is then
 checked again with the dictionary directly (not through ``auditor.validity``): the count of edits into a
 common English word (pyspellchecker frequency >= 1e-6, about once per million words) and into any dictionary
 word, both goal 0.
@@ -46,9 +50,9 @@ from auditor.checkpoint import Checkpoint  # noqa: E402
 from auditor.cli.attack_options import parse_sufficient_gain  # noqa: E402
 from auditor.data import load_dataset  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
-from auditor.report import percent, write_atomic, write_report  # noqa: E402
-from auditor.schemas import AttackSummary, AuditSettings, TriggerSet  # noqa: E402
-from auditor.triggers import mine_triggers  # noqa: E402
+from auditor.report import percent, trigger_verdict, write_report  # noqa: E402
+from auditor.cli.mine import mine_to_file  # noqa: E402
+from auditor.schemas import AttackSummary, AuditSettings, TriggerMiningOptions  # noqa: E402
 from auditor.validity import build_lexicon  # noqa: E402
 from auditor.victims import LocalVictim  # noqa: E402
 from textattack.shared import AttackedText  # noqa: E402  (after auditor's NLTK set-up)
@@ -98,10 +102,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="sst2,rte")
     parser.add_argument("--examples", type=int, default=200)
-    parser.add_argument("--mine-examples", type=int, default=500)
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--max-words", type=int, default=3)
-    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--top-k", type=int, default=None, help="patterns per class (default: AuditSettings' default, tuned on train)")
     parser.add_argument("--transformations", default=None, help="comma-separated (default: AuditSettings' default, tuned on train)")
     parser.add_argument("--sufficient-gain", default=None, help="a number in (0, 1] or 'none' (default: AuditSettings' default, tuned on train)")
     parser.add_argument("--trigger-examples", type=int, default=None, help="dev examples of the trigger table (default all)")
@@ -113,13 +116,14 @@ def main() -> None:
     default = AuditSettings.model_fields["transformations"].default
     transformations = args.transformations.split(",") if args.transformations else default
     sufficient_gain = parse_sufficient_gain(args.sufficient_gain)
+    top_k = AuditSettings.model_fields["top_k"].default if args.top_k is None else args.top_k
 
     defaults = AuditSettings.model_fields
     print(
         f"examples={args.examples} budget={args.budget} max_words={args.max_words} transformations={','.join(transformations)} "
         f"sufficient_gain={sufficient_gain} edits_per_word={defaults['candidates'].default} steps={defaults['steps'].default} "
         f"ranking_layers={defaults['layers'].default} sweep_words={defaults['sweep_words'].default} "
-        f"top_k={args.top_k} mine_examples={args.mine_examples} threads={torch.get_num_threads()} (attacks interleaved example by example)"
+        f"top_k={top_k} (patterns mined by the default 'auditor mine') threads={torch.get_num_threads()} (attacks interleaved example by example)"
     )
     tuning = ROOT / "out" / "tune-audit" / "tuning.json"
     if tuning.is_file():
@@ -128,7 +132,7 @@ def main() -> None:
         print(f"tuning: the attack's defaults chosen by bench/tune_audit.py = {record['chosen']} on {spans}; no dev example tuned anything")
     else:
         print("tuning: out/tune-audit/tuning.json not found (run bench/tune_audit.py to record which train examples chose the default)")
-    print("tuning: lexicon threshold chosen on SST-2 train (F1 against its one-word phrases); patterns mined on train[0..mine_examples-1]")
+    print("tuning: lexicon threshold chosen on SST-2 train (F1 against its one-word phrases); patterns mined from the train split's sentences")
     header = (
         "| task | attack | clean acc | acc under attack | valid success | queries/attack | queries/success | "
         "explanations/attack | rejected | words/success | seconds | seconds/valid success |"
@@ -139,15 +143,12 @@ def main() -> None:
         classifier = load_classifier(ROOT.parent / "shared" / "models" / MODELS[task])
         train = load_dataset(task, split="train")
         out = args.out / task
-        patterns_file = out / f"patterns-{args.mine_examples}.json"
-        if patterns_file.is_file():
-            triggers = TriggerSet.model_validate_json(patterns_file.read_bytes())
-        else:
-            triggers = mine_triggers(classifier, train, examples=args.mine_examples)
-            write_atomic(patterns_file, triggers.model_dump_json(indent=1))
+        model = ROOT.parent / "shared" / "models" / MODELS[task]
+        triggers = mine_to_file(str(model), train, TriggerMiningOptions(), ROOT / "out" / "patterns" / f"{task}.json")  # the default 'auditor mine'
         lexicon = build_lexicon(train, classifier.labels)
         print(
-            f"{task}: {len(triggers.patterns)} patterns mined from {triggers.data.count} train examples; lexicon {len(lexicon.words)} words "
+            f"{task}: {len(triggers.patterns)} label-free patterns with support >= {triggers.options.min_support} mined by the default "
+            f"'auditor mine' from {triggers.data.count} train {triggers.options.units}; lexicon {len(lexicon.words)} words "
             f"({lexicon.phrase_words} one-word phrases, {lexicon.associated_words} by association) from {train.identity().title}"
         )
         dev = load_dataset(task, split="dev")
@@ -158,9 +159,9 @@ def main() -> None:
             max_words=args.max_words,
             transformations=transformations,
             sufficient_gain=sufficient_gain,
-            top_k=args.top_k,
+            top_k=top_k,
             positions="pattern",
-            baselines=["random", "deepwordbug", "leave-one-out"],
+            baselines=["random", "deepwordbug", "leave-one-out", "pattern-only", "edits-only"],
             trigger_top_k=3,
             trigger_examples=args.trigger_examples,
             seed=0,
@@ -213,13 +214,28 @@ def main() -> None:
             labelled = [o for o in won if any(w.lower() in phrases for w in o.inserted_words)]
             share = 100 * len(labelled) / max(1, len(won))
             goals.append(f"sst2: {len(labelled)} of {len(won)} successes ({share:.1f} %) insert a one-word labelled phrase of train.tsv (goal <= 5 %: {verdict(share <= 5, f'{share - 5:.1f} points')})")
-        trigger_best = min(report.triggers, key=lambda t: t.accuracy_after - t.accuracy_before, default=None)
-        if trigger_best is not None:
+        patterns_only, edits_only, random_words = attacks["pattern-only"], attacks["edits-only"], attacks["random"]
+        pattern_success, edits_success, random_success = (100 * (a.success_rate or 0) for a in (patterns_only, edits_only, random_words))
+        goals.append(
+            f"{task}: pattern-only valid success {pattern_success:.1f} % vs random insertion {random_success:.1f} % "
+            f"(goal >= random + 10 points = {random_success + 10:.1f} %: {verdict(pattern_success >= random_success + 10, f'{random_success + 10 - pattern_success:.1f} points')})"
+        )
+        goals.append(
+            f"{task}: default search (character edits + patterns) {success:.1f} % vs character edits alone {edits_success:.1f} % "
+            f"(goal >=: {verdict(success >= edits_success, f'{edits_success - success:.1f} points')}); the default's successes by edit: "
+            f"{', '.join(f'{kind} {count}' for kind, count in ours.successes_by_edit.items()) or 'none'}"
+        )
+        for t in report.triggers:
             goals.append(
-                f"{task}: strongest label-free universal trigger {trigger_best.pattern!r} ({trigger_best.pattern_label}) takes "
-                f"{trigger_best.target_class} from {percent(trigger_best.accuracy_before)} to {percent(trigger_best.accuracy_after)} "
-                f"on {trigger_best.examples} dev examples"
+                f"{task}: trigger {t.pattern!r} ({t.pattern_label}, support {t.support}) into {t.target_class} ({t.examples} dev examples): "
+                f"{percent(t.accuracy_before)} -> {percent(t.accuracy_after)}, drop {100 * t.drop:+.1f} points, 95 % CI "
+                f"[{100 * t.drop_low:+.1f}, {100 * t.drop_high:+.1f}]{' significant' if t.significant else ''}"
             )
+        least = min((t.support for t in report.triggers), default=None)
+        goals.append(
+            f"{task}: every trigger rests on support >= 5: {verdict(least is None or least >= 5, f'support {least}')} "
+            f"(least {least}); {trigger_verdict(report.triggers)}"
+        )
     print("\n".join(lines))
     print("\n".join(goals))
 

@@ -35,7 +35,7 @@ from auditor.validity import build_lexicon  # noqa: E402
 from auditor.checkpoint import Checkpoint  # noqa: E402
 from auditor.data import load_dataset  # noqa: E402
 from auditor.models import load_classifier  # noqa: E402
-from auditor.schemas import AuditSettings  # noqa: E402
+from auditor.schemas import AuditSettings, TriggerMiningOptions  # noqa: E402
 from auditor.triggers import mine_triggers  # noqa: E402
 from auditor.victims import RemoteVictim, open_victim  # noqa: E402
 
@@ -162,7 +162,7 @@ def main() -> None:
     print(f"measured on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     classifier, train = load_classifier(SST2), load_dataset("sst2", split="train")
     lexicon = build_lexicon(train, classifier.labels)
-    triggers = mine_triggers(classifier, train, examples=48, exclude=set(lexicon.words))
+    triggers = mine_triggers(classifier, train, TriggerMiningOptions(examples=48, min_support=2), exclude=set(lexicon.words))
     dataset = load_dataset("sst2", split="dev")
     settings = AuditSettings(
         examples=args.examples, budget=args.budget, max_words=3, top_k=10, positions="pattern",

@@ -24,22 +24,17 @@ from auditor.attack import MaxInsertedWords, PatternInsertion, RandomWordInserti
 from auditor.edits import word_edit_distance
 from auditor.errors import AuditorError, InputError
 from auditor.models import load_classifier
-from auditor.schemas import TriggerElement, TriggerPattern
+from auditor.schemas import TriggerPattern
 from auditor.victims import LocalVictim, RemoteVictim
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
-def pattern(label: int, *elements: tuple[str, str, int, int], anchors: dict[int, float] | None = None) -> TriggerPattern:
+def pattern(label: int, first: str, second: str, gap: int | None = 1, segments: tuple[int, int] = (0, 0), positions: tuple[float, float] = (0.0, 0.0)) -> TriggerPattern:
     return TriggerPattern(
-        label=label,
-        label_name=str(label),
-        elements=[TriggerElement(token=t, word=w, segment=s, offset=o) for t, w, s, o in elements],
-        anchors=anchors or {s: 0.0 for _, _, s, _ in elements},
-        count=1,
-        mass=0.1,
-        gold_labels={},
-    )
+        words=(first, second), segments=segments, gap=gap, positions=positions, label=label, label_name=str(label),
+        support=5, predicted={label: 5}, gold_labels={}, mass=2.5, score=1.0, log_odds=1.0, z=2.0, example=0, layer=0,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -71,53 +66,63 @@ def test_edit_distance_counts_one_word_for_an_insertion_where_textattack_diff_co
     assert len(original.all_words_diff(perturbed)) == 5  # position-wise diff: every word moved
 
 
-def test_pattern_words_are_joined_and_placed_at_relative_positions() -> None:
+def test_pairs_keep_their_order_and_gap_around_the_anchor_at_their_mined_position() -> None:
     text = AttackedText("one two three four five six seven eight")
-    spread = pattern(0, ("un", "unbelievable", 0, 0), ("##believable", "unbelievable", 0, 0), ("mess", "mess", 0, 3), anchors={0: 0.25})
-    [result] = PatternInsertion([spread])(text)
-    # anchor 0.25 × 8 words = before word 2; "mess" keeps two original words between it and "unbelievable"
-    assert result.text == "one two unbelievable three four mess five six seven eight"
-    at_end = pattern(0, ("dull", "dull", 0, 0), ("##ness", "dullness", 0, 1), ("bore", "bore", 0, 2), anchors={0: 1.0})
+    adjacent = pattern(0, "so", "what", gap=1, positions=(0.25, 0.3))
+    [result] = PatternInsertion([adjacent])(text)
+    assert result.text == "one two so what three four five six seven eight"  # 0.25 × 8 words: before word 2
+    apart = pattern(0, "the", "plot", gap=3, positions=(0.5, 0.8))
+    [result] = PatternInsertion([apart])(text)
+    assert result.text == "one two three four the five six plot seven eight"  # two original words kept between them
+    at_end = pattern(0, "the", "plot", gap=4, positions=(1.0, 1.0))
     [result] = PatternInsertion([at_end])(text)
-    assert result.text == "one two three four five six seven eight dull dullness bore"
-    punctuation = pattern(0, (",", ",", 0, 0), ("bad", "bad", 0, 1), anchors={0: 0.0})
-    [result] = PatternInsertion([punctuation])(text)
-    assert result.text == "bad one two three four five six seven eight" and result.num_words == 9
+    assert result.text == "one two three four five six seven the eight plot"  # anchored at the last word, the gap clamped to the end
+    assert PatternInsertion([pattern(0, ",", "bad")])(text) == []  # a word TextAttack would not read as one word
+
+
+def test_the_search_places_a_pair_at_the_ranked_word() -> None:
+    text = AttackedText("one two three four five six")
+    apart = pattern(0, "the", "plot", gap=2, positions=(0.0, 0.1))
+    [result] = PatternInsertion([apart])._get_transformations(text, {4})
+    assert result.text == "one two three four the five plot six"
+    anywhere = PatternInsertion([apart], positions="all")._get_transformations(text, {4})
+    assert [c.text for c in anywhere][:2] == ["the one plot two three four five six", "one the two plot three four five six"]
+    assert len(anywhere) == 6  # every word of the ranked word's text
 
 
 def test_pair_patterns_go_to_their_segments_and_respect_column_constraints() -> None:
     text = AttackedText(OrderedDict(premise="a cat sat on the mat", hypothesis="the cat is asleep"))
-    both = pattern(0, ("no", "no", 0, 0), ("never", "never", 1, 0), anchors={0: 0.5, 1: 0.0})
-    [result] = PatternInsertion([both])(text)
-    assert result.tokenizer_input == ("a cat sat no on the mat", "never the cat is asleep")
-    premise_only = InputColumnModification(["premise", "hypothesis"], {"premise"})
-    assert PatternInsertion([both])(text, pre_transformation_constraints=[premise_only]) == []
-    second = pattern(0, ("never", "never", 1, 0), anchors={1: 1.0})
-    [result] = PatternInsertion([second])(text, pre_transformation_constraints=[premise_only])
-    assert result.tokenizer_input == ("a cat sat on the mat", "the cat is asleep never")
+    across = pattern(0, "where", "when", gap=None, segments=(0, 1), positions=(0.5, 0.0))
+    [result] = PatternInsertion([across])(text)
+    assert result.tokenizer_input == ("a cat sat where on the mat", "when the cat is asleep")
+    hypothesis_only = InputColumnModification(["premise", "hypothesis"], {"premise"})
+    [result] = PatternInsertion([across])(text, pre_transformation_constraints=[hypothesis_only])
+    assert result.tokenizer_input == ("a cat sat where on the mat", "when the cat is asleep")  # anchored by its hypothesis word
+    in_premise = pattern(0, "where", "when", segments=(0, 0), positions=(1.0, 1.0))
+    assert PatternInsertion([in_premise])(text, pre_transformation_constraints=[hypothesis_only]) == []
+    single = AttackedText("a cat sat")
+    assert PatternInsertion([across])(single) == []  # the text has no second segment
 
 
 def test_all_positions_and_repeat_modification() -> None:
     text = AttackedText("good fun film")
-    single = pattern(0, ("awful", "awful", 0, 0))
-    candidates = PatternInsertion([single], positions="all")(text)
-    assert sorted(c.text for c in candidates) == sorted(
-        ["awful good fun film", "good awful fun film", "good fun awful film", "good fun film awful"]
-    )
-    once = PatternInsertion([single])(text)[0]
-    again = PatternInsertion([single], positions="all")(once, pre_transformation_constraints=[RepeatModification()])
-    assert again and all(c.words.count("awful") == 2 for c in again)
-    assert "awful awful good fun film" not in [c.text for c in again]  # modified words are left alone
+    pair = pattern(0, "so", "what")
+    candidates = PatternInsertion([pair], positions="all")(text)
+    assert sorted(c.text for c in candidates) == sorted(["so what good fun film", "good so what fun film", "good fun so what film"])
+    once = PatternInsertion([pair])(text)[0]
+    again = PatternInsertion([pair], positions="all")(once, pre_transformation_constraints=[RepeatModification()])
+    assert again and all(c.words.count("what") == 2 for c in again)
+    assert "so what so what good fun film" not in [c.text for c in again]  # modified words are left alone
 
 
 def test_max_inserted_words_filters_candidates(victim) -> None:
-    long = pattern(1, ("a", "a", 0, 0), ("b", "bb", 0, 1), ("c", "cc", 0, 2))
-    short = pattern(1, ("d", "dd", 0, 0))
+    first, second = pattern(1, "so", "what"), pattern(1, "the", "plot")
     goal = UntargetedClassification(victim)
-    attack = Attack(goal, [MaxInsertedWords(2)], PatternInsertion([long, short]), BeamSearch(beam_width=2))
+    attack = Attack(goal, [MaxInsertedWords(1)], PatternInsertion([first]), BeamSearch(beam_width=2))
     text = AttackedText("a gripping film")
-    kept = attack.get_transformations(text, original_text=text)
-    assert [c.text for c in kept] == ["dd a gripping film"]
+    assert attack.get_transformations(text, original_text=text) == []  # a pair is two words
+    attack = Attack(goal, [MaxInsertedWords(2)], PatternInsertion([first, second]), BeamSearch(beam_width=2))
+    assert [c.text for c in attack.get_transformations(text, original_text=text)] == ["so what a gripping film", "the plot a gripping film"]
 
 
 def test_random_insertion_is_reproducible_per_text() -> None:
@@ -130,20 +135,20 @@ def test_random_insertion_is_reproducible_per_text() -> None:
 
 
 def test_greedy_and_beam_attacks_stay_within_the_budget(victim) -> None:
-    patterns = [pattern(0, (w, w, 0, 0), anchors={0: a}) for w, a in [("awful", 0.0), ("boring", 0.5), ("worst", 1.0)]]
+    patterns = [pattern(0, w, "film", positions=(a, a)) for w, a in [("awful", 0.0), ("boring", 0.5), ("worst", 1.0)]]
     text = "a gripping , beautifully acted film"
     greedy = pattern_attack(victim, patterns, query_budget=3, max_words=3)
     result = greedy.attack(text, 1)
     assert result.perturbed_result.num_queries <= 3
     beam = Attack(
         UntargetedClassification(victim, query_budget=40),
-        [RepeatModification(), MaxInsertedWords(2)],
+        [RepeatModification(), MaxInsertedWords(4)],
         PatternInsertion(patterns, positions="all"),
         BeamSearch(beam_width=2),
     )
     result = beam.attack(text, 1)
     assert result.perturbed_result.num_queries <= 40
-    assert word_edit_distance(result.original_result.attacked_text.words, result.perturbed_result.attacked_text.words) <= 2
+    assert word_edit_distance(result.original_result.attacked_text.words, result.perturbed_result.attacked_text.words) <= 4
 
 
 def test_local_victim_batches_equal_single_unpadded_inputs(victim) -> None:

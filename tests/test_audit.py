@@ -165,9 +165,9 @@ def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: 
     full_report.pop("resumed")
     assert resumed_report == full_report
     other = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS[:-2], "--trigger-top-k", "1")
-    assert other.returncode == 2 and "different audit" in other.stderr
+    assert other.returncode == 2 and "different run" in other.stderr
     other_gain = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS, "--sufficient-gain", "none")
-    assert other_gain.returncode == 2 and "different audit" in other_gain.stderr  # the search's setting is part of the audit
+    assert other_gain.returncode == 2 and "different run" in other_gain.stderr  # the search's setting is part of the audit
 
 
 def test_a_run_that_finished_nothing_leaves_no_checkpoint_in_the_way(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from auditor.data import load_dataset
 from auditor.distributed import RayAttackExecutor, RayImportanceExecutor, RayMiningExecutor, RayPool, VictimSpec
 from auditor.heads import compute_importance
 from auditor.models import load_classifier
-from auditor.schemas import AuditSettings, RobustnessReport
+from auditor.schemas import AuditSettings, RobustnessReport, TriggerMiningOptions
 from auditor.triggers import mine_triggers
 from auditor.victims import open_victim
 
@@ -72,7 +72,7 @@ def setup():
     classifier = load_classifier(SST2)
     train = load_dataset("sst2", split="train")
     lexicon = build_lexicon(train, classifier.labels)
-    triggers = mine_triggers(classifier, train, examples=16, exclude=set(lexicon.words))
+    triggers = mine_triggers(classifier, train, TriggerMiningOptions(examples=16, min_support=1), exclude=set(lexicon.words))
     return classifier, triggers, load_dataset("sst2", split="dev"), lexicon
 
 
@@ -157,10 +157,11 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(cluster
 def test_ray_mining_and_head_importance_equal_the_single_process_results(cluster, setup) -> None:
     classifier, *_ = setup
     train = load_dataset("sst2", split="train")
-    mined = mine_triggers(classifier, train, examples=16, batch_size=4)
+    options = TriggerMiningOptions(examples=16, batch_size=4, min_support=1)
+    mined = mine_triggers(classifier, train, options)
     importances = {m: compute_importance(classifier, train, m, 8, batch_size=4) for m in ("attribution", "taylor", "loo")}
     with RayPool("local", workers=2) as pool:
-        distributed = mine_triggers(classifier, train, examples=16, batch_size=4, executor=RayMiningExecutor(pool, str(SST2)))
+        distributed = mine_triggers(classifier, train, options, executor=RayMiningExecutor(pool, str(SST2)))
         assert distributed.model_dump(exclude={"seconds"}) == mined.model_dump(exclude={"seconds"})
         for method, importance in importances.items():
             executor = RayImportanceExecutor(pool, str(SST2))

@@ -68,7 +68,7 @@ def test_mine_and_audit(model, tmp_path, capsys):
     family, folder = model
     patterns = tmp_path / "patterns.json"
     # dev sentences: SST-2's first train examples are short phrases whose words mostly carry a label themselves
-    arguments = ["mine", "--model", str(folder), "--data", "sst2:dev", "--examples", "8", "--steps", "2", "--threshold", "0"]
+    arguments = ["mine", "--model", str(folder), "--data", "sst2:dev", "--examples", "8", "--steps", "2", "--min-support", "1"]
     code, err = run([*arguments, "--out", str(patterns)], capsys)
     assert code == 0, err
     assert TriggerSet.model_validate_json(patterns.read_text()).patterns

@@ -19,9 +19,9 @@ from textattack.shared import AttackedText
 from auditor.attack import attribution_attack, deepwordbug_attack
 from auditor.audit import run_audit, validity_constraints
 from auditor.checkpoint import Checkpoint
-from auditor.data import Dataset, load_dataset
+from auditor.data import load_dataset
 from auditor.models import load_classifier
-from auditor.schemas import AuditSettings, LabelLexicon, LexiconOptions
+from auditor.schemas import AuditSettings, LabelLexicon, LexiconOptions, TriggerMiningOptions
 from auditor.triggers import mine_triggers
 from auditor.validity import NEGATIONS, LabelWordConstraint, Reader, ReaderConstraint, build_lexicon, word_edits
 from auditor.victims import LocalVictim
@@ -139,8 +139,7 @@ def test_no_default_audit_success_on_sst2_dev_edits_a_word_into_another(victim: 
     report records each edit as the reader sees it."""
     train = load_dataset("sst2", split="train")
     dev = load_dataset("sst2", split="dev")
-    sample = Dataset(train.name, train.split, train.source, train.examples[:48], train.label_names, train.fingerprint)
-    triggers = mine_triggers(victim.classifier, sample, examples=48)
+    triggers = mine_triggers(victim.classifier, train, TriggerMiningOptions(examples=48, min_support=2))
     lexicon = build_lexicon(train, victim.labels)
     defaults = {name: field.default for name, field in AuditSettings.model_fields.items() if not field.is_required()}
     settings = AuditSettings(

@@ -15,14 +15,15 @@ import pytest
 import torch
 
 import auditor.textattack_env  # noqa: F401
+from textattack.attack_results import SuccessfulAttackResult
 from textattack.shared import AttackedText
 
 from auditor.attack import attribution_attack, deepwordbug_attack, random_insertion_attack
 from auditor.edits import word_edit_distance
 from auditor.audit import validity_constraints
-from auditor.data import Dataset, Example
+from auditor.data import Dataset, Example, load_dataset
 from auditor.models import load_classifier
-from auditor.schemas import LexiconOptions, TriggerElement, TriggerPattern
+from auditor.schemas import LexiconOptions, TriggerPattern
 from auditor.validity import LabelWordConstraint, association_scores, build_lexicon, edited_words, one_word_phrases
 from auditor.search import AttributionGreedySearch, margin
 from auditor.victims import LocalVictim
@@ -151,10 +152,10 @@ def test_sufficient_gain_is_a_share_of_the_margin_per_edit_left() -> None:
     assert AttributionGreedySearch(None, max_words=3).enough(Result(), 3) is None  # type: ignore[arg-type]
 
 
-def pattern(word: str) -> TriggerPattern:
+def pattern(first: str, second: str) -> TriggerPattern:
     return TriggerPattern(
-        label=0, label_name="negative", elements=[TriggerElement(token=word, word=word, segment=0, offset=0)],
-        anchors={0: 0.5}, count=1, mass=0.1, gold_labels={},
+        words=(first, second), segments=(0, 0), gap=1, positions=(0.5, 0.6), label=0, label_name="negative",
+        support=5, predicted={0: 5}, gold_labels={}, mass=2.5, score=1.0, log_odds=1.0, z=2.0, example=0, layer=0,
     )  # fmt: skip
 
 
@@ -163,7 +164,7 @@ def test_no_attack_exceeds_its_query_budget(sst2: LocalVictim, budget: int) -> N
     lexicon = build_lexicon(None, sst2.labels, user_words={"superb": 1})
     texts = ["a gripping , beautifully acted film that never lets go", "the acting is superb and the story moves along briskly"]
     attacks = [
-        attribution_attack(sst2, names, budget, validity_constraints(lexicon, 3), [pattern("meanwhile"), pattern("somehow")])
+        attribution_attack(sst2, names, budget, validity_constraints(lexicon, 3), [pattern("meanwhile", "somehow"), pattern("so", "what")])
         for names in (["tokenedit"], ["charedit"], ["typo", "delete"], ["tokenedit", "delete", "pattern"])
     ]
     attacks.append(deepwordbug_attack(sst2, budget, validity_constraints(lexicon, 3)))
@@ -201,3 +202,30 @@ def test_lexicon_counts_and_constraint() -> None:
     assert constraint._check_constraint(AttackedText("a dlul story"), with_label_word) is True
     assert constraint.rejected == 4
     assert edited_words(["a", "B", "c"], ["a", "x", "c", "d"]) == (["x", "d"], [])
+
+
+def test_patterns_held_back_only_add_successes_to_the_edits_alone(sst2: LocalVictim) -> None:
+    """With pattern insertion held back (the default), every attack that the edits alone win is won the same
+    way, with the same queries; where they fail, the second pass with the patterns may win."""
+    lexicon = build_lexicon(None, sst2.labels)
+    patterns = [pattern("awful", "mess"), pattern("so", "what")]
+    texts = [e.text for e in load_dataset("sst2").examples if e.label == 1][:10]
+    alone = attribution_attack(sst2, ["tokenedit"], 40, validity_constraints(lexicon, 3), patterns, max_words=3)
+    held = attribution_attack(sst2, ["tokenedit", "pattern"], 40, validity_constraints(lexicon, 3), patterns, max_words=3)
+    beside = attribution_attack(sst2, ["tokenedit", "pattern"], 40, validity_constraints(lexicon, 3), patterns, max_words=3, patterns_after_edits=False)
+    assert held.search_method.held_back is not None and beside.search_method.held_back is None
+    rescued = 0
+    for text in texts:
+        results = []
+        for attack in (alone, held):
+            attack.clear_cache()
+            results.append(attack.attack(text, 1))
+        edits, both = results
+        assert both.perturbed_result.num_queries <= 40
+        if isinstance(edits, SuccessfulAttackResult):
+            assert both.perturbed_result.attacked_text.text == edits.perturbed_result.attacked_text.text
+            assert both.perturbed_result.num_queries == edits.perturbed_result.num_queries
+        elif isinstance(both, SuccessfulAttackResult):
+            rescued += 1
+            assert set(both.perturbed_result.attacked_text.words) >= {"awful", "mess"} or "what" in both.perturbed_result.attacked_text.words
+    assert rescued >= 1  # "awful mess" flips positive reviews the character edits did not

@@ -54,7 +54,14 @@ SweepWords = Annotated[
     str | None,
     typer.Option("--sweep-words", help="Words probed for the last edit allowed, a number or 'all' (default: tuned on training data)."),
 ]
-Baselines = Annotated[str, typer.Option("--baselines", help="Comma list of random, deepwordbug, leave-one-out (our edits with DeepWordBug's ranking); 'none' for none.")]
+Baselines = Annotated[
+    str,
+    typer.Option(
+        "--baselines",
+        help="Comma list of random, deepwordbug, leave-one-out (our edits with DeepWordBug's ranking), pattern-only, edits-only "
+        "(our search with the mined patterns alone, or without them); 'none' for none.",
+    ),
+]
 LabelWords = Annotated[
     Path | None,
     typer.Option("--label-words", help="Extra label-carrying words (one a line, optionally 'label<TAB>word') no attack may add or delete."),
@@ -63,12 +70,16 @@ LexiconData = Annotated[
     str | None,
     typer.Option("--lexicon-data", help="Training data for the label-word lexicon (default: the task's train split)."),
 ]
-TopK = Annotated[int, typer.Option("--top-k", min=1, help="Patterns per class the attack tries.")]
+TopK = Annotated[
+    int | None, typer.Option("--top-k", min=1, help="Mined patterns per class that pattern insertion tries (default: tuned on training data).")
+]
 TriggerTopK = Annotated[int, typer.Option("--trigger-top-k", min=0, help="Patterns per class in the universal-trigger table.")]
 TriggerExamples = Annotated[
     int | None, typer.Option("--trigger-examples", min=1, help="Examples for the trigger table (default all).")
 ]
-MineExamples = Annotated[int, typer.Option("--mine-examples", min=1, help="Training examples to mine when no --patterns.")]
+MineExamples = Annotated[
+    int | None, typer.Option("--mine-examples", min=1, help="Training sentences to mine when no --patterns (default: all, as 'auditor mine').")
+]
 
 
 def parse_transformations(value: str | None) -> list[str]:
@@ -135,7 +146,7 @@ def attack_settings(
     steps: int | None,
     ranking_layers: str | None,
     sweep_words: str | None,
-    top_k: int,
+    top_k: int | None,
     positions: str,
     baselines: str,
     trigger_top_k: int,
@@ -156,7 +167,7 @@ def attack_settings(
         steps=AuditSettings.model_fields["steps"].default if steps is None else steps,
         layers=parse_ranking_layers(ranking_layers),
         sweep_words=parse_sweep_words(sweep_words),
-        top_k=top_k,
+        top_k=AuditSettings.model_fields["top_k"].default if top_k is None else top_k,
         positions=positions,
         baselines=parse_baselines(baselines),
         trigger_top_k=trigger_top_k,
@@ -182,9 +193,8 @@ def check_tokenizer(locations: list[str], tokenizer: str | None, transformations
 
 def parse_baselines(value: str) -> list[str]:
     chosen = [] if value.strip() == "none" else [b.strip() for b in value.split(",") if b.strip()]
-    unknown = sorted(set(chosen) - {"random", "deepwordbug", "leave-one-out"})
+    known = ("random", "deepwordbug", "leave-one-out", "pattern-only", "edits-only")
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
-        raise typer.BadParameter(
-            f"unknown baseline {unknown[0]!r}: choose from random, deepwordbug, leave-one-out, or none", param_hint="'--baselines'"
-        )
+        raise typer.BadParameter(f"unknown baseline {unknown[0]!r}: choose from {', '.join(known)}, or none", param_hint="'--baselines'")
     return chosen

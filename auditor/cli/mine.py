@@ -1,9 +1,10 @@
-"""``auditor mine``: attribution patterns mined once from a model on training data, for later audits."""
+"""``auditor mine``: token-pair patterns mined once from a model's attribution trees on training data, for
+later audits; resumable, locally or on Ray."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -14,54 +15,84 @@ from auditor.errors import InputError
 
 if TYPE_CHECKING:
     from auditor.distributed import RayPool
-    from auditor.schemas import TriggerSet
+    from auditor.schemas import TriggerMiningOptions, TriggerSet
     from auditor.triggers import MiningExecutor
+
+
+def _tree_threshold(value: float) -> float:
+    if not 0 < value <= 1:
+        raise typer.BadParameter(f"a threshold in (0, 1], got {value:g}")
+    return value
 
 
 @app.command()
 def mine(
     model: Annotated[str, typer.Option("--model", help="Model directory to mine attribution patterns from.")],
     data: Annotated[str, typer.Option("--data", help="Task name (train split; 'sst2:dev' for another) or a GLUE TSV path.")],
-    out: Annotated[Path, typer.Option("--out", help="Patterns JSON file to write.")],
-    examples: Annotated[int, typer.Option("--examples", min=1, help="Examples to mine from (the first N).")] = 500,
-    threshold: Annotated[float, typer.Option("--threshold", help="Drop patterns whose attribution mass is under this.")] = 0.01,
-    pairs: Annotated[int, typer.Option("--pairs", min=1, help="Top token pairs per example.")] = 2,
-    steps: Steps = 3,
+    out: Annotated[Path, typer.Option("--out", help="Patterns JSON file to write (its checkpoint goes beside it: OUT.mining.jsonl).")],
+    units: Annotated[
+        Literal["sentences", "all"],
+        typer.Option("--units", help="Mine whole sentences (examples no longer example contains: SST-2's sentences, not its phrases) or every example."),
+    ] = "sentences",
+    examples: Annotated[int | None, typer.Option("--examples", min=1, help="Mine the first N units only (default: all).")] = None,
+    min_support: Annotated[int, typer.Option("--min-support", min=1, help="Keep pairs held by at least this many examples' trees.")] = 5,
+    tree_threshold: Annotated[
+        float, typer.Option("--tree-threshold", callback=_tree_threshold, help="Attribution tree threshold τ in (0, 1]: edges with S̃ > τ.")
+    ] = 0.4,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per attribution batch.")] = 32,
+    steps: Steps = 1,
     ray_address: RayAddress = None,
     workers: Workers = None,
 ) -> None:
-    """Mine attribution patterns (adversarial triggers) from a model, once, for later audits; patterns with a
-    word that carries a label by itself (measured on the mined data) are left out."""
-    from auditor.models import load_classifier
-    from auditor.report import write_atomic
-    from auditor.triggers import mine_triggers
-    from auditor.validity import build_lexicon
+    """Mine token-pair patterns (two words joined by a high-attribution edge of training examples'
+    attribution trees) once, for later audits. Progress goes to a checkpoint beside --out, so a killed run
+    resumes. Pairs with a word that carries a label by itself (measured on the training data) are left out."""
+    from auditor.schemas import TriggerMiningOptions
 
-    pool_context = ray_pool(ray_address, workers)
-    classifier = load_classifier(model)
-    dataset = load_dataset(data, split="train")
-    lexicon = build_lexicon(dataset, classifier.labels)
-    with pool_context as pool, _progress_bar(min(examples, len(dataset)), "mining") as bar:
-        triggers = mine_triggers(
-            classifier, dataset, examples=examples, threshold=threshold, pairs_per_example=pairs, steps=steps,
-            executor=mining_executor(pool, model), exclude=set(lexicon.words), progress=bar.update,
-        )  # fmt: skip
-    write_atomic(out, triggers.model_dump_json(indent=1))
+    options = TriggerMiningOptions(
+        units=units, examples=examples, steps=steps, tree_threshold=tree_threshold, batch_size=batch_size, min_support=min_support
+    )
+    with ray_pool(ray_address, workers) as pool:
+        triggers = mine_to_file(model, load_dataset(data, split="train"), options, out, pool)
     console.print(
-        f"{len(triggers.patterns)} label-free patterns from {triggers.data.count} examples of {triggers.data.title} "
-        f"in {triggers.seconds:.1f} s -> {out}",
+        f"{len(triggers.patterns)} label-free patterns with support >= {min_support} from {triggers.data.count} examples of "
+        f"{triggers.data.title} in {triggers.seconds:.1f} s -> {out}",
         highlight=False,
     )
 
 
-def _progress_bar(total: int, description: str):  # noqa: ANN202
+def checkpoint_path(out: Path) -> Path:
+    """Where the mining run writing ``out`` keeps its checkpoint."""
+    return out.with_name(out.name + ".mining.jsonl")
+
+
+def mine_to_file(model: str, train, options: TriggerMiningOptions, out: Path, pool: RayPool | None = None) -> TriggerSet:  # noqa: ANN001
+    """Mine ``model``'s patterns from ``train`` (a Dataset) with a progress bar and a checkpoint beside ``out``,
+    leaving out the label-carrying words of ``train`` (``auditor.validity``), and write them to ``out``."""
     import sys
 
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="example", file=sys.stderr, disable=total < 2)
+    from auditor.models import load_classifier
+    from auditor.report import write_atomic
+    from auditor.triggers import mine_triggers, mining_examples
+    from auditor.validity import NEGATIONS, build_lexicon
 
-
+    classifier = load_classifier(model)
+    exclude = set(build_lexicon(train, classifier.labels).words) | NEGATIONS
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder: give the patterns file to write")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create the folder of {out}: {error.strerror}") from None
+    total = len(mining_examples(train, options))
+    with tqdm(total=total, desc="mining", unit="example", file=sys.stderr, disable=total < 2) as bar:
+        triggers = mine_triggers(
+            classifier, train, options, checkpoint_path(out), mining_executor(pool, model), exclude=exclude, progress=bar.update
+        )
+    write_atomic(out, triggers.model_dump_json(indent=1))
+    return triggers
 
 
 def mining_executor(pool: RayPool | None, model: str) -> MiningExecutor | None:
@@ -71,10 +102,12 @@ def mining_executor(pool: RayPool | None, model: str) -> MiningExecutor | None:
 
 
 def patterns_for(
-    patterns: Path | None, model: str | None, data: str, mine_examples: int, out: Path, pool: RayPool | None = None
+    patterns: Path | None, model: str | None, data: str, mine_examples: int | None, out: Path, pool: RayPool | None = None
 ) -> TriggerSet:
-    """The patterns file given, or patterns mined from the local model on the task's train split."""
-    from auditor.triggers import load_triggers, mine_triggers
+    """The patterns file given, or patterns mined (``auditor mine``'s defaults, the first ``mine_examples``
+    sentences) from the local model on the task's train split into ``out``/patterns.json."""
+    from auditor.schemas import TriggerMiningOptions
+    from auditor.triggers import load_triggers
 
     if patterns is not None:
         return load_triggers(patterns)
@@ -82,17 +115,5 @@ def patterns_for(
         raise InputError("an endpoint cannot be mined: pass --patterns (written by 'auditor mine' on the local model)")
     if Path(data).exists():
         raise InputError("--data is a file, so the training data to mine is unknown: pass --patterns from 'auditor mine'")
-    from auditor.models import load_classifier
-    from auditor.report import write_atomic
-
-    from auditor.validity import build_lexicon
-
-    classifier = load_classifier(model)
     train = load_dataset(data.split(":")[0], split="train")
-    with _progress_bar(min(mine_examples, len(train)), "mining") as bar:
-        exclude = set(build_lexicon(train, classifier.labels).words)
-        triggers = mine_triggers(
-            classifier, train, examples=mine_examples, executor=mining_executor(pool, model), exclude=exclude, progress=bar.update
-        )
-    write_atomic(out / "patterns.json", triggers.model_dump_json(indent=1))
-    return triggers
+    return mine_to_file(model, train, TriggerMiningOptions(examples=mine_examples), out / "patterns.json", pool)

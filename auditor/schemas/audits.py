@@ -12,77 +12,102 @@ from auditor.schemas.common import ModelIdentity
 from auditor.schemas.importance import ExamplesUsed
 
 
-class TriggerElement(BaseModel):
-    """One token of an attribution pattern: the word piece, the whole word it belongs to in the example it
-    was mined from, its segment (0 = first sentence, 1 = second), and its word offset from the pattern's
-    first token in the same segment."""
+class TreePair(BaseModel):
+    """Two words of one example joined by an edge of its attribution tree (``auditor.tree``): the words
+    (lower-cased, in text order), their segments (0 = first text, 1 = second) and word indices there, the
+    edge's normalised attribution S̃ (the largest when several edges join the two words) and its layer."""
 
-    token: str
-    word: str
-    segment: Literal[0, 1]
-    offset: int = Field(ge=0)
+    words: tuple[str, str]
+    segments: tuple[Literal[0, 1], Literal[0, 1]]
+    indices: tuple[int, int]
+    score: float
+    layer: int
+
+
+class MinedExample(BaseModel):
+    """What mining keeps of one training example: the predicted and gold labels, the word count of each
+    segment, and the word pairs its attribution tree joins."""
+
+    predicted: int
+    gold: int | None
+    lengths: list[int]
+    pairs: list[TreePair]
 
 
 class TriggerPattern(BaseModel):
-    """Tokens of the top attribution pairs of one head, aggregated over the examples where they recur.
+    """A token pair: two words joined by a high-attribution edge of the attribution trees of training
+    examples, aggregated over the examples whose tree holds it.
 
-    ``label`` is the class the model predicted on those examples; ``anchors[segment]`` the mean relative
-    position (0 = start, 1 = end) of the pattern's first token in that segment; ``mass`` the summed
-    attribution of the pairs over all occurrences and ``count`` the number of occurrences.
+    ``support``: the distinct examples whose tree holds the pair; ``predicted``: how many of them the model
+    predicted as each label; ``mass``: Σ over them of the edge's normalised attribution S̃ (in (τ, 1]).
+    ``label`` is the label whose examples carry the most attribution mass beyond their share,
+    ``score`` = M_c − π_c·M: M_c the mass in examples predicted c, π_c the share of all mined examples
+    predicted c (0 when the pair is spread over the labels like the examples are; it grows with support
+    and mass). ``log_odds`` and ``z``: the smoothed log-odds association of the pair with ``label`` among the
+    mined examples' predictions (``auditor.statistics.log_odds``). ``gap``: words from the first word to
+    the second in the same segment (the most common; None across segments); ``positions``: each word's mean
+    relative position in its segment (0 = start, 1 = end). ``example`` and ``layer``: the first mined
+    example whose tree holds the pair, and the layer of that edge.
     """
 
+    words: tuple[str, str]
+    segments: tuple[Literal[0, 1], Literal[0, 1]]
+    gap: int | None = Field(ge=1)
+    positions: tuple[float, float]
     label: int
     label_name: str
-    elements: list[TriggerElement]
-    anchors: dict[int, float]
-    count: int = Field(ge=1)
+    support: int = Field(ge=1)
+    predicted: dict[int, int] = Field(description="predicted label -> supporting examples")
+    gold_labels: dict[int, int] = Field(description="gold label -> supporting examples")
     mass: float
-    gold_labels: dict[int, int] = Field(description="gold label -> occurrences")
+    score: float
+    log_odds: float
+    z: float
+    example: int
+    layer: int
 
     @property
-    def key(self) -> tuple[object, ...]:
-        return (self.label, tuple((e.token, e.word, e.segment, e.offset) for e in self.elements))
-
-    def words(self, segment: int) -> list[tuple[int, str]]:
-        """(offset, word) of the pattern's distinct words in ``segment``, word pieces joined back into words;
-        punctuation tokens, which no word holds, are left out."""
-        merged: dict[int, str] = {}
-        for element in self.elements:
-            if element.segment == segment and any(c.isalnum() for c in element.word):
-                merged.setdefault(element.offset, element.word)
-        return sorted(merged.items())
-
-    def rank_key(self) -> tuple[int, int, float]:
-        return (sum(len(self.words(s)) for s in self.anchors), -self.count, -self.mass)
+    def significant(self) -> bool:
+        """The association with ``label`` is significant at 95 % (one-sided z ≥ 1.645 would be laxer)."""
+        return self.z >= 1.96
 
     @property
     def text(self) -> str:
-        """Human-readable form, e.g. ``bad … film`` or ``no | not`` for a pattern spanning both sentences."""
-        return " | ".join(" ".join(word for _, word in self.words(s)) for s in sorted(self.anchors) if self.words(s))
+        """Human-readable form: ``a b`` (adjacent), ``a … b`` (apart) or ``a | b`` (across the two texts)."""
+        joiner = " | " if self.gap is None else " " if self.gap == 1 else " … "
+        return joiner.join(self.words)
 
 
 class TriggerMiningOptions(BaseModel):
-    examples: int
-    pairs_per_example: int
-    threshold: float
-    steps: int
-    method: QuadratureMethod
+    """How ``auditor mine`` mined: ``units`` (``sentences``: the examples no longer example contains,
+    ``Dataset.sentences``; ``all``: every example), the first ``examples`` of them (None: all), the
+    attribution's quadrature (``steps``, ``method``), the tree threshold τ and the batch size (the mining's
+    result depends on these), then ``min_support``, which only filters the aggregated patterns."""
+
+    units: Literal["sentences", "all"] = "sentences"
+    examples: int | None = Field(default=None, ge=1)
+    steps: int = Field(default=1, ge=1)
+    method: QuadratureMethod = "gausslegendre"
+    tree_threshold: float = Field(default=0.4, gt=0, le=1)
+    batch_size: int = Field(default=32, ge=1)
+    min_support: int = Field(default=5, ge=1)
 
 
 class TriggerSet(BaseModel):
-    """Attribution patterns mined from one model on one dataset, ranked per label (best first)."""
+    """Attribution patterns mined from one model on one dataset, with the mined examples' prediction counts."""
 
     model: ModelIdentity
     data: ExamplesUsed
     options: TriggerMiningOptions
+    predicted: dict[int, int] = Field(description="predicted label -> mined examples")
+    pairs: int = Field(description="distinct word pairs the trees joined, before the support and label-word filters")
     patterns: list[TriggerPattern]
     auditor_version: str
     seconds: float
 
     def ranked(self, label: int) -> list[TriggerPattern]:
-        """Patterns of ``label``, best first: fewer words (the attack's cost is words inserted, so short
-        patterns leave room for more), then more occurrences, then more attribution mass."""
-        return sorted((p for p in self.patterns if p.label == label), key=TriggerPattern.rank_key)
+        """Patterns of ``label``, best first: the highest ``score`` (ties: more support, then text order)."""
+        return sorted((p for p in self.patterns if p.label == label), key=lambda p: (-p.score, -p.support, p.words))
 
 
 class LexiconOptions(BaseModel):
@@ -211,12 +236,18 @@ class AttackSummary(BaseModel):
     rejected: int = Field(description="candidates the validity constraints refused, over all examples")
     per_class: list[ClassBreakdown]
     budget_curve: list[BudgetPoint]
+    successes_by_edit: dict[str, int] = Field(
+        description="valid successes by the kinds of word edit they hold (WordEdit.kind, joined with '+'): 'misspelling' "
+        "(character edits), 'insertion' (pattern or random words inserted), 'insertion+misspelling', 'deletion'…"
+    )
     seconds: float
     outcomes: list[AttackOutcome]
 
 
 class TriggerRow(BaseModel):
-    """A mined pattern inserted into every example of another class: accuracy on that class before/after."""
+    """A mined pattern inserted into every example of another class (``target_class``): the accuracy on that
+    class without and with it, and the 95 % percentile-bootstrap interval of the drop (the examples
+    resampled with their pair of outcomes). ``significant``: the interval excludes 0."""
 
     pattern: str
     pattern_label: str
@@ -224,8 +255,18 @@ class TriggerRow(BaseModel):
     examples: int
     accuracy_before: float
     accuracy_after: float
-    count: int
-    mass: float
+    drop_low: float
+    drop_high: float
+    support: int
+    score: float
+
+    @property
+    def drop(self) -> float:
+        return self.accuracy_before - self.accuracy_after
+
+    @property
+    def significant(self) -> bool:
+        return self.drop_low > 0 or self.drop_high < 0
 
 
 class AuditSettings(BaseModel):
@@ -237,7 +278,9 @@ class AuditSettings(BaseModel):
     others (``AttributionGreedySearch``; none: query all, keep the best; chosen like ``transformations``);
     ``sweep_words``: the most words probed for the last edit (``AttributionGreedySearch.last_edit_sweep``;
     none: every remaining word; chosen like ``transformations``);
-    ``top_k``: patterns per class for pattern insertion."""
+    ``top_k``: patterns per class for pattern insertion; ``patterns_after_edits``: among other transformations,
+    pattern insertions are tried only when the search without them fails (``AttributionGreedySearch``'s
+    ``held_back``; chosen like ``transformations``)."""
 
     examples: int
     budget: int
@@ -248,9 +291,12 @@ class AuditSettings(BaseModel):
     layers: list[int] | None = [-1]
     sufficient_gain: float | None = Field(default=0.75, gt=0, le=1)
     sweep_words: int | None = Field(default=3, ge=1)
-    top_k: int
+    top_k: int = Field(default=10, ge=1)
+    patterns_after_edits: bool = Field(
+        default=True, description="pattern insertion waits until the search without it fails (chosen like transformations)"
+    )
     positions: Literal["pattern", "all"]
-    baselines: list[Literal["random", "deepwordbug", "leave-one-out"]]
+    baselines: list[Literal["random", "deepwordbug", "leave-one-out", "pattern-only", "edits-only"]]
     trigger_top_k: int
     trigger_examples: int | None
     seed: int
@@ -274,9 +320,10 @@ class RobustnessReport(BaseModel):
     3 added the ``tokenedit`` transformation (the new default) to ``settings.transformations``; version 4
     added ``settings.sufficient_gain``; version 5 the reader constraint: ``validity`` (the checks every
     attack ran under) and each outcome's ``edits``; version 6 each outcome's ``example_id``, which
-    ``auditor diff`` pairs reports by."""
+    ``auditor diff`` pairs reports by; version 7 token-pair patterns (``TriggerPattern``), the trigger
+    table's bootstrap intervals and each attack's ``successes_by_edit``."""
 
-    schema_version: Literal[6] = 6
+    schema_version: Literal[7] = 7
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed

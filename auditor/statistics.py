@@ -1,0 +1,37 @@
+"""Small statistics shared by the label lexicon, the pattern miner and the trigger table: a smoothed log-odds
+association of a feature with a label, and a bootstrap interval of an accuracy drop."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def log_odds(inside: int, outside: int, label_total: int, total: int, prior: float = 1.0) -> tuple[float, float]:
+    """(δ, z) of a feature seen in ``inside`` examples of a label and ``outside`` examples of the others, when
+    the label holds ``label_total`` of all ``total`` examples:
+
+        δ = log((inside + α) / (outside + α)) − log(label_total / (total − label_total)),
+        z = δ / sqrt(1/(inside + α) + 1/(outside + α)),
+
+    with α = ``prior``; (0, 0) when every example, or none, has the label (no contrast to measure)."""
+    if not label_total or label_total == total:
+        return 0.0, 0.0
+    delta = math.log((inside + prior) / (outside + prior)) - math.log(label_total / (total - label_total))
+    return delta, delta / math.sqrt(1 / (inside + prior) + 1 / (outside + prior))
+
+
+def bootstrap_drop(before: Sequence[bool], after: Sequence[bool], resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval at ``level`` of mean(before) − mean(after) for paired per-example
+    outcomes (the examples are resampled with replacement, each keeping its pair): the interval of an
+    accuracy drop measured on the same examples."""
+    if len(before) != len(after) or not len(before):
+        raise ValueError("need as many outcomes after as before, and at least one")
+    difference = np.asarray(before, dtype=float) - np.asarray(after, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = difference[rng.integers(0, len(difference), size=(resamples, len(difference)))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
