@@ -322,7 +322,7 @@ def attribution_attack(
         goal,
         [RepeatModification(), AnyStopwordModification(), *constraints],
         word_transformations(transformations, patterns, victim.tokenizer, is_misspelling, candidates, positions),
-        search(victim, steps, max_words, sufficient_gain, layers, sweep_words, held_back),
+        search(victim, steps, max_words, sufficient_gain, layers, sweep_words, held_back, 2 if set(transformations) == {"pattern"} else 1),
     )
 
 

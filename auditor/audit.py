@@ -56,7 +56,7 @@ Progress = Callable[[str, int, int], None]
 
 DESCRIPTIONS = {
     "attribution": "edit words in order of the attribution drawn from them (one explanation per example, no ranking query)",
-    "random": "insert random words from the data's vocabulary (greedy search, as many candidates per step)",
+    "random": "insert random words from the data's vocabulary (greedy search, random_candidates words per step)",
     "deepwordbug": "TextAttack's DeepWordBug recipe: character edits, greedy leave-one-out word-importance search",
     "leave-one-out": "the attribution attack with DeepWordBug's leave-one-out word ranking (a query per word) instead: "
     "what the attribution ranking contributes",
@@ -324,9 +324,8 @@ def audit_attacks(
     ``validity_constraints``; each maps an example's gold label to the attack to run on it."""
     attacks: dict[str, Callable[[int], Attack]] = {"attribution": attribution_attacks(victim, triggers, settings, lexicon).__getitem__}
     if "random" in settings.baselines:
-        candidates = max(1, len(top_patterns(triggers, 0, settings.top_k)))
         random_attack = random_insertion_attack(
-            victim, vocabulary, candidates, settings.budget, settings.max_words, settings.seed, validity_constraints(lexicon, None)
+            victim, vocabulary, settings.random_candidates, settings.budget, settings.max_words, settings.seed, validity_constraints(lexicon, None)
         )
         attacks["random"] = lambda _: random_attack
     if "deepwordbug" in settings.baselines:

@@ -69,6 +69,11 @@ class AttributionGreedySearch(SearchMethod):
     the decision boundary, and that one is kept without querying the rest; without it every candidate is
     queried and the best kept.
 
+    ``edit_words``: the fewest words one edit changes, 1, or 2 when every candidate inserts a token pair
+    (the pattern-only attack): an edit is kept only if another fits after it, so under a cap of 3 words a
+    pair that does not flip the label is not kept and the pairs are tried at the next ranked words instead
+    (the last-edit sweep starts when exactly one edit is left).
+
     Candidates that ``held_back`` picks (the attack's pattern insertions) wait for the others: the search
     first runs without them, exactly as it would without them; only when that pass fails with queries left
     does a second pass start again from the original text, trying the held-back candidates at each ranked
@@ -87,6 +92,7 @@ class AttributionGreedySearch(SearchMethod):
         layers: list[int] | None = None,
         sweep_words: int | None = None,
         held_back: Callable[[AttackedText], bool] | None = None,
+        edit_words: int = 1,
     ) -> None:
         self.victim = victim
         self.steps = steps
@@ -95,6 +101,7 @@ class AttributionGreedySearch(SearchMethod):
         self.layers = layers
         self.sweep_words = sweep_words
         self.held_back = held_back
+        self.edit_words = edit_words
         self.options = ExplanationOptions(steps=steps, layers=layers, top_k=0, include_tree=False, include_word_importance=True)
 
     def word_importance(self, text: AttackedText) -> list[WordImportance]:
@@ -113,7 +120,7 @@ class AttributionGreedySearch(SearchMethod):
     def enough(self, current: GoalFunctionResult, edits_left: int | None) -> float | None:
         """The margin at which a candidate is kept without querying the word's others (not for the last edit,
         which is kept only if it flips the label: ``last_edit_sweep``)."""
-        if self.sufficient_gain is None or edits_left == 1:
+        if self.sufficient_gain is None or edits_left == self.edit_words:
             return None
         return margin(current) - self.sufficient_gain * max(margin(current), 0.0) / (edits_left or 1)
 
@@ -139,7 +146,7 @@ class AttributionGreedySearch(SearchMethod):
         current = initial_result
         for position, original_index in enumerate(order):
             edits_left = self.edits_left(initial, current.attacked_text)
-            if edits_left == 1:
+            if edits_left == self.edit_words:
                 return self.last_edit_sweep(initial, current, order[position:], sweep)
             candidates = [c for c in self.word_candidates(initial, current, original_index) if step(c)]
             if not candidates:
@@ -151,7 +158,7 @@ class AttributionGreedySearch(SearchMethod):
             if best.goal_status == GoalFunctionResultStatus.SUCCEEDED:
                 return best
             left = self.edits_left(initial, best.attacked_text)
-            if best.score > current.score and (left is None or left > 0):
+            if best.score > current.score and (left is None or left >= self.edit_words):
                 current = best
             if search_over:
                 break

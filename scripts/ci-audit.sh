@@ -14,8 +14,9 @@
 # accuracy under attack below AUDIT_FAIL_UNDER; 2 bad input, or the server did not start.
 #
 # Settings (environment, defaults in brackets): AUDIT_DATA [sst2], AUDIT_EXAMPLES [200], AUDIT_BUDGET [100],
-# AUDIT_BASELINES [random,deepwordbug], AUDIT_PATTERNS (patterns file; default: mined from MODEL_DIR, 500
-# training examples: give both releases the same file to compare their trigger tables), AUDIT_MAX_DROP [0],
+# AUDIT_BASELINES [random,deepwordbug], AUDIT_PATTERNS (patterns file; default: mined from MODEL_DIR by the
+# default 'auditor mine', every training sentence, resumable: give both releases the same file to compare their
+# trigger tables), AUDIT_MAX_DROP [0],
 # AUDIT_ALPHA [0.05], AUDIT_CORRECTION [none; holm], AUDIT_FAIL_UNDER (none), MODEL_NAME [the folder's name], INFERENCE_PORT [8080],
 # MANAGEMENT_PORT [8081], METRICS_PORT [8082], GRPC_INFERENCE_PORT [7070], GRPC_MANAGEMENT_PORT [7071],
 # VENV [.venv of this checkout]. On GitHub Actions the gate's summary goes to the job summary and its

@@ -44,7 +44,7 @@ def workdir():
 @pytest.fixture(scope="module")
 def patterns(workdir: Path) -> Path:
     path = workdir / "patterns.json"
-    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--out", str(path))  # enough for label-free patterns
+    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(path))  # enough for label-free patterns
     assert done.returncode == 0, done.stderr
     return path
 
@@ -73,6 +73,7 @@ def test_report_numbers_recomputed_independently(audited: Path) -> None:
     from textattack.shared import AttackedText
 
     report = RobustnessReport.model_validate_json((audited / "report.json").read_bytes())
+    markdown = (audited / "report.md").read_text()
     examples = load_dataset("sst2").head(EXAMPLES).examples
     clean = hf_probabilities(SST2, [e.text for e in examples])
     gold = np.array([e.label for e in examples])
@@ -114,6 +115,8 @@ def test_report_numbers_recomputed_independently(audited: Path) -> None:
         members = [i for i, e in enumerate(trigger_examples) if e.label == target]
         assert row.pattern_label != row.target_class and row.examples == len(members)
         assert row.accuracy_before == pytest.approx(float((trigger_clean[members] == target).mean()))
+        assert row.drop_low <= row.drop <= row.drop_high and row.support >= 2  # the fixture's --min-support
+    assert ("No trigger changes the accuracy significantly" in markdown) != any(r.significant for r in report.triggers)
 
 
 def test_fail_under_gates_ci(audited: Path, patterns: Path) -> None:

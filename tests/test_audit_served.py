@@ -49,7 +49,7 @@ def test_audit_over_http_equals_local_audit(tmp_path: Path) -> None:
     from auditor.serving import ServedModel, TorchServe
 
     patterns = tmp_path / "patterns.json"
-    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--out", str(patterns))
+    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(patterns))
     assert done.returncode == 0, done.stderr
     store = tmp_path / "store"
     build_archive(SST2, "sst2", store, archive_format="zip-store")

@@ -42,7 +42,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The patterns every release uses, and the full model's release audit (no baseline yet)."""
     work = tmp_path_factory.mktemp("ci-audit")
     patterns = work / "patterns.json"
-    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--out", str(patterns))
+    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(patterns))
     assert done.returncode == 0, done.stderr
     first = ci_audit(SST2, work / "release-1", AUDIT_PATTERNS=str(patterns))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -47,7 +47,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def patterns(workdir: Path) -> Path:
     path = workdir / "patterns.json"
-    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--out", str(path))
+    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(path))
     assert done.returncode == 0, done.stderr
     return path
 

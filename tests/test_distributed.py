@@ -3,14 +3,12 @@ actor killed mid-run (``ray.kill`` or SIGKILL of its process) loses and duplicat
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from auditor.models import load_classifier
 from auditor.schemas import AuditSettings, RobustnessReport, TriggerMiningOptions
 from auditor.triggers import mine_triggers
 from auditor.victims import open_victim
+from tests.processes import kill_after_records
 
 ATTACKS = ("attribution", "random", "deepwordbug")
 
@@ -194,19 +193,7 @@ def test_a_killed_driver_resumes_from_the_checkpoint(setup, workdir: Path) -> No
     checkpoint = out / "checkpoint.jsonl"
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "auditor", *options, "--out", str(out), "--ray", "local", "--workers", "2"]
-    driver = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and driver.poll() is None:
-            if checkpoint.exists() and len(checkpoint.read_bytes().splitlines()) >= 4:  # the header and three outcomes
-                break
-            time.sleep(0.2)
-        assert driver.poll() is None, "the audit finished before it could be killed"
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)  # the Ray processes the killed driver left behind
+    kill_after_records(command, environment, checkpoint, 3)  # three outcomes
     before = checkpoint.read_bytes()
     finished = [json.loads(line)["key"] for line in before.splitlines()[1:] if line.endswith(b"}")]
     assert len(finished) >= 3

@@ -143,8 +143,8 @@ def test_no_default_audit_success_on_sst2_dev_edits_a_word_into_another(victim: 
     lexicon = build_lexicon(train, victim.labels)
     defaults = {name: field.default for name, field in AuditSettings.model_fields.items() if not field.is_required()}
     settings = AuditSettings(
-        **defaults, examples=16, budget=100, max_words=3, top_k=10, positions="pattern",
-        baselines=["random", "deepwordbug", "leave-one-out"], trigger_top_k=0, trigger_examples=1, seed=0,
+        **defaults, examples=16, budget=100, max_words=3, positions="pattern",
+        baselines=["random", "deepwordbug", "leave-one-out", "pattern-only"], trigger_top_k=0, trigger_examples=1, seed=0,
     )  # fmt: skip
     report = run_audit(victim, dev, triggers, settings, Checkpoint(tmp_path / "checkpoint.jsonl", {}), dev, lexicon)
     successes = [(a.name, o) for a in [report.attack, *report.baselines] for o in a.outcomes if o.status == "succeeded"]

@@ -5,14 +5,11 @@ and on Ray) resumes with nothing lost or counted twice."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from auditor.models import load_classifier
 from auditor.schemas import MinedExample, TreePair, TriggerMiningOptions, TriggerSet
 from auditor.tree import attribution_tree
 from auditor.triggers import PatternMiner, aggregate_patterns, load_triggers, mine_triggers, word_spans
+from tests.processes import kill_after_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -175,20 +173,7 @@ def test_a_killed_mining_run_resumes_with_nothing_lost_or_counted_twice(tmp_path
     out = tmp_path / "killed.json"
     checkpoint = out.with_name("killed.json.mining.jsonl")
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "auditor", *MINE, "--out", str(out), *ray]
-    driver = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and driver.poll() is None:
-            if checkpoint.exists() and len(checkpoint.read_bytes().splitlines()) >= 4:  # the header and three batches
-                break
-            time.sleep(0.05)
-        assert driver.poll() is None, "mining finished before it could be killed"
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)  # the Ray processes a killed driver leaves behind
+    kill_after_records([sys.executable, "-m", "auditor", *MINE, "--out", str(out), *ray], environment, checkpoint, 3)  # three batches
     assert not out.exists()
     before = checkpoint.read_bytes()
     finished = batch_keys(checkpoint)

@@ -278,20 +278,23 @@ class AuditSettings(BaseModel):
     others (``AttributionGreedySearch``; none: query all, keep the best; chosen like ``transformations``);
     ``sweep_words``: the most words probed for the last edit (``AttributionGreedySearch.last_edit_sweep``;
     none: every remaining word; chosen like ``transformations``);
-    ``top_k``: patterns per class for pattern insertion; ``patterns_after_edits``: among other transformations,
+    ``top_k``: patterns per class for pattern insertion (chosen like ``transformations``); ``random_candidates``:
+    the random-insertion baseline's words per step (10, as in every earlier audit, whatever ``top_k`` is:
+    fewer would weaken the baseline the patterns are compared with); ``patterns_after_edits``: among other transformations,
     pattern insertions are tried only when the search without them fails (``AttributionGreedySearch``'s
     ``held_back``; chosen like ``transformations``)."""
 
     examples: int
     budget: int
     max_words: int
-    transformations: list[Literal["tokenedit", "charedit", "typo", "delete", "pattern"]] = ["tokenedit"]
+    transformations: list[Literal["tokenedit", "charedit", "typo", "delete", "pattern"]] = ["tokenedit", "pattern"]
     candidates: int = Field(default=3, ge=1, description="single-character edits the 'tokenedit' transformation tries per word")
     steps: int = Field(default=1, ge=1)
     layers: list[int] | None = [-1]
     sufficient_gain: float | None = Field(default=0.75, gt=0, le=1)
     sweep_words: int | None = Field(default=3, ge=1)
-    top_k: int = Field(default=10, ge=1)
+    top_k: int = Field(default=3, ge=1)
+    random_candidates: int = Field(default=10, ge=1, description="random words the random-insertion baseline tries per step")
     patterns_after_edits: bool = Field(
         default=True, description="pattern insertion waits until the search without it fails (chosen like transformations)"
     )
