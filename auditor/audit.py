@@ -46,7 +46,16 @@ from auditor.schemas import (
     TriggerSet,
 )
 from auditor.statistics import bootstrap_drop
-from auditor.validity import NEGATIONS, VALIDITY_CHECKS, LabelWordConstraint, Reader, ReaderConstraint, example_words, word_edits
+from auditor.validity import (
+    NEGATIONS,
+    VALIDITY_CHECKS,
+    LabelWordConstraint,
+    Reader,
+    ReaderConstraint,
+    adds_content,
+    example_words,
+    word_edits,
+)
 from auditor.victims import Victim
 from textattack import Attack
 from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
@@ -71,26 +80,37 @@ def attacked_text(example: Example) -> AttackedText:
     return AttackedText(OrderedDict(premise=example.text, hypothesis=example.text_pair))
 
 
-def label_free(pattern: TriggerPattern, lexicon: LabelLexicon | None) -> bool:
-    """The pattern inserts no word of the label-word lexicon and no negation (``LabelWordConstraint``'s words)."""
-    return not any(w in NEGATIONS or (lexicon is not None and w in lexicon.words) for w in pattern.words)
+def label_free(pattern: TriggerPattern, lexicon: LabelLexicon | None, pair: bool = False) -> bool:
+    """The pattern inserts no word of the label-word lexicon and no negation (``LabelWordConstraint``'s words),
+    and, into a text pair, no word that adds content (``ReaderConstraint``)."""
+    return not any(
+        w in NEGATIONS or (lexicon is not None and w in lexicon.words) or (pair and adds_content(w)) for w in pattern.words
+    )
 
 
-def insertable_patterns(triggers: TriggerSet, label: int, k: int, lexicon: LabelLexicon | None = None) -> list[TriggerPattern]:
+def insertable_patterns(
+    triggers: TriggerSet, label: int, k: int, lexicon: LabelLexicon | None = None, pair: bool = False
+) -> list[TriggerPattern]:
     """The ``k`` best label-free patterns of ``label`` with support of at least the mining's ``min_support``."""
     least = triggers.options.min_support
-    return [p for p in triggers.ranked(label) if p.support >= least and label_free(p, lexicon)][:k]
+    return [p for p in triggers.ranked(label) if p.support >= least and label_free(p, lexicon, pair)][:k]
 
 
-def top_patterns(triggers: TriggerSet, exclude_label: int | None, k: int, lexicon: LabelLexicon | None = None) -> list[TriggerPattern]:
+def top_patterns(
+    triggers: TriggerSet, exclude_label: int | None, k: int, lexicon: LabelLexicon | None = None, pair: bool = False
+) -> list[TriggerPattern]:
     """The ``k`` best insertable, label-free patterns of every label except ``exclude_label``, interleaved by rank."""
-    per_label = [insertable_patterns(triggers, label, k, lexicon) for label in range(len(triggers.model.labels)) if label != exclude_label]
+    per_label = [
+        insertable_patterns(triggers, label, k, lexicon, pair) for label in range(len(triggers.model.labels)) if label != exclude_label
+    ]
     return [p for rank in range(k) for patterns in per_label if rank < len(patterns) for p in [patterns[rank]]]
 
 
 def data_vocabulary(dataset: Dataset) -> list[str]:
-    """Every distinct lower-cased word of the dataset: what the random-insertion baseline draws from."""
-    return sorted(set().union(*(example_words(example) for example in dataset.examples)))
+    """Every distinct lower-cased word of the dataset that may be inserted: what the random-insertion
+    baseline draws from (for text pairs, its function words: ``ReaderConstraint`` refuses the others)."""
+    words = set().union(*(example_words(example) for example in dataset.examples))
+    return sorted(w for w in words if not (dataset.is_pair and adds_content(w)))
 
 
 def _outcome(index: int, example: Example, result, seconds: float, explanations: int, rejected: int) -> AttackOutcome:
@@ -244,13 +264,14 @@ def trigger_table(
     example of each other class; the accuracy on that class without and with it, and the 95 % bootstrap
     interval of the drop (``auditor.statistics.bootstrap_drop``, paired by example, seeded by ``seed``)."""
     labels = victim.labels
+    pair = any(e.text_pair is not None for e in examples)
     texts = [attacked_text(e) for e in examples]
     if "triggers:clean" not in checkpoint:
         checkpoint.put("triggers:clean", victim([t.tokenizer_input for t in texts]).argmax(1).tolist() if texts else [])
     clean = checkpoint["triggers:clean"]
     rows = []
     for pattern_label in range(len(labels)):
-        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k, lexicon)):
+        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k, lexicon, pair)):
             insertion = PatternInsertion([pattern])
             for target in range(len(labels)):
                 members = [i for i, e in enumerate(examples) if e.label == target]
@@ -291,17 +312,17 @@ def validity_constraints(lexicon: LabelLexicon, max_words: int | None) -> list:
 
 
 def attribution_attacks(
-    victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon, ranking: Ranking = "attribution"
+    victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon, pair: bool, ranking: Ranking = "attribution"
 ) -> dict[int, Attack]:
     """Per gold label, the attribution-guided attack (pattern insertion tries the top label-free patterns of
-    the other labels); ``ranking`` as in ``attribution_attack``."""
+    the other labels; ``pair``: the texts are pairs); ``ranking`` as in ``attribution_attack``."""
     return {
         label: attribution_attack(
             victim,
             settings.transformations,
             settings.budget,
             validity_constraints(lexicon, settings.max_words),
-            top_patterns(triggers, label, settings.top_k, lexicon),
+            top_patterns(triggers, label, settings.top_k, lexicon, pair),
             settings.steps,
             settings.max_words,
             settings.sufficient_gain,
@@ -318,28 +339,30 @@ def attribution_attacks(
 
 
 def audit_attacks(
-    victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon, vocabulary: Sequence[str]
+    victim: Victim, triggers: TriggerSet, settings: AuditSettings, lexicon: LabelLexicon, dataset: Dataset
 ) -> dict[str, Callable[[int], Attack]]:
-    """Every attack of the audit by name (the attribution-guided attack, then the chosen baselines), all under
-    ``validity_constraints``; each maps an example's gold label to the attack to run on it."""
-    attacks: dict[str, Callable[[int], Attack]] = {"attribution": attribution_attacks(victim, triggers, settings, lexicon).__getitem__}
+    """Every attack of the audit on ``dataset``'s examples by name (the attribution-guided attack, then the
+    chosen baselines), all under ``validity_constraints``; each maps an example's gold label to the attack to
+    run on it."""
+    pair = dataset.is_pair
+    attacks: dict[str, Callable[[int], Attack]] = {"attribution": attribution_attacks(victim, triggers, settings, lexicon, pair).__getitem__}
     if "random" in settings.baselines:
         random_attack = random_insertion_attack(
-            victim, vocabulary, settings.random_candidates, settings.budget, settings.max_words, settings.seed, validity_constraints(lexicon, None)
+            victim, data_vocabulary(dataset), settings.random_candidates, settings.budget, settings.max_words, settings.seed, validity_constraints(lexicon, None)
         )
         attacks["random"] = lambda _: random_attack
     if "deepwordbug" in settings.baselines:
         dwb = deepwordbug_attack(victim, settings.budget, validity_constraints(lexicon, settings.max_words))
         attacks["deepwordbug"] = lambda _: dwb
     if "leave-one-out" in settings.baselines:
-        attacks["leave-one-out"] = attribution_attacks(victim, triggers, settings, lexicon, "leave-one-out").__getitem__
+        attacks["leave-one-out"] = attribution_attacks(victim, triggers, settings, lexicon, pair, "leave-one-out").__getitem__
     ablations = {"pattern-only": ["pattern"], "edits-only": [t for t in settings.transformations if t != "pattern"]}
     for name, transformations in ablations.items():
         if name in settings.baselines:
             if not transformations:
                 raise InputError(f"the {name} baseline needs transformations besides 'pattern'")
             ablated = settings.model_copy(update={"transformations": transformations})
-            attacks[name] = attribution_attacks(victim, triggers, ablated, lexicon).__getitem__
+            attacks[name] = attribution_attacks(victim, triggers, ablated, lexicon, pair).__getitem__
     return attacks
 
 
@@ -396,13 +419,15 @@ def run_audit(
     labels = victim.labels
     if triggers.model.labels != labels:
         raise InputError(f"the patterns were mined on a model with labels {triggers.model.labels}, the audited model has {labels}")
-    if ("pattern" in settings.transformations or "pattern-only" in settings.baselines) and not top_patterns(triggers, None, 1, lexicon):
+    if ("pattern" in settings.transformations or "pattern-only" in settings.baselines) and not top_patterns(
+        triggers, None, 1, lexicon, dataset.is_pair
+    ):
         raise InputError("the patterns file has no label-free pattern with a word that can be inserted")
     if lexicon.labels != labels:
         raise InputError(f"the label-word lexicon has labels {lexicon.labels}, the audited model has {labels}")
     if victim.identity.model is not None:
         validate_layers(settings.layers, victim.identity.model.num_layers)  # the ranking's layers, before any work
-    attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(dataset))
+    attacks = audit_attacks(victim, triggers, settings, lexicon, dataset)
     resumed = sum(attack_key(name, i) in checkpoint for name in attacks for i in range(len(examples)))
     if executor is not None:
         executor.attack(list(attacks), examples, checkpoint, progress)

@@ -15,7 +15,6 @@ from auditor.audit import (
     attacked_text,
     audit_attacks,
     checkpoint_identity,
-    data_vocabulary,
     summarise,
     trigger_table,
 )
@@ -45,7 +44,7 @@ def compare_side(
     elapsed = victim.seconds - before
     identity = checkpoint_identity(victim, dataset, triggers, settings, dataset, lexicon)
     checkpoint = Checkpoint(checkpoint_dir / f"checkpoint-{side}.jsonl", identity)
-    attacks = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(dataset))
+    attacks = audit_attacks(victim, triggers, settings, lexicon, dataset)
     outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, progress and (lambda n, d, t: progress(f"{side} {n}", d, t)))
     summaries = [summarise(name, outcomes[name], victim.labels, settings.budget) for name in attacks]
     entry = ModelComparison(

@@ -240,9 +240,9 @@ class AuditJob:
     examples: list[Any]  # auditor.data.Example, indexed by the items
 
     def build(self) -> Callable[[tuple[str, int]], dict]:
-        from auditor.audit import attack_example, audit_attacks, data_vocabulary
+        from auditor.audit import attack_example, audit_attacks
 
-        attacks = audit_attacks(self.victim.open(), self.triggers, self.settings, self.lexicon, data_vocabulary(self.dataset))
+        attacks = audit_attacks(self.victim.open(), self.triggers, self.settings, self.lexicon, self.dataset)
 
         def run(item: tuple[str, int]) -> dict:
             name, index = item

@@ -317,10 +317,27 @@ def word_edits(original: Sequence[str], perturbed: Sequence[str], reader: Reader
     return edits
 
 
+@functools.cache
+def function_words() -> frozenset[str]:
+    """NLTK's English stopwords (the 179-word list TextAttack ships): articles, pronouns, prepositions,
+    auxiliaries… words that state no fact of their own."""
+    import nltk
+
+    return frozenset(nltk.corpus.stopwords.words("english"))
+
+
+def adds_content(word: str) -> bool:
+    """Inserted into one text of a pair, ``word`` states something the other text must support: any word
+    but a function word (``function_words``)."""
+    return word.lower() not in function_words()
+
+
 class ReaderConstraint(Constraint):
     """Keeps a transformed text only when a reader still reads the original in it: every changed word is a
-    misspelling that ``Reader`` undoes (no word of the dictionary, corrected back to the original), and no
-    word with a digit is changed, deleted or inserted. Whole-word insertions and deletions are left to
+    misspelling that ``Reader`` undoes (no word of the dictionary, corrected back to the original), no word
+    with a digit is changed, deleted or inserted, and in a text pair (premise and hypothesis) no inserted word
+    adds content (``adds_content``): "Steve Jobs worked for north korea Apple" no longer follows from its
+    premise, so the model's new answer would be right. Other whole-word insertions and deletions are left to
     ``LabelWordConstraint``. Compared with the original, so a chain of edits is judged as a whole;
     ``rejected`` counts the candidates refused."""
 
@@ -330,8 +347,11 @@ class ReaderConstraint(Constraint):
         self.rejected = 0
 
     def _check_constraint(self, transformed_text: AttackedText, reference_text: AttackedText) -> bool:
+        pair = len(transformed_text.words_per_input) > 1
         valid = all(
-            e.kind in ("misspelling", "insertion", "deletion") and not has_digit(e.original or e.edited or "")
+            e.kind in ("misspelling", "insertion", "deletion")
+            and not has_digit(e.original or e.edited or "")
+            and not (pair and e.kind == "insertion" and adds_content(e.edited or ""))
             for e in word_edits(reference_text.words, transformed_text.words, self.reader)
         )
         self.rejected += not valid
@@ -346,5 +366,7 @@ VALIDITY_CHECKS = [
     "every changed word is a misspelling a reader undoes: no word of pyspellchecker's English dictionary, and "
     "the spell checker corrects it back to the original word",
     "no word with a digit edited, deleted or inserted",
+    "in a text pair (premise and hypothesis), no inserted word but a function word (NLTK's English stopwords): "
+    "any other adds content the other text must support",
 ]
 """What ``LabelWordConstraint`` and ``ReaderConstraint`` check, in words (``RobustnessReport.validity``)."""

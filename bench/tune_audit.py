@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from auditor.attribution import SelfAttentionAttribution  # noqa: E402
-from auditor.audit import attack_examples, attribution_attacks, audit_attacks, data_vocabulary, summarise  # noqa: E402
+from auditor.audit import attack_examples, attribution_attacks, audit_attacks, summarise  # noqa: E402
 from auditor.checkpoint import Checkpoint  # noqa: E402
 from auditor.cli.attack_options import parse_sufficient_gain  # noqa: E402
 from auditor.data import Dataset, load_dataset  # noqa: E402
@@ -111,7 +111,7 @@ class ClsRowSearch(AttributionGreedySearch):
         return sum_over_words(classifier, columns[0], pair, into_cls[: result.length].tolist())
 
 
-def row_ranked(victim, triggers, settings, lexicon):  # noqa: ANN001, ANN201
+def row_ranked(victim, triggers, settings, lexicon, pair):  # noqa: ANN001, ANN201
     """The attribution-guided attack of every gold label with ``ClsRowSearch`` in place of its search."""
     attacks = {
         label: Attack(
@@ -120,7 +120,7 @@ def row_ranked(victim, triggers, settings, lexicon):  # noqa: ANN001, ANN201
             attack.transformation,
             ClsRowSearch(victim, settings.steps, settings.max_words, settings.sufficient_gain, settings.layers, settings.sweep_words),
         )
-        for label, attack in attribution_attacks(victim, triggers, settings, lexicon).items()
+        for label, attack in attribution_attacks(victim, triggers, settings, lexicon, pair).items()
     }
     return attacks.__getitem__
 
@@ -194,11 +194,11 @@ def main() -> None:
                 examples=len(examples), budget=args.budget, max_words=args.max_words, **{"top_k": 10, **parse_candidate(candidate)},
                 positions="pattern", baselines=["deepwordbug"], trigger_top_k=0, trigger_examples=None, seed=0,
             )  # fmt: skip
-            built = audit_attacks(victim, triggers, settings, lexicon, data_vocabulary(examples))
+            built = audit_attacks(victim, triggers, settings, lexicon, examples)
             attacks.setdefault("deepwordbug", built["deepwordbug"])
             attacks[f"attribution[{candidate}]"] = built["attribution"]
             if candidate in row_candidates:
-                attacks[f"cls-row[{candidate}]"] = row_ranked(victim, triggers, settings, lexicon)
+                attacks[f"cls-row[{candidate}]"] = row_ranked(victim, triggers, settings, lexicon, examples.is_pair)
         patterns = hashlib.sha256(triggers.model_dump_json(exclude={"seconds"}).encode()).hexdigest()[:16]
         identity = {"task": task, "budget": args.budget, "max_words": args.max_words, "indices": indices, "patterns": patterns}
         checkpoint = Checkpoint(args.out / task / "checkpoint.jsonl", identity)

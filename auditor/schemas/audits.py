@@ -293,7 +293,7 @@ class AuditSettings(BaseModel):
     layers: list[int] | None = [-1]
     sufficient_gain: float | None = Field(default=0.75, gt=0, le=1)
     sweep_words: int | None = Field(default=3, ge=1)
-    top_k: int = Field(default=3, ge=1)
+    top_k: int = Field(default=10, ge=1)
     random_candidates: int = Field(default=10, ge=1, description="random words the random-insertion baseline tries per step")
     patterns_after_edits: bool = Field(
         default=True, description="pattern insertion waits until the search without it fails (chosen like transformations)"
