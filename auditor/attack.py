@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -28,6 +29,7 @@ from textattack.shared import AttackedText
 from textattack.shared.utils import words_from_text
 from textattack.transformations import CompositeTransformation, Transformation, WordDeletion
 
+from auditor.data import Example
 from auditor.edits import RandomCharacterEdit, Tokenizer, TokenizerCharacterEdit, character_edits, word_edit_distance
 from auditor.errors import InputError
 from auditor.schemas import TriggerPattern
@@ -37,6 +39,12 @@ from auditor.victims import Victim
 Positions = Literal["pattern", "all"]
 Ranking = Literal["attribution", "leave-one-out"]
 TRANSFORMATIONS: tuple[str, ...] = ("tokenedit", "charedit", "typo", "delete", "pattern")
+
+
+def attacked_text(example: Example) -> AttackedText:
+    if example.text_pair is None:
+        return AttackedText(OrderedDict(text=example.text))
+    return AttackedText(OrderedDict(premise=example.text, hypothesis=example.text_pair))
 
 
 def inserted_words(original: Sequence[str], perturbed: Sequence[str]) -> list[str]:

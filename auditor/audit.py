@@ -11,7 +11,7 @@ import hashlib
 import json
 import random
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -20,8 +20,8 @@ import numpy as np
 from auditor import __version__
 from auditor.attack import (
     MaxInsertedWords,
-    PatternInsertion,
     Ranking,
+    attacked_text,
     attribution_attack,
     deepwordbug_attack,
     inserted_words,
@@ -41,25 +41,13 @@ from auditor.schemas import (
     LabelLexicon,
     LexiconSummary,
     RobustnessReport,
-    TriggerPattern,
-    TriggerRow,
     TriggerSet,
 )
-from auditor.statistics import bootstrap_drop
-from auditor.validity import (
-    NEGATIONS,
-    VALIDITY_CHECKS,
-    LabelWordConstraint,
-    Reader,
-    ReaderConstraint,
-    adds_content,
-    example_words,
-    word_edits,
-)
+from auditor.universal import top_patterns, trigger_table
+from auditor.validity import VALIDITY_CHECKS, LabelWordConstraint, Reader, ReaderConstraint, adds_content, example_words, word_edits
 from auditor.victims import Victim
 from textattack import Attack
 from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
-from textattack.shared import AttackedText
 
 Progress = Callable[[str, int, int], None]
 
@@ -72,38 +60,6 @@ DESCRIPTIONS = {
     "pattern-only": "the attribution attack inserting mined token pairs only: what the patterns do alone",
     "edits-only": "the attribution attack without pattern insertion: what the patterns add to the character edits",
 }
-
-
-def attacked_text(example: Example) -> AttackedText:
-    if example.text_pair is None:
-        return AttackedText(OrderedDict(text=example.text))
-    return AttackedText(OrderedDict(premise=example.text, hypothesis=example.text_pair))
-
-
-def label_free(pattern: TriggerPattern, lexicon: LabelLexicon | None, pair: bool = False) -> bool:
-    """The pattern inserts no word of the label-word lexicon and no negation (``LabelWordConstraint``'s words),
-    and, into a text pair, no word that adds content (``ReaderConstraint``)."""
-    return not any(
-        w in NEGATIONS or (lexicon is not None and w in lexicon.words) or (pair and adds_content(w)) for w in pattern.words
-    )
-
-
-def insertable_patterns(
-    triggers: TriggerSet, label: int, k: int, lexicon: LabelLexicon | None = None, pair: bool = False
-) -> list[TriggerPattern]:
-    """The ``k`` best label-free patterns of ``label`` with support of at least the mining's ``min_support``."""
-    least = triggers.options.min_support
-    return [p for p in triggers.ranked(label) if p.support >= least and label_free(p, lexicon, pair)][:k]
-
-
-def top_patterns(
-    triggers: TriggerSet, exclude_label: int | None, k: int, lexicon: LabelLexicon | None = None, pair: bool = False
-) -> list[TriggerPattern]:
-    """The ``k`` best insertable, label-free patterns of every label except ``exclude_label``, interleaved by rank."""
-    per_label = [
-        insertable_patterns(triggers, label, k, lexicon, pair) for label in range(len(triggers.model.labels)) if label != exclude_label
-    ]
-    return [p for rank in range(k) for patterns in per_label if rank < len(patterns) for p in [patterns[rank]]]
 
 
 def data_vocabulary(dataset: Dataset) -> list[str]:
@@ -249,58 +205,6 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
         seconds=sum(o.seconds for o in outcomes),
         outcomes=outcomes,
     )
-
-
-def trigger_table(
-    victim: Victim,
-    triggers: TriggerSet,
-    examples: Sequence[Example],
-    k: int,
-    checkpoint: Checkpoint,
-    lexicon: LabelLexicon | None = None,
-    seed: int = 0,
-) -> list[TriggerRow]:
-    """Insert each of the top-``k`` label-free patterns of every label (at its mined position) into every
-    example of each other class; the accuracy on that class without and with it, and the 95 % bootstrap
-    interval of the drop (``auditor.statistics.bootstrap_drop``, paired by example, seeded by ``seed``)."""
-    labels = victim.labels
-    pair = any(e.text_pair is not None for e in examples)
-    texts = [attacked_text(e) for e in examples]
-    if "triggers:clean" not in checkpoint:
-        checkpoint.put("triggers:clean", victim([t.tokenizer_input for t in texts]).argmax(1).tolist() if texts else [])
-    clean = checkpoint["triggers:clean"]
-    rows = []
-    for pattern_label in range(len(labels)):
-        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k, lexicon, pair)):
-            insertion = PatternInsertion([pattern])
-            for target in range(len(labels)):
-                members = [i for i, e in enumerate(examples) if e.label == target]
-                if target == pattern_label or not members:
-                    continue
-                key = f"triggers:{pattern_label}:{rank}:{target}"
-                if key not in checkpoint:
-                    perturbed = [insertion(texts[i]) for i in members]
-                    applied = [(i, p[0]) for i, p in zip(members, perturbed) if p]
-                    after = dict(zip([i for i, _ in applied], victim([p.tokenizer_input for _, p in applied]).argmax(1).tolist())) if applied else {}
-                    checkpoint.put(key, [after.get(i, clean[i]) for i in members])
-                before = [clean[i] == target for i in members]
-                after_correct = [p == target for p in checkpoint[key]]
-                low, high = bootstrap_drop(before, after_correct, seed=seed)
-                rows.append(
-                    TriggerRow(
-                        pattern=pattern.text,
-                        pattern_label=labels[pattern_label],
-                        target_class=labels[target],
-                        examples=len(members),
-                        accuracy_before=sum(before) / len(members),
-                        accuracy_after=sum(after_correct) / len(members),
-                        drop_low=low,
-                        drop_high=high,
-                        support=pattern.support,
-                        score=pattern.score,
-                    )
-                )
-    return rows
 
 
 def validity_constraints(lexicon: LabelLexicon, max_words: int | None) -> list:

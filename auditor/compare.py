@@ -9,15 +9,9 @@ import time
 from pathlib import Path
 
 from auditor import __version__
-from auditor.audit import (
-    Progress,
-    attack_examples,
-    attacked_text,
-    audit_attacks,
-    checkpoint_identity,
-    summarise,
-    trigger_table,
-)
+from auditor.attack import attacked_text
+from auditor.audit import Progress, attack_examples, audit_attacks, checkpoint_identity, summarise
+from auditor.universal import trigger_table
 from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset
 from auditor.errors import InputError
