@@ -317,19 +317,22 @@ def word_edits(original: Sequence[str], perturbed: Sequence[str], reader: Reader
     return edits
 
 
-@functools.cache
-def function_words() -> frozenset[str]:
-    """NLTK's English stopwords (the 179-word list TextAttack ships): articles, pronouns, prepositions,
-    auxiliaries… words that state no fact of their own."""
-    import nltk
-
-    return frozenset(nltk.corpus.stopwords.words("english"))
+FILLER_WORDS = frozenset(
+    """a an the am is are was were be been being has have had having do does did doing of in on at by with to
+    from into through as and that this these those there here it its itself i me my myself we our ours
+    ourselves you your yours yourself yourselves he him his himself she her hers herself they them their
+    theirs themselves what which who whom""".split()
+)
+"""The function words of NLTK's English stopword list that state nothing and restrict nothing: articles,
+forms of be, have and do, plain prepositions, pronouns. Left out: negations and their fragments ("didn"),
+quantifiers (all, some, few, only, both…), comparisons (more, than, same), and temporal, causal and
+conditional links (before, after, because, if, or, until…), which change a claim wherever they go."""
 
 
 def adds_content(word: str) -> bool:
-    """Inserted into one text of a pair, ``word`` states something the other text must support: any word
-    but a function word (``function_words``)."""
-    return word.lower() not in function_words()
+    """Inserted into one text of a pair, ``word`` states or restricts something that the other text must
+    support: any word but a filler word (``FILLER_WORDS``)."""
+    return word.lower() not in FILLER_WORDS
 
 
 class ReaderConstraint(Constraint):
@@ -366,7 +369,7 @@ VALIDITY_CHECKS = [
     "every changed word is a misspelling a reader undoes: no word of pyspellchecker's English dictionary, and "
     "the spell checker corrects it back to the original word",
     "no word with a digit edited, deleted or inserted",
-    "in a text pair (premise and hypothesis), no inserted word but a function word (NLTK's English stopwords): "
-    "any other adds content the other text must support",
+    "in a text pair (premise and hypothesis), no inserted word but a filler word (an article, a form of be, have or do, "
+    "a plain preposition, a pronoun): any other states or restricts something the other text must support",
 ]
 """What ``LabelWordConstraint`` and ``ReaderConstraint`` check, in words (``RobustnessReport.validity``)."""

@@ -75,7 +75,8 @@ def seconds_per_success(attack: AttackSummary) -> float:
 
 
 def dictionary_edits(attacks: Iterable[AttackSummary]) -> tuple[list[str], list[str]]:
-    """The successes' word changes (a difflib alignment of the words, paired position by position) whose
+    """The successes' word changes (a difflib alignment of the words, each replaced word paired with the most
+    similar new word of its block) whose
     new word is a common English word (pyspellchecker frequency >= 1e-6) and those that are any word of its
     dictionary, as 'attack: original -> edited', checked here without auditor.validity."""
     english = SpellChecker(language="en")
@@ -89,7 +90,10 @@ def dictionary_edits(attacks: Iterable[AttackSummary]) -> tuple[list[str], list[
                 for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
                     if tag != "replace":
                         continue
-                    for old, new in zip(a[i1:i2], b[j1:j2]):
+                    # each original word against the new word of the block most like it (an inserted word beside
+                    # an edited one is no replacement of it)
+                    pairs = [(old, max(b[j1:j2], key=lambda new: difflib.SequenceMatcher(a=old, b=new).ratio())) for old in a[i1:i2]]
+                    for old, new in pairs:
                         if old.lower() == new.lower() or new.lower() not in english:
                             continue
                         words.append(f"{attack.name}: {old} -> {new}")

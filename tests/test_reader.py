@@ -23,7 +23,7 @@ from auditor.data import load_dataset
 from auditor.models import load_classifier
 from auditor.schemas import AuditSettings, LabelLexicon, LexiconOptions, TriggerMiningOptions
 from auditor.triggers import mine_triggers
-from auditor.validity import NEGATIONS, LabelWordConstraint, Reader, ReaderConstraint, build_lexicon, function_words, word_edits
+from auditor.validity import NEGATIONS, LabelWordConstraint, Reader, ReaderConstraint, build_lexicon, FILLER_WORDS, word_edits
 from auditor.victims import LocalVictim
 
 SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "minilm-sst2"
@@ -135,14 +135,16 @@ def test_numbers_are_facts(empty_lexicon: LabelLexicon) -> None:
 
 def test_a_text_pair_takes_no_inserted_word_that_adds_content() -> None:
     """Inserted into a premise or hypothesis, a content word states something the other text must support
-    ("Steve Jobs worked for north korea Apple" no longer follows); a function word does not, and a single
-    text is left to the label-word lexicon."""
+    ("Steve Jobs worked for north korea Apple" no longer follows), and so does a quantifier or a link ("only",
+    "before"); a filler word does not, and a single text is left to the label-word lexicon."""
     reader = ReaderConstraint()
     original = AttackedText(OrderedDict(premise="Jobs resigned from Apple.", hypothesis="Steve Jobs worked for Apple."))
     for premise, hypothesis in [
         ("Jobs resigned from Apple.", "Steve Jobs worked for north korea Apple."),
         ("Jobs resigned from liberty Apple.", "Steve Jobs worked for Apple."),
         ("Jobs resigned from Apple.", "Steve tom Jobs worked for Apple."),
+        ("Jobs resigned from Apple.", "Steve Jobs only worked for Apple."),
+        ("Jobs resigned from Apple before.", "Steve Jobs worked for Apple."),
     ]:
         assert not reader._check_constraint(AttackedText(OrderedDict(premise=premise, hypothesis=hypothesis)), original), hypothesis
     for premise, hypothesis in [("Jobs resigned from the Apple.", "Steve Jobs is a worked for Apple."), ("Jobs resigned from Apple.", "Steve Jobs wokred for Apple.")]:
@@ -150,7 +152,7 @@ def test_a_text_pair_takes_no_inserted_word_that_adds_content() -> None:
     single = AttackedText("steve jobs worked for apple")
     assert reader._check_constraint(AttackedText("steve jobs worked for north korea apple"), single)
     rte = load_dataset("rte", split="dev").head(20)
-    assert data_vocabulary(rte) and all(w in function_words() for w in data_vocabulary(rte))  # what random insertion may draw
+    assert data_vocabulary(rte) and set(data_vocabulary(rte)) <= FILLER_WORDS  # what random insertion may draw
 
 
 def test_no_default_audit_success_on_sst2_dev_edits_a_word_into_another(victim: LocalVictim, tmp_path: Path) -> None:
