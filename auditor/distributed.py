@@ -292,28 +292,33 @@ def _load_classifier(location: str):  # noqa: ANN202 (a Classifier, in eval mode
 
 @dataclass(frozen=True)
 class MineJob:
-    """Items are batch indices; results are ``PatternMiner`` output for that batch."""
+    """Items are (batch index, batch of examples); results are ``PatternMiner`` output for that batch. The job
+    holds no data, so its actors serve every later call with the same options."""
 
     model: str
-    batches: dict[int, list[Any]]  # auditor.data.Example
     options: Any  # auditor.schemas.TriggerMiningOptions
 
-    def build(self) -> Callable[[int], list]:
+    def build(self) -> Callable[[tuple[int, tuple]], list]:
         from auditor.triggers import PatternMiner
 
         miner = PatternMiner(_load_classifier(self.model), self.options)
-        return lambda index: miner(self.batches[index])
+        return lambda item: miner(list(item[1]))
 
 
 class RayMiningExecutor:
-    """``auditor.triggers.MiningExecutor`` on a ``RayPool``; each actor loads the model at ``model``."""
+    """``auditor.triggers.MiningExecutor`` on a ``RayPool``; each actor loads the model at ``model`` once and
+    keeps it for every call with the same options."""
 
     def __init__(self, pool: RayPool, model: str) -> None:
         self.pool = pool
         self.model = model
+        self._job: MineJob | None = None
 
     def mine(self, batches: dict[int, list[Any]], options: Any) -> Iterator[tuple[int, list[Any]]]:
-        yield from self.pool.stream(MineJob(self.model, batches, options), list(batches))  # type: ignore[misc]
+        if self._job is None or self._job.options != options:
+            self._job = MineJob(self.model, options)
+        for (index, _), result in self.pool.stream(self._job, [(index, tuple(batch)) for index, batch in batches.items()]):
+            yield index, result  # type: ignore[misc]
 
 
 @dataclass(frozen=True)

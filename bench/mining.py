@@ -9,7 +9,7 @@
    written by the README's commands), the distinct word pairs held by at least 5 examples' trees per 1,000
    examples mined, before and after the label-word filter, at growing prefixes of the mined examples.
 
-    .venv/bin/python bench/mining.py [--rounds 4] [--examples 96]
+    .venv/bin/python bench/mining.py [--rounds 4] [--examples 128]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def yield_table(task: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--examples", type=int, default=96, help="sentences per round and mode")
+    parser.add_argument("--examples", type=int, default=128, help="sentences per round and mode (a multiple of workers × batch keeps the workers equally busy)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     model = ROOT.parent / "shared" / "models" / MODELS["sst2"]
