@@ -13,7 +13,9 @@ flipping the label is not kept; for that last edit, the next few ranked words ar
 candidate in one batch, and a word whose probe does not close its share of the margin is left after that one
 query; and (``sufficient_gain``) a candidate that covers its share of the margin is kept at once.
 Unlike ``GreedyWordSwapWIR`` it follows each ranked word through earlier insertions and deletions
-(``original_index_map``), so insertion and deletion transformations edit the word that was ranked.
+(``original_index_map``), so insertion and deletion transformations edit the word that was ranked. Candidates
+it holds back (the mined patterns) get a second pass only when the others fail, so they can only add
+successes.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class AttributionGreedySearch(SearchMethod):
     word (and every candidate in its last-edit sweep), and the better pass is returned. So holding
     candidates back can only add successes to those of the others alone. (Offered beside the others
     instead, a pattern insertion that lowers the margin most at the first word spends two of the few
-    words allowed: on 200 SST-2 training sentences that cost 3 to 9 points of success.)
+    words allowed: on the tuning examples that cost 7.6 points of success on SST-2 and 2.7 on RTE.)
     """
 
     def __init__(
