@@ -26,13 +26,13 @@ from textattack.goal_functions import UntargetedClassification
 from textattack.models.wrappers import ModelWrapper
 from textattack.search_methods import BeamSearch
 from textattack.shared import AttackedText
-from textattack.shared.utils import words_from_text
 from textattack.transformations import CompositeTransformation, Transformation, WordDeletion
 
 from auditor.data import Example
 from auditor.edits import RandomCharacterEdit, Tokenizer, TokenizerCharacterEdit, character_edits, word_edit_distance
 from auditor.errors import InputError
 from auditor.schemas import TriggerPattern
+from auditor.triggers import is_single_word
 from auditor.search import AttributionGreedySearch, LeaveOneOutGreedySearch
 from auditor.victims import Victim
 
@@ -82,12 +82,6 @@ def insert_words(text: AttackedText, insertions: Iterable[Insertion]) -> Attacke
     return text.generate_new_attacked_text(words)
 
 
-def is_insertable(word: str) -> bool:
-    """TextAttack sees exactly this one word in it (punctuation alone would be no word and break its
-    index bookkeeping)."""
-    return words_from_text(word) == [word]
-
-
 def _column_ranges(text: AttackedText) -> list[range]:
     ranges, start = [], 0
     for column in text.words_per_input:
@@ -119,7 +113,7 @@ class PatternInsertion(Transformation):
         columns = _column_ranges(current_text)
         transformed = []
         for pattern in self.patterns:
-            if any(s >= len(columns) for s in pattern.segments) or not all(is_insertable(w) for w in pattern.words):
+            if any(s >= len(columns) for s in pattern.segments) or not all(is_single_word(w) for w in pattern.words):
                 continue
             for anchored in (0, 1) if pattern.gap is None else (0,):
                 segment = pattern.segments[anchored]
@@ -162,7 +156,7 @@ class RandomWordInsertion(Transformation):
     """
 
     def __init__(self, vocabulary: Sequence[str], candidates: int, seed: int = 0) -> None:
-        self.vocabulary = sorted({w for w in vocabulary if is_insertable(w)})
+        self.vocabulary = sorted({w for w in vocabulary if is_single_word(w)})
         if not self.vocabulary:
             raise ValueError("the vocabulary has no insertable word")
         self.candidates = candidates

@@ -56,7 +56,8 @@ def word_spans(text: str) -> list[tuple[int, int]]:
 
 
 def is_single_word(word: str) -> bool:
-    """TextAttack reads exactly this one word in ``word`` (so it can be inserted as one)."""
+    """TextAttack reads exactly this one word in ``word``, so it can be inserted as one (punctuation alone
+    would be no word and break its index bookkeeping)."""
     return word_spans(word) == [(0, len(word))]
 
 
@@ -234,13 +235,10 @@ def mine_triggers(
         raise InputError(f"{used.name} {used.split} has no example to mine")
     batches = [used.examples[start : start + options.batch_size] for start in range(0, len(used.examples), options.batch_size)]
     records: Checkpoint | dict = Checkpoint(checkpoint, mining_identity(classifier, used, options)) if checkpoint else {}
+    put = records.put if isinstance(records, Checkpoint) else records.__setitem__
 
     def keep(index: int, result: list[MinedExample]) -> None:
-        value = [m.model_dump(mode="json") for m in result]
-        if isinstance(records, Checkpoint):
-            records.put(f"batch:{index}", value)
-        else:
-            records[f"batch:{index}"] = value
+        put(f"batch:{index}", [m.model_dump(mode="json") for m in result])
         if progress is not None:
             progress(len(batches[index]))
 

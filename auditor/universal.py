@@ -26,9 +26,8 @@ def label_free(pattern: TriggerPattern, lexicon: LabelLexicon | None, pair: bool
 def insertable_patterns(
     triggers: TriggerSet, label: int, k: int, lexicon: LabelLexicon | None = None, pair: bool = False
 ) -> list[TriggerPattern]:
-    """The ``k`` best label-free patterns of ``label`` with support of at least the mining's ``min_support``."""
-    least = triggers.options.min_support
-    return [p for p in triggers.ranked(label) if p.support >= least and label_free(p, lexicon, pair)][:k]
+    """The ``k`` best label-free patterns of ``label`` (every mined pattern has the mining's ``min_support``)."""
+    return [p for p in triggers.ranked(label) if label_free(p, lexicon, pair)][:k]
 
 
 def top_patterns(

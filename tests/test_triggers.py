@@ -20,7 +20,7 @@ from auditor.errors import InputError
 from auditor.models import load_classifier
 from auditor.schemas import MinedExample, TreePair, TriggerMiningOptions, TriggerSet
 from auditor.tree import attribution_tree
-from auditor.triggers import PatternMiner, aggregate_patterns, load_triggers, mine_triggers, word_spans
+from auditor.triggers import PatternMiner, aggregate_patterns, is_single_word, load_triggers, mine_triggers, word_spans
 from tests.processes import kill_after_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +45,8 @@ def test_word_spans_are_textattack_words() -> None:
     texts = [e.text for e in load_dataset("sst2").head(200).examples] + ["it's 'quoted' -- a well-worn, un-*funny* film @home!"]
     for text in texts:
         assert [text[a:b] for a, b in word_spans(text)] == words_from_text(text)
+    for word in {w for text in texts for w in text.split()} | {"'s", "--", "x-ray", "@home", "n't", ","}:
+        assert is_single_word(word) == (words_from_text(word) == [word]), word
 
 
 def reference_pairs(classifier, text: str, steps: int, threshold: float) -> set[tuple[str, str, int, int]]:

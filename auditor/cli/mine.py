@@ -78,14 +78,14 @@ def mine_to_file(model: str, train, options: TriggerMiningOptions, out: Path, po
     from auditor.triggers import mine_triggers, mining_examples
     from auditor.validity import NEGATIONS, build_lexicon
 
-    classifier = load_classifier(model)
-    exclude = set(build_lexicon(train, classifier.labels).words) | NEGATIONS
     if out.is_dir():
         raise InputError(f"--out {out} is a folder: give the patterns file to write")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot create the folder of {out}: {error.strerror}") from None
+    classifier = load_classifier(model)
+    exclude = set(build_lexicon(train, classifier.labels).words) | NEGATIONS
     total = len(mining_examples(train, options))
     with tqdm(total=total, desc="mining", unit="example", file=sys.stderr, disable=total < 2) as bar:
         triggers = mine_triggers(
