@@ -126,7 +126,7 @@ def prune_model(
     heads). The classifier passed in is left unchanged. A layer may not lose all its heads: transformers'
     attention cannot run with none (``InputError`` naming the alternatives). ``metadata`` is written to
     ``pruning.json``. The weights are stored in ``dtype`` (default: the model's; pass
-    ``auditor.archive.checkpoint_dtype(source folder)`` to keep a float16 checkpoint float16)."""
+    ``auditor.serving.archive.checkpoint_dtype(source folder)`` to keep a float16 checkpoint float16)."""
     model = classifier.model
     encoder = encoder_for(model)
     layers, heads = encoder.num_layers, encoder.num_heads

@@ -5,7 +5,7 @@ in an order rotated each round), so that a machine whose load changes affects ev
 Prints per model its accuracy on the SST-2 dev set (through the server, batched ``{"inputs"}`` requests),
 throughput, p50/p99 latency, error count, and the throughput ratio to the first model.
 
-With ``--storm``, each round also runs one explanation storm per model (``auditor.loadtest.STORMS``, in
+With ``--storm``, each round also runs one explanation storm per model (``auditor.serving.loadtest.STORMS``, in
 turn: 4 prediction clients while 7 to 16 explanations at the limits arrive at once) and a quiet stretch of
 the same length, and prints prediction p50/p99/max with and without the storm and the explanations' statuses.
 
@@ -29,10 +29,10 @@ from urllib.parse import urlparse
 
 import requests
 
-from auditor.archive import package_model
+from auditor.serving.archive import package_model
 from auditor.data import load_dataset
-from auditor.loadtest import STORM_HEADER, STORMS, LoadResult, StormResult, percentile, run_load, run_storm
-from auditor.serving import ServedModel, TorchServe
+from auditor.serving.loadtest import STORM_HEADER, STORMS, LoadResult, StormResult, percentile, run_load, run_storm
+from auditor.serving.torchserve import ServedModel, TorchServe
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"

@@ -121,8 +121,8 @@ def ray_part(args: argparse.Namespace, dataset, triggers, settings, lexicon, scr
 
 def http_part(args: argparse.Namespace, dataset, triggers, settings, lexicon, scratch: Path) -> None:
     from auditor.schemas import ServingLimits
-    from auditor.archive import package_model
-    from auditor.serving import ServedModel, TorchServe
+    from auditor.serving.archive import package_model
+    from auditor.serving.torchserve import ServedModel, TorchServe
 
     if "inputs_per_request" not in inspect.signature(RemoteVictim).parameters:
         print("\n== HTTP: skipped: this RemoteVictim sends one input per request only (batched bodies are issue 10 item 3) ==")

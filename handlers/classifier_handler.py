@@ -1,4 +1,4 @@
-"""TorchServe handler for auditor's sequence classifiers (see auditor.serving for the archive layout).
+"""TorchServe handler for auditor's sequence classifiers (see auditor.serving.archive for the archive layout).
 
 POST /predictions/{model}  body PredictionRequest -> Prediction, or PredictionBatchRequest -> PredictionList
 POST /explanations/{model} body ExplanationRequest -> Explanation (self-attention attribution, PyTorch model; an
@@ -6,7 +6,7 @@ ONNX archive's is built from the graph's weights, see auditor.onnx_weights)
 Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no capacity now -> 429 with a
 Retry-After header, for that request only; the rest of the batch is answered.
 
-The handler is thin: ``auditor.service.Service`` parses, validates, admits and answers the requests; this
+The handler is thin: ``auditor.serving.service.Service`` parses, validates, admits and answers the requests; this
 file adapts it to TorchServe (settings, device, statuses, content types, metrics). It runs in TorchServe's
 Python worker, which must be able to ``import auditor`` (install auditor into the environment that runs
 ``torchserve``).
@@ -21,10 +21,10 @@ import torch
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
-from auditor.archive import WEIGHT_FILES, handler_settings
-from auditor.capacity import ExplanationSlots
+from auditor.serving.archive import WEIGHT_FILES, handler_settings
+from auditor.serving.capacity import ExplanationSlots
 from auditor.models import load_classifier
-from auditor.service import Service
+from auditor.serving.service import Service
 
 logger = logging.getLogger(__name__)
 PHRASES = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error"}

@@ -45,8 +45,8 @@ def assert_same(local: object, remote: object, where: str = "report") -> None:
 
 
 def test_audit_over_http_equals_local_audit(tmp_path: Path) -> None:
-    from auditor.archive import build_archive
-    from auditor.serving import ServedModel, TorchServe
+    from auditor.serving.archive import build_archive
+    from auditor.serving.torchserve import ServedModel, TorchServe
 
     patterns = tmp_path / "patterns.json"
     done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(patterns))

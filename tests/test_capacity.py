@@ -1,4 +1,4 @@
-"""Explanation slots shared by processes (``auditor.capacity``): real processes holding real ``flock`` locks,
+"""Explanation slots shared by processes (``auditor.serving.capacity``): real processes holding real ``flock`` locks,
 a holder killed with SIGKILL, the Retry-After the cost model gives, and the lower priority of the explanation
 thread as the kernel reports it."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
+from auditor.serving.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def hold_slot(directory: Path, slots: int, cost: int) -> subprocess.Popen:
     program = textwrap.dedent(
         f"""
         import sys, time
-        from auditor.capacity import ExplanationSlots
+        from auditor.serving.capacity import ExplanationSlots
         with ExplanationSlots({str(directory)!r}, {slots}).reserve({cost}):
             print("held", flush=True)
             time.sleep(600)

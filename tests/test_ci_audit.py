@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from auditor.serving import free_port
+from auditor.serving.torchserve import free_port
 from tests.test_audit import ROOT, SST2, auditor
 from tests.test_diff import expected_exit
 

@@ -14,7 +14,7 @@ from auditor.explain import explain
 from auditor.models import load_classifier
 from auditor.pruning import prune_model
 from auditor.schemas import Explanation, ExplanationOptions, Prediction
-from auditor.serving import ServedModel, TorchServe
+from auditor.serving.torchserve import ServedModel, TorchServe
 from tests.families import FAMILIES, save_tiny
 from tests.test_serving import assert_close
 

@@ -18,7 +18,7 @@ import torch
 from onnx import numpy_helper
 from safetensors.torch import load_file
 
-from auditor.archive import MODEL_FILES, WEIGHT_FILES, package_model
+from auditor.serving.archive import MODEL_FILES, WEIGHT_FILES, package_model
 from auditor.errors import InputError, ModelLoadError
 from auditor.explain import explain
 from auditor.export import export_onnx, quantize_dynamic

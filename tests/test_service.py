@@ -1,4 +1,4 @@
-"""The serving worker's request logic in process (``auditor.service.Service``, what the TorchServe handler
+"""The serving worker's request logic in process (``auditor.serving.service.Service``, what the TorchServe handler
 calls): malformed bodies, batched bodies, explanation admission by cost, answer size; and the dtype of pruned
 weights. The same behaviour through a real TorchServe is in tests/test_serving.py."""
 
@@ -14,11 +14,11 @@ import torch
 from auditor.models import load_classifier
 from auditor.predict import softmax
 from auditor.pruning import prune_model
-from auditor.archive import checkpoint_dtype
-from auditor.capacity import ExplanationSlots, explanation_cost, layer_passes
+from auditor.serving.archive import checkpoint_dtype
+from auditor.serving.capacity import ExplanationSlots, explanation_cost, layer_passes
 from auditor.explain import explain, explanation_size_bound
 from auditor.schemas import ErrorResponse, ExplanationOptions, HandlerSettings, Prediction, ServingLimits, json_schemas, visible
-from auditor.service import Service
+from auditor.serving.service import Service
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"
 

@@ -33,9 +33,9 @@ from auditor.export import OnnxClassifier
 from auditor.models import Classifier, load_classifier
 from auditor.pruning import prune_model
 from auditor.schemas import EncodedArray, ErrorResponse, Explanation, ExplanationOptions, Prediction
-from auditor.archive import build_archive, package_model
+from auditor.serving.archive import build_archive, package_model
 from auditor.schemas import HandlerSettings, ServingLimits
-from auditor.serving import ServedModel, TorchServe
+from auditor.serving.torchserve import ServedModel, TorchServe
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO.parent / "shared" / "models"
@@ -456,7 +456,7 @@ def test_management_api_is_loopback_only(served) -> None:
 
 def test_served_answers_stay_within_configured_sizes_and_timeouts() -> None:
     """The config's answer size and timeout cover the worst request the default limits admit."""
-    from auditor.serving import read_properties
+    from auditor.serving.torchserve import read_properties
 
     properties = read_properties(REPO / "config.properties")
     limits = ServingLimits()

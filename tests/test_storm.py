@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from auditor.archive import build_archive
+from auditor.serving.archive import build_archive
 from auditor.data import load_dataset
-from auditor.loadtest import STORMS, Storm, run_storm
-from auditor.serving import ServedModel, TorchServe
+from auditor.serving.loadtest import STORMS, Storm, run_storm
+from auditor.serving.torchserve import ServedModel, TorchServe
 
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 MAX_PREDICTION_WAIT_MS = 2000

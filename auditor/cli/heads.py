@@ -139,7 +139,7 @@ def prune(
     removed = rank_shared_heads(scores, count, encoder_for(classifier.model).weight_groups(), keep_per_layer=1)
     count = sum(map(len, removed.values()))  # fewer when layers share weights and count is not a multiple
     metadata = {"importance_method": chosen.method, "importance_examples": chosen.examples.model_dump(), "heads_removed": count}
-    from auditor.archive import checkpoint_dtype
+    from auditor.serving.archive import checkpoint_dtype
 
     # stored in the checkpoint's dtype (a float16 model stays float16); evaluated and exported in float32
     folder = prune_model(classifier, removed, out, metadata=metadata, dtype=checkpoint_dtype(Path(model)))

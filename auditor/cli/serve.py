@@ -47,7 +47,7 @@ def package(
     ] = 1,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
-    from auditor.archive import package_model, parse_heads
+    from auditor.serving.archive import package_model, parse_heads
 
     try:
         limits = ServingLimits(

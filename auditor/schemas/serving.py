@@ -1,5 +1,5 @@
 """HTTP bodies of ``POST /predictions`` and errors, and the ``handler:`` settings, limits and ONNX weight map of
-an archive (auditor.service, auditor.archive, auditor.onnx_weights, handlers/)."""
+an archive (auditor.serving.service, auditor.serving.archive, auditor.onnx_weights, handlers/)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ Task = Literal["single", "pair"]
 class ServingLimits(StrictModel):
     """What one request may ask of a worker; anything over a limit is answered with HTTP 400.
 
-    An explanation costs tokens × steps × Σ_l (L − l) token-layer passes (``auditor.capacity``: per step,
+    An explanation costs tokens × steps × Σ_l (L − l) token-layer passes (``auditor.serving.capacity``: per step,
     attributing layer l runs a forward and backward pass through the L − l layers from l up). One costing more
     than ``max_explanation_cost`` is a 400; a worker runs explanations of at most that cost in total per
     server-side batch, and one that does not fit into the batch it arrived in is answered 429 (retry). The
@@ -86,7 +86,7 @@ class ServingLimits(StrictModel):
 
 class HandlerSettings(StrictModel):
     """The ``handler:`` section of a TorchServe archive's model-config.yaml: the task, prediction backend,
-    worker threads, explanation capacity (``auditor.capacity``) and limits."""
+    worker threads, explanation capacity (``auditor.serving.capacity``) and limits."""
 
     task: Task = Field(default="single", description="single sentences (a text_pair is refused) or sentence pairs (a text_pair is required)")
     backend: Backend = "torch"

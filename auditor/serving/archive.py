@@ -24,7 +24,7 @@ from auditor.schemas import Backend, HandlerSettings, ServingLimits, Task
 if TYPE_CHECKING:
     import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HANDLER_FILE = REPO_ROOT / "handlers" / "classifier_handler.py"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 MODEL_FILES = ("config.json", *WEIGHT_FILES, "tokenizer.json", "tokenizer_config.json",

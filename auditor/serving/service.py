@@ -9,9 +9,9 @@ Guarantees (each request alone; a bad or expensive request never fails its neigh
   text, a limit exceeded, a ``text_pair`` the archive's task does not take or lacks) is a 400
   ``ErrorResponse``; for ``{"inputs": […]}`` the message names the input;
 - an explanation is decided before any attribution runs: over a limit on its own (steps, ``top_k``, cost
-  tokens × steps × layer passes over ``max_explanation_cost``, ``auditor.capacity``, an answer that could exceed ``max_response_bytes``,
+  tokens × steps × layer passes over ``max_explanation_cost``, ``auditor.serving.capacity``, an answer that could exceed ``max_response_bytes``,
   ``auditor.explain.explanation_size_bound``) a 400; over what is left of the batch's budget, in a batch with
-  predictions, or with every explanation slot of the model taken (``auditor.capacity``) a 429 whose
+  predictions, or with every explanation slot of the model taken (``auditor.serving.capacity``) a 429 whose
   ``retry_after_s`` comes from the cost model. Every admitted explanation is charged to the batch's budget
   before it runs, and no admitted explanation is refused afterwards;
 - a prediction never waits for an explanation: a batch with predictions computes none, and the model's
@@ -32,7 +32,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from auditor.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
+from auditor.serving.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
 from auditor.encoders import encoder_for
 from auditor.errors import InputError, validation_message
 from auditor.explain import explain, explanation_size_bound, validate_layers

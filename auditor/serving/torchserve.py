@@ -1,8 +1,8 @@
 """Serving classifiers with TorchServe: ``TorchServe``, a real server on free loopback ports (for tests,
 benchmarks and local use) started from the repository's config.properties and log4j2.xml.
 
-Archives are built by ``auditor.archive`` (``build_archive``, ``package_model``, …); the
-worker's request logic is ``auditor.service``. The handler (``handlers/classifier_handler.py``) runs in
+Archives are built by ``auditor.serving.archive`` (``build_archive``, ``package_model``, …); the
+worker's request logic is ``auditor.serving.service``. The handler (``handlers/classifier_handler.py``) runs in
 TorchServe's Python worker, which is started with the interpreter that runs ``torchserve``: install auditor
 into that environment (``pip install -e .``) so that the handler's ``import auditor`` works.
 """
@@ -25,7 +25,7 @@ import requests
 
 from auditor.errors import AuditorError, ModelLoadError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "config.properties"
 LOG_CONFIG = REPO_ROOT / "log4j2.xml"
 
@@ -34,7 +34,7 @@ LOG_CONFIG = REPO_ROOT / "log4j2.xml"
 class ServedModel:
     """A model the server loads from its store, with its workers and batching settings.
 
-    The defaults are what keeps predictions from waiting behind explanations (``auditor.capacity``): server-side
+    The defaults are what keeps predictions from waiting behind explanations (``auditor.serving.capacity``): server-side
     batches of one request, so that no prediction shares a batch with an explanation, and more workers than
     the archive's explanation slots (1 by default), so that one is always free for predictions.
     """
