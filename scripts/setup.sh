@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything auditor needs on a Debian machine, offline except for the package registries:
 # system packages (a Java runtime for TorchServe, Chromium for the HTML report test), a virtual
-# environment in .venv, and the package itself with its dev and ray extras.
+# environment in .venv with exactly the versions of requirements.lock (hashes checked; refresh it with
+# scripts/lock.sh), and the package itself, editable, with its dev and ray extras.
 #
-#   TORCH_SPEC   the torch requirement installed first (default torch==2.13.0, the CPU wheel on disk here;
-#                set e.g. TORCH_SPEC=torch to take a CUDA build on a GPU machine)
+#   TORCH_SPEC   a torch requirement to install instead of the lock's CPU build (e.g. TORCH_SPEC=torch==2.13.0
+#                takes a CUDA build on a GPU machine; its CUDA packages are then not from the lock)
 #   PYTHON       the interpreter for the venv (default python3)
 #   SKIP_APT=1   skip the system packages
 set -euo pipefail
@@ -26,6 +27,13 @@ if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
-"${pip[@]}" -e '.[dev,ray]'
+lock=requirements.lock
+if [ -n "${TORCH_SPEC:-}" ]; then
+  "${pip[@]}" "$TORCH_SPEC"
+  lock=$(mktemp)
+  # the lock without its torch entry (the requirement line and its hash lines)
+  awk '/^torch==/ {skip=1; next} skip && /^[[:space:]]/ {next} {skip=0; print}' requirements.lock >"$lock"
+fi
+"${pip[@]}" --require-hashes --no-deps -r "$lock"
+"${pip[@]}" --no-deps --no-build-isolation -e .
 echo "setup: done ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
