@@ -36,4 +36,17 @@ if [ -n "${TORCH_SPEC:-}" ]; then
 fi
 "${pip[@]}" --require-hashes --no-deps -r "$lock"
 "${pip[@]}" --no-deps --no-build-isolation -e .
+if [ -z "${TORCH_SPEC:-}" ]; then
+  # an existing venv converges on the lock: packages it does not name (installed by hand, or dropped from it) go
+  extra=$(.venv/bin/python - <<'PY'
+import re
+from importlib import metadata
+from packaging.utils import canonicalize_name
+locked = {canonicalize_name(name) for name in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", open("requirements.lock").read(), re.M)}
+installed = {canonicalize_name(dist.metadata["Name"]) for dist in metadata.distributions()}
+print(" ".join(sorted(installed - locked - {"auditor", "pip"})))
+PY
+)
+  if [ -n "$extra" ]; then .venv/bin/python -m pip uninstall --quiet --yes $extra; fi
+fi
 echo "setup: done ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

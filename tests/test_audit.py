@@ -23,6 +23,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from auditor.data import load_dataset
 from auditor.schemas import ComparisonReport, RobustnessReport, json_schemas
 
+pytestmark = pytest.mark.slow  # mining and audits in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SST2 = SHARED / "models" / "minilm-sst2"
@@ -42,17 +44,9 @@ def workdir():
 
 
 @pytest.fixture(scope="module")
-def patterns(workdir: Path) -> Path:
-    path = workdir / "patterns.json"
-    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(path))  # enough for label-free patterns
-    assert done.returncode == 0, done.stderr
-    return path
-
-
-@pytest.fixture(scope="module")
-def audited(workdir: Path, patterns: Path) -> Path:
+def audited(workdir: Path, sst2_patterns: Path) -> Path:
     out = workdir / "report"
-    done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS)
+    done = auditor("audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(out), *AUDIT_OPTIONS)
     assert done.returncode == 0, done.stderr
     assert "| attribution |" in done.stdout  # the Markdown summary goes to the CI log
     return out
@@ -119,10 +113,10 @@ def test_report_numbers_recomputed_independently(audited: Path) -> None:
     assert ("No trigger changes the accuracy significantly" in markdown) != any(r.significant for r in report.triggers)
 
 
-def test_fail_under_gates_ci(audited: Path, patterns: Path) -> None:
+def test_fail_under_gates_ci(audited: Path, sst2_patterns: Path) -> None:
     report = RobustnessReport.model_validate_json((audited / "report.json").read_bytes())
     worst = min(a.accuracy_under_attack for a in [report.attack, *report.baselines])
-    resumed = ["audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(audited), *AUDIT_OPTIONS]
+    resumed = ["audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(audited), *AUDIT_OPTIONS]
     failing = auditor(*resumed, "--fail-under", str(min(1.0, worst + 0.01)))
     assert failing.returncode == 1 and "below --fail-under" in failing.stderr
     passing = auditor(*resumed, "--fail-under", str(worst))
@@ -132,21 +126,21 @@ def test_fail_under_gates_ci(audited: Path, patterns: Path) -> None:
         assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_a_ranking_layer_outside_the_model_is_refused_before_any_attack(patterns: Path, workdir: Path) -> None:
+def test_a_ranking_layer_outside_the_model_is_refused_before_any_attack(sst2_patterns: Path, workdir: Path) -> None:
     out = workdir / "bad-layer"
-    done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS, "--ranking-layers", "-7")
+    done = auditor("audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(out), *AUDIT_OPTIONS, "--ranking-layers", "-7")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == "error: layer -7 does not exist: the model has layers 0…5 (or -6…-1 from the last)"
     assert not (out / "checkpoint.jsonl").exists() and not (out / "report.json").exists()
 
 
-def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: Path, patterns: Path, workdir: Path) -> None:
+def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: Path, sst2_patterns: Path, workdir: Path) -> None:
     out = workdir / "resumed"
     out.mkdir()
     lines = (audited / "checkpoint.jsonl").read_bytes().splitlines(keepends=True)
     kept = lines[:6]  # the header and five finished examples, then a record cut short by a crash
     (out / "checkpoint.jsonl").write_bytes(b"".join(kept) + lines[6][: len(lines[6]) // 2])
-    done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS)
+    done = auditor("audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(out), *AUDIT_OPTIONS)
     assert done.returncode == 0, done.stderr
     resumed_lines = (out / "checkpoint.jsonl").read_bytes().splitlines(keepends=True)
     assert resumed_lines[:6] == kept and all(line.endswith(b"\n") for line in resumed_lines)
@@ -167,9 +161,9 @@ def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: 
     assert resumed_report.pop("resumed") == 5  # (the reference was itself rerun by test_fail_under_gates_ci)
     full_report.pop("resumed")
     assert resumed_report == full_report
-    other = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS[:-2], "--trigger-top-k", "1")
+    other = auditor("audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(out), *AUDIT_OPTIONS[:-2], "--trigger-top-k", "1")
     assert other.returncode == 2 and "different run" in other.stderr
-    other_gain = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), *AUDIT_OPTIONS, "--sufficient-gain", "none")
+    other_gain = auditor("audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(out), *AUDIT_OPTIONS, "--sufficient-gain", "none")
     assert other_gain.returncode == 2 and "different run" in other_gain.stderr  # the search's setting is part of the audit
 
 
@@ -230,7 +224,7 @@ def test_html_report_renders_in_headless_chromium(audited: Path, tmp_path: Path)
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # text and plots, not a blank page
 
 
-def test_compare_full_and_pruned(patterns: Path, workdir: Path) -> None:
+def test_compare_full_and_pruned(sst2_patterns: Path, workdir: Path) -> None:
     pruned_dir = workdir / "pruned"
     model = AutoModelForSequenceClassification.from_pretrained(SST2)
     model.prune_heads({0: [0, 1, 2], 3: [4, 5]})
@@ -238,7 +232,7 @@ def test_compare_full_and_pruned(patterns: Path, workdir: Path) -> None:
     AutoTokenizer.from_pretrained(SST2).save_pretrained(pruned_dir)
     out = workdir / "compare"
     done = auditor(
-        "compare", "--full", str(SST2), "--pruned", str(pruned_dir), "--data", "sst2", "--patterns", str(patterns),
+        "compare", "--full", str(SST2), "--pruned", str(pruned_dir), "--data", "sst2", "--patterns", str(sst2_patterns),
         "--examples", "8", "--budget", "10", "--trigger-examples", "16", "--trigger-top-k", "1", "--out", str(out),
         "--junit", str(workdir / "compare.xml"),
     )  # fmt: skip

@@ -12,6 +12,8 @@ import pytest
 
 from tests.test_audit import SST2, auditor
 
+pytestmark = pytest.mark.slow  # a real TorchServe and audits in subprocesses
+
 OPTIONS = ["--data", "sst2", "--examples", "6", "--budget", "15", "--trigger-examples", "16", "--trigger-top-k", "1"]
 REMOTE = [*OPTIONS, "--tokenizer", str(SST2)]  # the default 'tokenedit' needs the served model's tokenizer
 
@@ -44,13 +46,11 @@ def assert_same(local: object, remote: object, where: str = "report") -> None:
         assert local == remote, where
 
 
-def test_audit_over_http_equals_local_audit(tmp_path: Path) -> None:
+def test_audit_over_http_equals_local_audit(tmp_path: Path, sst2_patterns: Path) -> None:
     from auditor.serving.archive import build_archive
     from auditor.serving.torchserve import ServedModel, TorchServe
 
-    patterns = tmp_path / "patterns.json"
-    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(patterns))
-    assert done.returncode == 0, done.stderr
+    patterns = sst2_patterns
     store = tmp_path / "store"
     build_archive(SST2, "sst2", store, archive_format="zip-store")
     with TorchServe(store, [ServedModel("sst2")]) as server:

@@ -18,6 +18,8 @@ from auditor.serving.torchserve import free_port
 from tests.test_audit import ROOT, SST2, auditor
 from tests.test_diff import expected_exit
 
+pytestmark = pytest.mark.slow  # the CI script: packaging, a real TorchServe, endpoint audits
+
 EXAMPLES, BUDGET = 60, 50
 
 
@@ -38,15 +40,12 @@ def ci_audit(model: Path, out: Path, *baseline: Path, **environment: str) -> sub
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def released(tmp_path_factory: pytest.TempPathFactory, sst2_patterns: Path) -> tuple[Path, Path]:
     """The patterns every release uses, and the full model's release audit (no baseline yet)."""
     work = tmp_path_factory.mktemp("ci-audit")
-    patterns = work / "patterns.json"
-    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(patterns))
-    assert done.returncode == 0, done.stderr
-    first = ci_audit(SST2, work / "release-1", AUDIT_PATTERNS=str(patterns))
+    first = ci_audit(SST2, work / "release-1", AUDIT_PATTERNS=str(sst2_patterns))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    return patterns, work / "release-1"
+    return sst2_patterns, work / "release-1"
 
 
 def test_the_script_gates_a_pruned_candidate_against_the_release(released: tuple[Path, Path], tmp_path: Path) -> None:

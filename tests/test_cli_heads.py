@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # head importance and pruning in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT.parent / "shared" / "models" / "minilm-sst2")
 

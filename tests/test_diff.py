@@ -45,17 +45,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def patterns(workdir: Path) -> Path:
-    path = workdir / "patterns.json"
-    done = auditor("mine", "--model", str(SST2), "--data", "sst2", "--examples", "48", "--min-support", "2", "--out", str(path))
-    assert done.returncode == 0, done.stderr
-    return path
-
-
-@pytest.fixture(scope="module")
-def full(workdir: Path, patterns: Path) -> Path:
+def full(workdir: Path, sst2_patterns: Path) -> Path:
     out = workdir / "full"
-    done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(out), "--junit", str(workdir / "full.xml"), *OPTIONS)
+    done = auditor("audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(out), "--junit", str(workdir / "full.xml"), *OPTIONS)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -66,9 +58,9 @@ def candidate_model(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def candidate(workdir: Path, patterns: Path, candidate_model: Path) -> Path:
+def candidate(workdir: Path, sst2_patterns: Path, candidate_model: Path) -> Path:
     out = workdir / "candidate"
-    done = auditor("audit", "--model", str(candidate_model), "--patterns", str(patterns), "--out", str(out), *OPTIONS)
+    done = auditor("audit", "--model", str(candidate_model), "--patterns", str(sst2_patterns), "--out", str(out), *OPTIONS)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -126,6 +118,7 @@ def test_holm_adjusted_p_values_reject_what_holms_procedure_rejects(seed: int) -
     assert all(a >= p for a, p in zip(adjusted, p_values)) and max(adjusted) <= 1
 
 
+@pytest.mark.slow  # audits of 60 examples in subprocesses
 def test_diff_names_a_real_significant_regression(full: Path, candidate: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base, new = json.loads((full / "report.json").read_text()), json.loads((candidate / "report.json").read_text())
     assert expected_exit(base, new) == 1, "the candidate must really be significantly less robust"
@@ -160,15 +153,16 @@ def test_diff_names_a_real_significant_regression(full: Path, candidate: Path, w
         assert suite.failures == len(failures) == comparison.newly_broken + comparison.regression
 
 
+@pytest.mark.slow  # audits of 60 examples in subprocesses
 def test_a_report_against_itself_passes_and_other_data_or_settings_are_refused(
-    full: Path, patterns: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
+    full: Path, sst2_patterns: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run_main(["diff", str(full), str(full / "report.json")], capsys)
     assert code == 0 and err == "" and out.rstrip().endswith("No regression.")
     code, out, err = run_main(["diff", str(full), str(full), "--junit", str(full / "report.json" / "junit.xml")], capsys)
     assert code == 2 and err.splitlines() == [f"error: cannot write {full / 'report.json' / 'junit.xml'}: {full / 'report.json'} is a file, not a folder"]
     other = workdir / "other-data"  # the same model and settings on the first 4 examples
-    done = auditor("audit", "--model", str(SST2), "--patterns", str(patterns), "--out", str(other), *OPTIONS[:3], "4", *OPTIONS[4:])
+    done = auditor("audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(other), *OPTIONS[:3], "4", *OPTIONS[4:])
     assert done.returncode == 0, done.stderr
     code, out, err = run_main(["diff", str(full), str(other)], capsys)
     assert code == 2 and out == "" and "Traceback" not in err
@@ -190,7 +184,7 @@ def test_a_report_against_itself_passes_and_other_data_or_settings_are_refused(
     (edited / "report.json").write_text(json.dumps(report))
     code, out, err = run_main(["diff", str(edited), str(full)], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "has schema version 5" in err and "rerun that audit" in err
-    for missing, message in ((workdir / "nowhere.json", "no such file"), (workdir, "the folder holds no report.json"), (patterns, "is not an audit report")):
+    for missing, message in ((workdir / "nowhere.json", "no such file"), (workdir, "the folder holds no report.json"), (sst2_patterns, "is not an audit report")):
         code, out, err = run_main(["diff", str(full), str(missing)], capsys)
         assert code == 2 and len(err.splitlines()) == 1 and message in err, err
 
@@ -227,6 +221,7 @@ def test_exit_code_agrees_with_exact_mcnemar(
     assert diff.regression == bool(code) and diff.comparisons[1].newly_broken == broken and diff.comparisons[1].newly_held == kept
 
 
+@pytest.mark.slow  # audits of 60 examples in subprocesses
 def test_audit_junit_has_a_case_per_example_and_attack(full: Path, workdir: Path) -> None:
     report = load(full)
     xml = JUnitXml.fromfile(str(workdir / "full.xml"))
@@ -250,13 +245,14 @@ def test_audit_junit_has_a_case_per_example_and_attack(full: Path, workdir: Path
     assert xml.tests == EXAMPLES * len(suites)
 
 
-def test_audit_with_a_baseline_gates_and_publishes_to_github(full: Path, candidate: Path, candidate_model: Path, patterns: Path, workdir: Path) -> None:
+@pytest.mark.slow  # audits of 60 examples in subprocesses
+def test_audit_with_a_baseline_gates_and_publishes_to_github(full: Path, candidate: Path, candidate_model: Path, sst2_patterns: Path, workdir: Path) -> None:
     """The candidate's audit again (resumed from its checkpoint) with the full model's report as --baseline,
     as on GitHub Actions: the job summary gets the report and the diff, the regression an ::error annotation."""
     summary = workdir / "step-summary.md"
     summary.write_text("earlier step\n")
     environment = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
-    arguments = ["audit", "--model", str(candidate_model), "--patterns", str(patterns), "--out", str(candidate), *OPTIONS]
+    arguments = ["audit", "--model", str(candidate_model), "--patterns", str(sst2_patterns), "--out", str(candidate), *OPTIONS]
     old = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)
     try:

@@ -28,6 +28,8 @@ from auditor.triggers import mine_triggers
 from auditor.victims import open_victim
 from tests.processes import kill_after_records
 
+pytestmark = pytest.mark.slow  # Ray clusters and killed runs
+
 ATTACKS = ("attribution", "random", "deepwordbug")
 
 ROOT = Path(__file__).resolve().parents[1]

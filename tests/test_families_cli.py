@@ -14,6 +14,8 @@ from auditor.models import load_classifier
 from auditor.schemas import Explanation, HeadImportance, PruningCurves, RobustnessReport, TriggerSet
 from tests.families import FAMILIES, save_tiny
 
+pytestmark = pytest.mark.slow  # every CLI command on every family
+
 
 def run(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     try:

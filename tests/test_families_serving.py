@@ -18,6 +18,8 @@ from auditor.serving.torchserve import ServedModel, TorchServe
 from tests.families import FAMILIES, save_tiny
 from tests.test_serving import assert_close
 
+pytestmark = pytest.mark.slow  # a real TorchServe with every family
+
 #: how each family is packaged: backend and heads pruned (ALBERT: the same heads in every layer sharing weights)
 PACKAGING = {
     "distilbert": ("onnx", None),

@@ -37,6 +37,8 @@ from auditor.serving.archive import build_archive, package_model
 from auditor.schemas import HandlerSettings, ServingLimits
 from auditor.serving.torchserve import ServedModel, TorchServe
 
+pytestmark = pytest.mark.slow  # a real TorchServe with four archives
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO.parent / "shared" / "models"
 PRUNED_HEADS = {0: [0, 3, 7], 2: [1, 2], 5: [4, 5, 6, 11]}

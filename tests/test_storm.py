@@ -18,6 +18,8 @@ from auditor.data import load_dataset
 from auditor.serving.loadtest import STORMS, Storm, run_storm
 from auditor.serving.torchserve import ServedModel, TorchServe
 
+pytestmark = pytest.mark.slow  # a real TorchServe under explanation storms
+
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 MAX_PREDICTION_WAIT_MS = 2000
 """The bound: no prediction takes longer than this under any storm (2-core machine, 1 thread per worker)."""

@@ -167,6 +167,7 @@ def batch_keys(checkpoint: Path) -> list[str]:
     return [json.loads(line)["key"] for line in checkpoint.read_bytes().splitlines()[1:]]
 
 
+@pytest.mark.slow  # mining in subprocesses
 @pytest.mark.parametrize("ray", [[], ["--ray", "local", "--workers", "2"]], ids=["local", "ray"])
 def test_a_killed_mining_run_resumes_with_nothing_lost_or_counted_twice(tmp_path: Path, ray: list[str]) -> None:
     reference = tmp_path / "reference.json"
@@ -192,6 +193,7 @@ def test_a_killed_mining_run_resumes_with_nothing_lost_or_counted_twice(tmp_path
     assert again.returncode == 0 and batch_keys(checkpoint) == keys
 
 
+@pytest.mark.slow  # mining in subprocesses
 def test_mine_refuses_a_folder_and_a_checkpoint_of_other_settings(tmp_path: Path) -> None:
     folder = run_mine(tmp_path)
     assert folder.returncode == 2 and folder.stderr.splitlines()[-1] == f"error: --out {tmp_path} is a folder: give the patterns file to write"
