@@ -53,7 +53,9 @@ def wilson(count: int, total: int, level: float) -> Rate:
     centre = p + z * z / (2 * total)
     spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
     scale = 1 + z * z / total
-    return Rate(count=count, total=total, rate=p, low=max(0.0, (centre - spread) / scale), high=min(1.0, (centre + spread) / scale), level=level)
+    low = 0.0 if count == 0 else max(0.0, (centre - spread) / scale)  # exactly 0 and 1 at the ends, not 0 ± rounding
+    high = 1.0 if count == total else min(1.0, (centre + spread) / scale)
+    return Rate(count=count, total=total, rate=p, low=low, high=high, level=level)
 
 
 def in_time_order(records: Sequence[ComparisonRecord]) -> list[ComparisonRecord]:
