@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -23,8 +24,9 @@ from auditor.cli import main
 from auditor.live.records import RecordStore, input_digest
 from auditor.models import Classifier, load_classifier
 from auditor.pruning import prune_model
-from auditor.schemas import LiveReport
+from auditor.schemas import LiveReport, json_schemas
 from auditor.schemas.live import ComparisonRecord, ServedModelRef
+from tests.test_cli_usage import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -94,16 +96,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Live:
     return Live(folder, full, pruned, pruned_dir, texts, gold, p, q, databases, labels)
 
 
-def run_main(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(arguments)
-    except SystemExit as exit_info:
-        code = int(exit_info.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def report_run(live: Live) -> tuple[int, LiveReport]:
     out = live.folder / "report"
@@ -134,6 +126,8 @@ def test_report_counts_what_the_models_answered(live: Live, report_run: tuple[in
     # 8 disagreements in 96 lie well above a 1 % tolerance: the decision is to roll back, exit 1
     assert report.decision.decision == "roll back" and code == 1 and report.decision.low > 0.01
     assert report.drops is None and report.texts_stored == disagreements
+    document = json.loads((live.folder / "report" / "live-report.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(json_schemas()["LiveReport"]).validate(document)  # as `auditor schema` publishes it
 
 
 def test_labels_give_accuracy_negative_flips_and_mcnemar(live: Live, report_run: tuple[int, LiveReport]) -> None:

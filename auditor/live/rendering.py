@@ -1,5 +1,5 @@
 """The live report as files: ``live-report.json`` (``LiveReport``), a Markdown summary and a self-contained
-HTML page with the plot over time (inline PNG), each written atomically (``auditor.report.write_atomic``)."""
+HTML page with the plot over time (inline PNG), each written atomically (``auditor.report.write_files``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 
 from auditor.render import TEMPLATES, png_data_uri
-from auditor.report import percent, write_atomic
+from auditor.report import percent, write_files
 from auditor.schemas.live import LiveReport, Rate
-
-LIVE_REPORT_FILES = ("live-report.json", "live-report.md", "live-report.html")
-
 
 def utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -132,6 +129,4 @@ def write_live_report(report: LiveReport, out_dir: Path) -> list[Path]:
         "live-report.md": render_markdown(report),
         "live-report.html": render_html(report),
     }
-    for name in LIVE_REPORT_FILES:
-        write_atomic(out_dir / name, contents[name])
-    return [out_dir / name for name in LIVE_REPORT_FILES]
+    return write_files(out_dir, contents)

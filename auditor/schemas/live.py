@@ -1,5 +1,5 @@
-"""Live comparison of a primary model with its shadow (``auditor.live``): the settings an archive carries and
-one comparison as the records database stores it."""
+"""Live comparison of a primary model with its shadow (``auditor.live``): one comparison as the records
+database stores it, and the report ``auditor live-report`` writes from the records (``LiveReport``)."""
 
 from __future__ import annotations
 
