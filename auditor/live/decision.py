@@ -4,6 +4,7 @@ operator's tolerance after every record without inflating the error (pure comput
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import Enum
 
 import numpy as np
@@ -117,7 +118,7 @@ def _log_beta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
-def _bisect(outside, out: float, inside: float, tolerance: float = 1e-12) -> float:  # noqa: ANN001 (a predicate)
+def _bisect(outside: Callable[[float], bool], out: float, inside: float, tolerance: float = 1e-12) -> float:
     """The boundary between ``out`` (where ``outside`` holds) and ``inside`` (where it does not)."""
     while abs(out - inside) > tolerance:
         middle = (out + inside) / 2

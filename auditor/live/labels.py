@@ -19,7 +19,7 @@ def read_labels(path: Path) -> dict[str, str]:
     it is missing, has another header, a malformed digest, an empty label or one input labelled twice
     differently."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # a spreadsheet may start it with a BOM
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read the labels file ({getattr(error, 'strerror', None) or error})") from None
     rows = list(csv.reader(lines))

@@ -108,7 +108,7 @@ def windows(records: Sequence[ComparisonRecord], level: float) -> tuple[str, lis
     return kind, result
 
 
-def decide(disagreeing: Sequence[bool], tolerance: float, alpha: float) -> DecisionSummary:
+def decision_summary(disagreeing: Sequence[bool], tolerance: float, alpha: float) -> DecisionSummary:
     """The decision after the last record, and the confidence sequence along the way (``PATH_POINTS`` points)."""
     sequence = BetaBinomialConfidenceSequence(alpha, prior_mean=tolerance, prior_strength=PRIOR_STRENGTH)
     running = np.cumsum(np.asarray(disagreeing, dtype=int))
@@ -199,7 +199,7 @@ def summarise(
         confidence_shift=confidence_shift(ordered, level),
         window_kind=kind,
         windows=agreement_windows,
-        decision=decide(disagreeing, tolerance, alpha),
+        decision=decision_summary(disagreeing, tolerance, alpha),
         labelled=None if labels is None else labelled_summary(ordered, labels, labels_file, candidate, level),
         drops=None if drops is None else [DropCount(cause=cause, count=count) for cause, count in sorted(drops.items())],
         texts_stored=sum(d and r.text is not None for d, r in zip(disagreeing, ordered)),
