@@ -47,6 +47,13 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise InputError(f"cannot write {path}: {reason}") from None
 
 
+def write_files(out_dir: Path, contents: dict[str, str]) -> list[Path]:
+    """Write each ``{name: content}`` into ``out_dir`` atomically (``write_atomic``), in order; the paths written."""
+    for name, content in contents.items():
+        write_atomic(out_dir / name, content)
+    return [out_dir / name for name in contents]
+
+
 def _replace_atomically(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -407,10 +414,7 @@ def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
 
 def write_diff(report: RobustnessDiff, out_dir: Path) -> list[Path]:
     """Write diff.json and diff.md into ``out_dir``."""
-    contents = {"diff.json": report.model_dump_json(indent=2), "diff.md": render_diff_markdown(report)}
-    for name, content in contents.items():
-        write_atomic(out_dir / name, content)
-    return [out_dir / name for name in contents]
+    return write_files(out_dir, {"diff.json": report.model_dump_json(indent=2), "diff.md": render_diff_markdown(report)})
 
 
 def render_comparison_html(report: ComparisonReport) -> str:
@@ -437,9 +441,7 @@ def write_comparison(report: ComparisonReport, out_dir: Path) -> list[Path]:
         "comparison.md": render_comparison_markdown(report),
         "comparison.html": render_comparison_html(report),
     }
-    for name, content in contents.items():
-        write_atomic(out_dir / name, content)
-    return [out_dir / name for name in contents]
+    return write_files(out_dir, contents)
 
 
 def write_report(report: RobustnessReport, out_dir: Path) -> list[Path]:
@@ -450,8 +452,4 @@ def write_report(report: RobustnessReport, out_dir: Path) -> list[Path]:
         "report.md": render_markdown(report),
         "report.html": render_html(report),
     }
-    paths = []
-    for name in REPORT_FILES:
-        write_atomic(out_dir / name, contents[name])
-        paths.append(out_dir / name)
-    return paths
+    return write_files(out_dir, {name: contents[name] for name in REPORT_FILES})

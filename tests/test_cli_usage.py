@@ -94,6 +94,18 @@ USAGE_ERRORS = [
     ("audit", ["--out", __file__, "--data", "sst2", "--model", str(SST2)], "is a file: give a folder to write into"),
     ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--junit", "."], "'--junit'"),
     ("compare", ["--full", str(SST2), "--pruned", str(SST2), "--data", "sst2", "--out", __file__], "is a file: give a folder"),
+    ("live-report", ["--out", "o", "--tolerance", "0.02"], "Missing argument 'DB...'"),
+    ("live-report", ["c.db", "--out", "o"], "Missing option '--tolerance'"),
+    ("live-report", ["c.db", "--tolerance", "0.02"], "Missing option '--out'"),
+    ("live-report", ["c.db", "--out", "o", "--tolerance", "0"], "'--tolerance'"),
+    ("live-report", ["c.db", "--out", "o", "--tolerance", "1.5"], "'--tolerance'"),
+    ("live-report", ["c.db", "--out", "o", "--tolerance", "2%"], "'--tolerance'"),
+    ("live-report", ["c.db", "--out", "o", "--tolerance", "0.02", "--alpha", "1"], "'--alpha'"),
+    ("live-report", ["c.db", "--out", "o", "--tolerance", "0.02", "--candidate", "both"], "'--candidate'"),
+    ("live-report", ["c.db", "--out", "o", "--tolerance", "0.02", "--top", "-1"], "'--top'"),
+    ("live-report", ["c.db", "--out", "o", "--tolerance", "0.02", "--steps", "0"], "'--steps'"),
+    ("live-report", ["c.db", "--out", "o", "--tolerance", "0.02", "--primary-model", str(SST2)], "give both --primary-model and --shadow-model"),
+    ("live-report", ["c.db", "--out", __file__, "--tolerance", "0.02"], "is a file: give a folder to write into"),
 ]
 
 

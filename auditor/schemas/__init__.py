@@ -26,7 +26,12 @@ from auditor.schemas.serving import (  # noqa: F401
     PredictionRequest,
     ServingLimits,
 )
-from auditor.schemas.live import ComparisonRecord, ServedModelRef  # noqa: F401
+from auditor.schemas.live import (  # noqa: F401
+    ComparisonRecord,
+    DisagreementExplanation,
+    LiveReport,
+    ServedModelRef,
+)
 from auditor.schemas.explanations import (  # noqa: F401
     AttributionTree,
     Explanation,
