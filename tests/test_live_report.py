@@ -28,6 +28,8 @@ from auditor.schemas import LiveReport, json_schemas
 from auditor.schemas.live import ComparisonRecord, ServedModelRef
 from tests.test_cli_usage import run_main
 
+pytestmark = pytest.mark.slow  # two models run on 96 sentences, explanations, Chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SST2 = SHARED / "models" / "minilm-sst2"
