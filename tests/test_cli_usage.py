@@ -176,3 +176,17 @@ def test_pruning_every_head_of_a_layer_is_refused_and_one_left_runs(tmp_path: Pa
     with torch.no_grad():
         expected = classifier.model(**encoding, head_mask=mask).logits
         torch.testing.assert_close(pruned.model(**encoding).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_text_the_model_cannot_see_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``explain`` text and ``audit``/``compare`` data rows from which the model's tokenizer produces no token
+    (U+FE0F, a variation selector, passes the schemas' visible-text check) exit 2 naming the input or row."""
+    code, out, err = run_main(["explain", "--model", str(SST2), "a fine film", "\ufe0f"], capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == ["error: input 1: text produces no token of the model's tokenizer (the model would see only its special tokens); send visible text"]
+    data = tmp_path / "dev.tsv"
+    data.write_text("sentence\tlabel\na fine film\t1\n\u0301\ue000\t0\n", encoding="utf-8")
+    for command in (["audit", "--model", str(SST2)], ["compare", "--full", str(SST2), "--pruned", str(SST2)]):
+        code, out, err = run_main([*command, "--data", str(data), "--out", str(tmp_path / "out")], capsys)
+        assert code == 2 and out == "", err
+        assert err.splitlines() == [f"error: {data}: row 2: text produces no token of the model's tokenizer (the model would see only its special tokens); send visible text"]

@@ -36,7 +36,7 @@ from auditor.serving.capacity import ExplanationSlots, LowPriorityRunner, SlotsT
 from auditor.encoders import encoder_for
 from auditor.errors import InputError, validation_message
 from auditor.explain import explain, explanation_size_bound, validate_layers
-from auditor.models import Classifier, mark_tokenizer_notices_shown
+from auditor.models import NO_TOKENS, Classifier, mark_tokenizer_notices_shown, tokenless_fields
 from auditor.predict import predictions_from_logits, torch_logits
 from auditor.schemas import (
     ErrorResponse,
@@ -272,10 +272,11 @@ class Service:
                 self._refuse(item, batched, answers, failed, error)
         if not kept:
             return []
-        encoded = self.classifier.tokenizer(
-            [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept], truncation=False
-        )
+        texts, pairs = [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept]
+        encoded = self.classifier.tokenizer(texts, pairs, truncation=False)
         limit = min(limits.max_tokens, self.classifier.max_length)  # never past the model's position embeddings
+        for row, name in tokenless_fields(self.classifier.tokenizer, texts, pairs, encoded):
+            self._refuse(kept[row], batched, answers, failed, InputError(NO_TOKENS), name)
         for row, item in enumerate(kept):
             item.ids = {name: values[row] for name, values in encoded.items() if self.segments or name != "token_type_ids"}
             tokens = len(item.ids["input_ids"])
@@ -285,12 +286,16 @@ class Service:
         return [item for item in kept if item.request not in failed]
 
     @staticmethod
-    def _refuse(item: _Input, batched: dict[int, int], answers: list[Answer | None], failed: set[int], error: InputError) -> None:
+    def _refuse(
+        item: _Input, batched: dict[int, int], answers: list[Answer | None], failed: set[int], error: InputError, field: str | None = None
+    ) -> None:
+        """Answer the item's request 400 with ``error``, naming the input (``inputs[i]``, in a batch request) and
+        the ``field`` when the error is about one."""
         if item.request in failed:
             return
         failed.add(item.request)
-        where = f"inputs[{item.position}]: " if item.request in batched else ""
-        answers[item.request] = Answer.error(400, InputError(f"{where}{error}"))
+        where = ".".join(filter(None, [f"inputs[{item.position}]" if item.request in batched else None, field]))
+        answers[item.request] = Answer.error(400, InputError(f"{where}: {error}" if where else str(error)))
 
     def _forward(self, chunk: list[_Input]):
         encoding = self.classifier.tokenizer.pad([item.ids for item in chunk], padding=True, return_tensors="np" if self.onnx is not None else "pt")
@@ -308,6 +313,8 @@ class Service:
         predictions, or every explanation slot is taken."""
         check_task(self.settings.task, request.text_pair)
         check_chars(self.limits, request.text, request.text_pair)
+        for _, name in tokenless_fields(self.classifier.tokenizer, [request.text], None if request.text_pair is None else [request.text_pair]):
+            raise InputError(f"{name}: {NO_TOKENS}")
         encoding = self.classifier.encode([request.text], None if request.text_pair is None else [request.text_pair], max_length=self.limits.max_tokens)
         input_ids = encoding["input_ids"][0].tolist()
         tokens = len(input_ids)
