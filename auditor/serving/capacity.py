@@ -16,9 +16,13 @@ prediction would wait for an explanation to finish (seconds). Two things prevent
 The cost model: attributing encoder layer l runs, for each of ``steps`` quadrature steps, a forward and a
 backward pass through layers l … L−1 (the layers below l run once, without gradients). A layer's time grows
 linearly with the tokens (below 6 × hidden size tokens, the attention's quadratic term is a small part of
-its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes ``rate ×
-cost`` seconds; ``rate`` is measured on the worker's own hardware (``ExplanationSlots.calibrate`` at start,
-replaced by the first finished explanation and then averaged over them), so it follows the load.
+its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes ``overhead + rate × cost``
+seconds: the overhead (tokenizing, the forward pass without gradients, the tree, the JSON; about 0.25 s for
+MiniLM here) does not grow with the cost. Both are fitted by least squares to the last ``WINDOW`` explanations
+the model's workers finished (``ExplanationSlots.record``; each worker's warm-up records two of different cost),
+so they follow the hardware and the load. A rate taken as seconds ÷ cost would charge the overhead to the cost:
+after cheap explanations (``layers: [5], steps: 1``) it was 80 times the rate of a full-cost one, and so was
+``Retry-After``. Cheap explanations pin the overhead down; the expensive ones the rate.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ from typing import TypeVar
 Result = TypeVar("Result")
 
 RATE_FILE = "rate.json"
-RATE_MEMORY = 0.5
-"""Weight of the previous rate when a finished explanation updates it (an exponential moving average)."""
+WINDOW = 32
+"""Finished explanations (cost, seconds) the time model is fitted to: the most recent ones of the model's workers."""
 
 
 def layer_passes(layers: Sequence[int], num_layers: int) -> int:
@@ -90,39 +94,44 @@ class ExplanationSlots:
     def _path(self, slot: int) -> Path:
         return self.directory / f"slot-{slot}.json"
 
-    def _stored(self) -> tuple[float, int]:
-        """(seconds per token-layer pass, explanations it was measured on; 0 for a warm-up's calibration)."""
+    def _stored(self) -> list[tuple[int, float]]:
+        """The (cost, seconds) of the last ``WINDOW`` finished explanations of any worker of the model."""
         try:
-            stored = json.loads((self.directory / RATE_FILE).read_text())
-            rate, measured = float(stored["seconds_per_token_pass"]), int(stored["explanations"])
+            stored = json.loads((self.directory / RATE_FILE).read_text())["explanations"]
+            measured = [(int(cost), float(seconds)) for cost, seconds in stored]
         except (OSError, ValueError, KeyError, TypeError):
-            return self.default_rate_s, -1
-        return (rate, measured) if math.isfinite(rate) and rate > 0 else (self.default_rate_s, -1)
-
-    @property
-    def rate_s(self) -> float:
-        """Seconds per token-layer pass, as last measured by any worker of the model."""
-        return self._stored()[0]
+            return []
+        return [(cost, seconds) for cost, seconds in measured if cost > 0 and math.isfinite(seconds) and seconds > 0]
 
     def record(self, cost: int, seconds: float) -> None:
-        """Fold a finished explanation's seconds per token-layer pass into the shared rate (the first one
-        replaces the warm-up's calibration, measured while the workers were still starting)."""
+        """Add a finished explanation (or a warm-up's) to the shared window of measurements."""
         if cost <= 0 or seconds <= 0:
             return
-        rate, measured = self._stored()
-        if measured > 0:
-            rate = RATE_MEMORY * rate + (1 - RATE_MEMORY) * seconds / cost
-        else:
-            rate = seconds / cost
-        self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": rate, "explanations": max(measured, 0) + 1})
+        measured = self._stored()[-(WINDOW - 1) :] + [(cost, seconds)]
+        self._write(self.directory / RATE_FILE, {"explanations": measured})
 
-    def calibrate(self, seconds: float, cost: int) -> None:
-        """Set the rate from a measurement (the worker's warm-up explanation) when none is recorded yet."""
-        if self._stored()[1] < 0 and cost > 0 and seconds > 0:
-            self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": seconds / cost, "explanations": 0})
+    def time_model(self) -> tuple[float, float]:
+        """(overhead seconds, seconds per token-layer pass), fitted by least squares to the window of finished
+        explanations. With fewer than two distinct costs, or a fit whose overhead or rate comes out negative
+        (noise), the line through the origin weighted towards the expensive ones: rate = Σ cost·s / Σ cost²."""
+        measured = self._stored()
+        if not measured:
+            return 0.0, self.default_rate_s
+        costs = [float(cost) for cost, _ in measured]
+        seconds = [value for _, value in measured]
+        if len(set(costs)) > 1:
+            mean_cost, mean_seconds = sum(costs) / len(costs), sum(seconds) / len(seconds)
+            spread = sum((cost - mean_cost) ** 2 for cost in costs)
+            rate = sum((cost - mean_cost) * (value - mean_seconds) for cost, value in zip(costs, seconds)) / spread
+            overhead = mean_seconds - rate * mean_cost
+            if rate > 0 and overhead >= 0:
+                return overhead, rate
+        return 0.0, sum(cost * value for cost, value in zip(costs, seconds)) / sum(cost * cost for cost in costs)
 
     def expected_seconds(self, cost: int) -> float:
-        return cost * self.rate_s
+        """Seconds an explanation of ``cost`` token-layer passes is expected to take (``time_model``)."""
+        overhead, rate = self.time_model()
+        return overhead + rate * cost
 
     @contextmanager
     def reserve(self, cost: int) -> Iterator[Reservation]:
@@ -148,12 +157,12 @@ class ExplanationSlots:
 
     def retry_after_s(self) -> int:
         """Whole seconds until the earliest running explanation is expected to end (at least 1)."""
-        now, rate = time.time(), self.rate_s
+        now, (overhead, rate) = time.time(), self.time_model()
         remaining = []
         for slot in range(self.slots):
             try:
                 held = json.loads(self._path(slot).read_text() or "{}")
-                remaining.append(float(held["started"]) + float(held["cost"]) * rate - now)
+                remaining.append(float(held["started"]) + overhead + float(held["cost"]) * rate - now)
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # being written or released right now: free soon
         return max(1, math.ceil(min(remaining, default=0.0)))

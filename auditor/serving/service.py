@@ -124,9 +124,51 @@ def check_explanation(limits: ServingLimits, request: ExplanationRequest, tokens
         raise InputError(
             f"this explanation costs {cost} (tokens × steps × layer passes = {tokens} × {options.steps} × {passes}; attributing "
             f"layer l passes through the {num_layers} − l layers from l up), more than the limit of {limits.max_explanation_cost}: "
-            "ask for fewer steps, fewer or higher layers, or send a shorter text"
+            f"{' or '.join(cost_alternatives(limits.max_explanation_cost, tokens, options.steps, layers or list(range(num_layers)), num_layers))}"
         )
     return cost
+
+
+def cost_alternatives(max_cost: int, tokens: int, steps: int, layers: Sequence[int], num_layers: int) -> list[str]:
+    """What, changed alone, brings an explanation within ``max_cost``: the most steps, the highest of the
+    requested layers, the longest text (in tokens, special tokens included) that fit."""
+    layers = sorted(layer % num_layers for layer in layers)
+    passes = layer_passes(layers, num_layers)
+    alternatives = []
+    if max_cost // (tokens * passes) >= 1:
+        alternatives.append(f"ask for steps {max_cost // (tokens * passes)}")
+    fitting = next((layers[start:] for start in range(1, len(layers)) if explanation_cost(tokens, steps, layer_passes(layers[start:], num_layers)) <= max_cost), None)
+    if fitting:
+        alternatives.append(f"ask for layers {fitting}")
+    if max_cost // (steps * passes) >= 3:
+        alternatives.append(f"send a text of at most {max_cost // (steps * passes)} tokens")
+    return alternatives or ["ask for fewer steps and layers and send a shorter text"]
+
+
+def size_alternatives(classifier: Classifier, request: ExplanationRequest, input_ids: Sequence[int], max_bytes: int) -> list[str]:
+    """What, changed alone, keeps an explanation's answer within ``max_bytes`` (``explanation_size_bound``): no
+    matrices, the highest of the requested layers, the largest top_k that fit; else a shorter text."""
+    options = request.options
+
+    def fits(**changes: object) -> bool:
+        changed = options.model_copy(update=changes)
+        return explanation_size_bound(classifier, request.text, request.text_pair, input_ids, changed) <= max_bytes
+
+    alternatives = []
+    if options.include_matrices and fits(include_matrices=False):
+        alternatives.append('ask for "include_matrices": false')
+    num_layers = classifier.identity.num_layers
+    layers = sorted(layer % num_layers for layer in (options.layers or range(num_layers)))
+    fitting = next((layers[start:] for start in range(1, len(layers)) if fits(layers=layers[start:])), None)
+    if fitting:
+        alternatives.append(f"ask for layers {fitting}")
+    if options.top_k > 0 and fits(top_k=0):
+        low, high = 0, options.top_k - 1  # the largest top_k that fits: fits(low) holds throughout
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(top_k=middle) else (low, middle - 1)
+        alternatives.append(f"ask for top_k {low}")
+    return alternatives or ["send a shorter text"]
 
 
 @dataclass
@@ -176,16 +218,17 @@ class Service:
         self.runner = LowPriorityRunner(settings.explanation_niceness)
 
     def warm_up(self) -> None:
-        """One small explanation, to load the attribution code paths and measure this worker's seconds per
-        token-layer pass when no worker of the model has measured it yet (``ExplanationSlots.calibrate``)."""
-        text = " ".join(["a fine film"] * 20)
-        pair = text if self.settings.task == "pair" else None
-        options = ExplanationOptions(steps=4, layers=[0], include_tree=False)
-        tokens = int(self.classifier.encode([text], None if pair is None else [pair])["input_ids"].shape[1])
-        started = time.perf_counter()
-        self.runner.run(lambda: explain(self.classifier, text, pair, options))
-        cost = explanation_cost(tokens, options.steps, layer_passes(options.layers, self.classifier.identity.num_layers))
-        self.slots.calibrate(time.perf_counter() - started, cost)
+        """Two explanations, a cheap and a dearer one, to load the attribution code paths and give the model's
+        time model (``ExplanationSlots.time_model``) an overhead and a rate from the start."""
+        for words, options in ((1, ExplanationOptions(steps=1, layers=[-1], include_tree=False)), (20, ExplanationOptions(steps=4, include_tree=False))):
+            text = " ".join(["a fine film"] * words)
+            pair = text if self.settings.task == "pair" else None
+            tokens = int(self.classifier.encode([text], None if pair is None else [pair])["input_ids"].shape[1])
+            started = time.perf_counter()
+            self.runner.run(lambda: explain(self.classifier, text, pair, options))
+            num_layers = self.classifier.identity.num_layers
+            cost = explanation_cost(tokens, options.steps, layer_passes(validate_layers(options.layers, num_layers) or range(num_layers), num_layers))
+            self.slots.record(cost, time.perf_counter() - started)
 
     def handle(self, bodies: Sequence[object], explain_flags: Sequence[bool]) -> list[Answer]:
         """One answer per body, in order; ``explain_flags[i]`` marks a ``POST /explanations`` request."""
@@ -274,16 +317,21 @@ class Service:
             return []
         texts, pairs = [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept]
         encoded = self.classifier.tokenizer(texts, pairs, truncation=False)
-        limit = min(limits.max_tokens, self.classifier.max_length)  # never past the model's position embeddings
         for row, name in tokenless_fields(self.classifier.tokenizer, texts, pairs, encoded):
             self._refuse(kept[row], batched, answers, failed, InputError(NO_TOKENS), name)
         for row, item in enumerate(kept):
             item.ids = {name: values[row] for name, values in encoded.items() if self.segments or name != "token_type_ids"}
-            tokens = len(item.ids["input_ids"])
-            if tokens > limit:
-                error = InputError(f"input has {tokens} tokens, more than the limit of {limit}; shorten it")
+            try:
+                self._check_tokens(len(item.ids["input_ids"]))
+            except InputError as error:
                 self._refuse(item, batched, answers, failed, error)
         return [item for item in kept if item.request not in failed]
+
+    def _check_tokens(self, tokens: int) -> None:
+        """InputError when an input has more tokens than ``max_tokens`` or the model's position embeddings take."""
+        limit = min(self.limits.max_tokens, self.classifier.max_length)
+        if tokens > limit:
+            raise InputError(f"input has {tokens} tokens, more than the limit of {limit}; shorten it")
 
     @staticmethod
     def _refuse(
@@ -315,16 +363,14 @@ class Service:
         check_chars(self.limits, request.text, request.text_pair)
         for _, name in tokenless_fields(self.classifier.tokenizer, [request.text], None if request.text_pair is None else [request.text_pair]):
             raise InputError(f"{name}: {NO_TOKENS}")
-        encoding = self.classifier.encode([request.text], None if request.text_pair is None else [request.text_pair], max_length=self.limits.max_tokens)
-        input_ids = encoding["input_ids"][0].tolist()
+        input_ids = self.classifier.tokenizer(request.text, request.text_pair, truncation=False)["input_ids"]
         tokens = len(input_ids)
+        self._check_tokens(tokens)
         cost = check_explanation(self.limits, request, tokens, self.classifier.identity.num_layers)
         bound = explanation_size_bound(self.classifier, request.text, request.text_pair, input_ids, request.options)
         if bound > self.limits.max_response_bytes:
-            raise InputError(
-                f"the answer could be {bound} bytes, more than the answer limit of {self.limits.max_response_bytes}: ask for "
-                "fewer layers, no matrices, a smaller top_k, or send a shorter text"
-            )
+            alternatives = size_alternatives(self.classifier, request, input_ids, self.limits.max_response_bytes)
+            raise InputError(f"the answer could be {bound} bytes, more than the answer limit of {self.limits.max_response_bytes}: {' or '.join(alternatives)}")
         if predicting:
             raise Busy("this server-side batch holds predictions, which never wait for an explanation", 1)
         if cost > budget:
