@@ -190,3 +190,24 @@ def test_text_the_model_cannot_see_is_a_one_line_error(tmp_path: Path, capsys: p
         code, out, err = run_main([*command, "--data", str(data), "--out", str(tmp_path / "out")], capsys)
         assert code == 2 and out == "", err
         assert err.splitlines() == [f"error: {data}: row 2: text produces no token of the model's tokenizer (the model would see only its special tokens); send visible text"]
+
+
+def test_package_warns_when_the_configured_workers_exceed_the_machines_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from auditor.serving.memory import WORKER_BYTES, configured_workers, machine_memory_bytes, memory_warning
+
+    config = tmp_path / "config.properties"
+    config.write_text(
+        "default_workers_per_model=2\nload_models=a.mar,b.mar\n"
+        'models={"b": {"1.0": {"marName": "b.mar", "minWorkers": 4, "maxWorkers": 4}}}\n'
+    )
+    assert configured_workers(config) == {"a": 2, "b": 4}
+    assert memory_warning(config, machine_bytes=6 * WORKER_BYTES) is None
+    assert "starts 6 workers (a 2, b 4)" in memory_warning(config, machine_bytes=6 * WORKER_BYTES - 1)
+    many = tmp_path / "many.properties"  # more workers than any machine here holds
+    many.write_text(f"default_workers_per_model={machine_memory_bytes() // WORKER_BYTES + 1}\nload_models=sst2.mar\n")
+    code, out, err = run_main(["package", "--model", str(SST2), "--name", "sst2", "--store", str(tmp_path / "store"), "--config", str(many)], capsys)
+    assert code == 0 and (tmp_path / "store" / "sst2.mar").is_file()
+    lines = (out + err).splitlines()
+    assert lines[0].startswith("wrote ") and lines[1].startswith(f"warning: {many} starts") and "lower the workers per model" in lines[1]
+    code, out, err = run_main(["package", "--model", str(SST2), "--name", "x", "--config", str(tmp_path / "none")], capsys)
+    assert code == 2 and err.splitlines() == [f"error: --config {tmp_path / 'none'}: not a file"]

@@ -259,6 +259,13 @@ class TorchServe:
         except (OSError, ValueError):
             return None
 
+    def model_worker_pids(self, name: str) -> list[int]:
+        """The worker processes of one model, as the management API lists them."""
+        headers = {"Authorization": f"Bearer {self.keys['management']}"}
+        answer = requests.get(f"http://127.0.0.1:{self.ports['management']}/models/{name}", headers=headers, timeout=10)
+        answer.raise_for_status()
+        return sorted(worker["pid"] for version in answer.json() for worker in version.get("workers", []))
+
     @property
     def worker_pids(self) -> list[int]:
         """The server's Python worker processes (its child processes), whatever model they serve."""

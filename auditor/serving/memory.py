@@ -1,0 +1,50 @@
+"""Memory of TorchServe workers: what config.properties asks for against what the machine has.
+
+Each worker is a Python process holding the model, its tokenizer, PyTorch (and ONNX Runtime for an ONNX archive)
+and, after an explanation, the attribution's buffers, which the allocator keeps. ``bench/load.py`` measures the
+resident memory of every worker; README, "Memory", has the figures. ``auditor package`` warns when the workers
+the server configuration starts would need more memory than the machine has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from auditor.serving.torchserve import read_properties
+
+WORKER_BYTES = 1_600_000_000
+"""Resident memory of one MiniLM worker after explanations at the limits (the most ``bench/load.py --storm``
+measured, README "Memory"): what each configured worker is counted at."""
+
+
+def configured_workers(config: Path) -> dict[str, int]:
+    """Workers per model that a TorchServe configuration starts: each ``models=`` entry's maxWorkers (else
+    minWorkers), else ``default_workers_per_model`` for each archive in ``load_models``."""
+    properties = read_properties(config)
+    default = int(properties.get("default_workers_per_model", os.cpu_count() or 1))
+    workers = {Path(name.strip()).stem: default for name in properties.get("load_models", "").split(",") if name.strip()}
+    for name, versions in json.loads(properties.get("models", "{}") or "{}").items():
+        for version in versions.values():
+            workers[name] = int(version.get("maxWorkers", version.get("minWorkers", default)))
+    return workers
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_warning(config: Path, worker_bytes: int = WORKER_BYTES, machine_bytes: int | None = None) -> str | None:
+    """A warning when the workers ``config`` starts, at ``worker_bytes`` each, need more than the machine's memory."""
+    workers = configured_workers(config)
+    machine = machine_memory_bytes() if machine_bytes is None else machine_bytes
+    needed = sum(workers.values()) * worker_bytes
+    if needed <= machine:
+        return None
+    listed = ", ".join(f"{name} {count}" for name, count in workers.items())
+    return (
+        f"{config} starts {sum(workers.values())} workers ({listed}); at about {worker_bytes / 1e9:.1f} GB each after explanations "
+        f"they need {needed / 1e9:.1f} GB, more than this machine's {machine / 1e9:.1f} GB: lower the workers per model"
+    )
