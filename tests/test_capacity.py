@@ -37,7 +37,7 @@ def hold_slot(directory: Path, slots: int, cost: int) -> subprocess.Popen:
 
 def test_a_slot_held_by_another_process_refuses_with_the_time_it_still_needs(tmp_path: Path) -> None:
     slots = ExplanationSlots(tmp_path, 1)
-    slots.record(seconds=1.0, cost=1000)  # 1 ms per token pass (one cost only: a line through the origin)
+    slots.record(1000, cpu_s=1.0, wall_s=1.0)  # 1 ms per token pass (one cost only: a line through the origin)
     holder = hold_slot(tmp_path, 1, cost=explanation_cost(100, 20, layer_passes([0], 6)))  # 12,000 token-layer passes: 12 s
     try:
         with pytest.raises(SlotsTaken) as refused, slots.reserve(10):
@@ -76,24 +76,27 @@ def test_slots_are_shared_between_processes_and_threads(tmp_path: Path) -> None:
 
 
 def test_the_time_model_separates_the_overhead_from_the_rate(tmp_path: Path) -> None:
-    """The probe's scenario (issue 30): 20 cheap explanations (0.25 s of overhead each) beside the warm-ups' two
+    """The probe's scenario (issue 30): 20 cheap explanations (0.25 s of overhead each) after the warm-ups' two
     costs. Seconds ÷ cost would be 0.0125 s per pass and a full-cost explanation 670 s; the fit gives 0.25 s +
-    0.00016 s per pass, the times the measurements were drawn from, and a new worker reads the same."""
+    0.00016 s per pass, the CPU times the measurements were drawn from, times the slowdown of the recent ones
+    (wall ÷ CPU), and a new worker reads the same."""
     slots = ExplanationSlots(tmp_path, 1, default_rate_s=0.5)
-    assert slots.time_model() == (0.0, 0.5)  # nothing measured yet
-    slots.record(cost=20, seconds=0.25 + 20 * 0.00016)
-    assert slots.expected_seconds(40) == pytest.approx(40 * (0.25 + 20 * 0.00016) / 20)  # one cost: through the origin
-    for cost in (6, 5208, 6, 5208):  # the warm-ups
-        slots.record(cost=cost, seconds=0.25 + cost * 0.00016)
-    for _ in range(20):
-        slots.record(cost=20, seconds=0.25 + 20 * 0.00016)
+    assert slots.time_model() == (0.0, 0.5) and slots.slowdown() == 1.0  # nothing measured yet
+    cheap = 0.25 + 20 * 0.00016
+    slots.record(20, cpu_s=cheap, wall_s=cheap)
+    assert slots.expected_seconds(40) == pytest.approx(40 * cheap / 20)  # one cost: through the origin
+    for cost in (6, 5208, 6, 5208):  # the warm-ups: no wall time
+        slots.record(cost, cpu_s=0.25 + cost * 0.00016, wall_s=None)
+    for _ in range(20):  # on a loaded machine: 3 wall seconds per CPU second
+        slots.record(20, cpu_s=cheap, wall_s=3 * cheap)
     overhead, rate = ExplanationSlots(tmp_path, 1).time_model()
     assert overhead == pytest.approx(0.25) and rate == pytest.approx(0.00016)
-    assert slots.expected_seconds(53_760) == pytest.approx(0.25 + 53_760 * 0.00016)
+    assert slots.slowdown() == pytest.approx(3.0)
+    assert slots.expected_seconds(53_760) == pytest.approx(3 * (0.25 + 53_760 * 0.00016))
     for _ in range(40):  # only the last WINDOW explanations count: all cheap now, so through the origin again
-        slots.record(cost=20, seconds=0.3)
-    assert slots.time_model() == (0.0, pytest.approx(0.3 / 20))
-    slots.record(cost=1000, seconds=0.1)  # a dearer one that took less (noise): no negative overhead
+        slots.record(20, cpu_s=0.3, wall_s=0.2)  # and no slowdown below 1
+    assert slots.time_model() == (0.0, pytest.approx(0.3 / 20)) and slots.slowdown() == 1.0
+    slots.record(1000, cpu_s=0.1, wall_s=0.1)  # a dearer one that took less (noise): no negative overhead
     overhead, rate = slots.time_model()
     assert overhead == 0.0 and rate > 0
 

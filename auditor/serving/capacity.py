@@ -16,13 +16,14 @@ prediction would wait for an explanation to finish (seconds). Two things prevent
 The cost model: attributing encoder layer l runs, for each of ``steps`` quadrature steps, a forward and a
 backward pass through layers l … L−1 (the layers below l run once, without gradients). A layer's time grows
 linearly with the tokens (below 6 × hidden size tokens, the attention's quadratic term is a small part of
-its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes ``overhead + rate × cost``
-seconds: the overhead (tokenizing, the forward pass without gradients, the tree, the JSON; about 0.25 s for
-MiniLM here) does not grow with the cost. Both are fitted by least squares to the last ``WINDOW`` explanations
-the model's workers finished (``ExplanationSlots.record``; each worker's warm-up records two of different cost),
-so they follow the hardware and the load. A rate taken as seconds ÷ cost would charge the overhead to the cost:
-after cheap explanations (``layers: [5], steps: 1``) it was 80 times the rate of a full-cost one, and so was
-``Retry-After``. Cheap explanations pin the overhead down; the expensive ones the rate.
+its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes ``slowdown × (overhead +
+rate × cost)`` seconds. The work, overhead + rate × cost, is in CPU seconds of the explanation thread, fitted by
+least squares to the last ``WINDOW`` explanations the model's workers finished (``ExplanationSlots.record``;
+each worker's warm-up records two of different cost): the overhead (the forward pass without gradients, the
+tree, the JSON) does not grow with the cost, so cheap explanations pin it down and cannot inflate the rate (a
+rate taken as seconds ÷ cost was 80 times a full-cost explanation's after 20 ``layers: [5], steps: 1`` ones,
+and so was ``Retry-After``). ``slowdown``, the wall-clock ÷ CPU seconds of the last ``RECENT`` explanations,
+follows the machine's load and the thread's lower priority now.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ Result = TypeVar("Result")
 
 RATE_FILE = "rate.json"
 WINDOW = 32
-"""Finished explanations (cost, seconds) the time model is fitted to: the most recent ones of the model's workers."""
+"""Finished explanations the time model is fitted to: the most recent ones of the model's workers."""
+RECENT = 5
+"""Finished explanations whose wall-clock ÷ CPU seconds give the current slowdown."""
 
 
 def layer_passes(layers: Sequence[int], num_layers: int) -> int:
@@ -56,6 +59,16 @@ def explanation_cost(tokens: int, steps: int, passes: int) -> int:
     """Work of one explanation in token-layer passes: ``steps`` steps of ``passes`` layer passes (``layer_passes``)
     over ``tokens`` tokens."""
     return tokens * steps * passes
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A finished explanation: its cost, the CPU seconds of the thread that computed it (close to its wall time
+    alone: the thread takes its share of any intra-op parallel work) and its wall-clock seconds (None: unknown)."""
+
+    cost: int
+    cpu_s: float
+    wall_s: float | None
 
 
 @dataclass(frozen=True)
@@ -94,31 +107,38 @@ class ExplanationSlots:
     def _path(self, slot: int) -> Path:
         return self.directory / f"slot-{slot}.json"
 
-    def _stored(self) -> list[tuple[int, float]]:
-        """The (cost, seconds) of the last ``WINDOW`` finished explanations of any worker of the model."""
+    def _stored(self) -> list[Measurement]:
+        """The last ``WINDOW`` finished explanations of any worker of the model."""
         try:
             stored = json.loads((self.directory / RATE_FILE).read_text())["explanations"]
-            measured = [(int(cost), float(seconds)) for cost, seconds in stored]
+            measured = [Measurement(int(cost), float(cpu), None if wall is None else float(wall)) for cost, cpu, wall in stored]
         except (OSError, ValueError, KeyError, TypeError):
             return []
-        return [(cost, seconds) for cost, seconds in measured if cost > 0 and math.isfinite(seconds) and seconds > 0]
+        return [m for m in measured if m.cost > 0 and math.isfinite(m.cpu_s) and m.cpu_s > 0 and (m.wall_s is None or m.wall_s > 0)]
 
-    def record(self, cost: int, seconds: float) -> None:
-        """Add a finished explanation (or a warm-up's) to the shared window of measurements."""
-        if cost <= 0 or seconds <= 0:
+    def record(self, cost: int, cpu_s: float, wall_s: float | None) -> None:
+        """Add a finished explanation to the shared window: its cost, the CPU seconds of the thread that computed
+        it and its wall-clock seconds (None for a warm-up, whose wall time counts the other workers' warm-ups)."""
+        if cost <= 0 or cpu_s <= 0:
             return
-        measured = self._stored()[-(WINDOW - 1) :] + [(cost, seconds)]
-        self._write(self.directory / RATE_FILE, {"explanations": measured})
+        measured = self._stored()[-(WINDOW - 1) :] + [Measurement(cost, cpu_s, wall_s)]
+        self._write(self.directory / RATE_FILE, {"explanations": [[m.cost, m.cpu_s, m.wall_s] for m in measured]})
+
+    def slowdown(self) -> float:
+        """Wall-clock seconds per CPU second of the last ``RECENT`` explanations (at least 1): how much the
+        machine's load and the explanation thread's lower priority stretch an explanation now."""
+        recent = [m for m in self._stored() if m.wall_s is not None][-RECENT:]
+        return max(1.0, sum(m.wall_s for m in recent) / sum(m.cpu_s for m in recent)) if recent else 1.0  # type: ignore[misc]
 
     def time_model(self) -> tuple[float, float]:
-        """(overhead seconds, seconds per token-layer pass), fitted by least squares to the window of finished
-        explanations. With fewer than two distinct costs, or a fit whose overhead or rate comes out negative
-        (noise), the line through the origin weighted towards the expensive ones: rate = Σ cost·s / Σ cost²."""
+        """(overhead CPU seconds, CPU seconds per token-layer pass), fitted by least squares to the window of
+        finished explanations. With fewer than two distinct costs, or a fit whose overhead or rate comes out
+        negative (noise), the line through the origin weighted towards the expensive ones: Σ cost·s / Σ cost²."""
         measured = self._stored()
         if not measured:
             return 0.0, self.default_rate_s
-        costs = [float(cost) for cost, _ in measured]
-        seconds = [value for _, value in measured]
+        costs = [float(m.cost) for m in measured]
+        seconds = [m.cpu_s for m in measured]
         if len(set(costs)) > 1:
             mean_cost, mean_seconds = sum(costs) / len(costs), sum(seconds) / len(seconds)
             spread = sum((cost - mean_cost) ** 2 for cost in costs)
@@ -129,9 +149,10 @@ class ExplanationSlots:
         return 0.0, sum(cost * value for cost, value in zip(costs, seconds)) / sum(cost * cost for cost in costs)
 
     def expected_seconds(self, cost: int) -> float:
-        """Seconds an explanation of ``cost`` token-layer passes is expected to take (``time_model``)."""
+        """Wall-clock seconds an explanation of ``cost`` token-layer passes is expected to take now:
+        ``slowdown() × (overhead + rate × cost)``."""
         overhead, rate = self.time_model()
-        return overhead + rate * cost
+        return self.slowdown() * (overhead + rate * cost)
 
     @contextmanager
     def reserve(self, cost: int) -> Iterator[Reservation]:
@@ -157,12 +178,12 @@ class ExplanationSlots:
 
     def retry_after_s(self) -> int:
         """Whole seconds until the earliest running explanation is expected to end (at least 1)."""
-        now, (overhead, rate) = time.time(), self.time_model()
+        now = time.time()
         remaining = []
         for slot in range(self.slots):
             try:
                 held = json.loads(self._path(slot).read_text() or "{}")
-                remaining.append(float(held["started"]) + overhead + float(held["cost"]) * rate - now)
+                remaining.append(float(held["started"]) + self.expected_seconds(int(held["cost"])) - now)
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # being written or released right now: free soon
         return max(1, math.ceil(min(remaining, default=0.0)))
