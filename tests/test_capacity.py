@@ -4,17 +4,19 @@ thread as the kernel reports it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from auditor.serving.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
+from auditor.serving.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes, thread_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,6 +101,46 @@ def test_the_time_model_separates_the_overhead_from_the_rate(tmp_path: Path) -> 
     slots.record(1000, cpu_s=0.1, wall_s=0.1)  # a dearer one that took less (noise): no negative overhead
     overhead, rate = slots.time_model()
     assert overhead == 0.0 and rate > 0
+
+
+def test_a_running_explanation_is_measured_by_its_own_pace(tmp_path: Path) -> None:
+    """Once the computing thread has used some CPU time, Retry-After is the CPU work left at the pace that thread
+    gets now: here a thread that burns CPU in another process, its work 3 CPU seconds by the time model."""
+    slots = ExplanationSlots(tmp_path, 1)
+    slots.record(1000, cpu_s=1.0, wall_s=1.0)  # 1 ms of CPU per token pass: 3000 passes are 3 CPU seconds
+    program = textwrap.dedent(
+        f"""
+        import threading, time
+        from auditor.serving.capacity import ExplanationSlots
+        started = threading.Event()
+        def burn():
+            started.set()
+            while True:
+                sum(range(10000))
+        worker = threading.Thread(target=burn, daemon=True)
+        worker.start()
+        started.wait()
+        with ExplanationSlots({str(tmp_path)!r}, 1).reserve(3000, worker.native_id):
+            print("held", flush=True)
+            time.sleep(600)
+        """
+    )
+    holder = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        held = json.loads(slots._path(0).read_text())
+        deadline = time.monotonic() + 60
+        while (thread_cpu_seconds(holder.pid, held["thread"]) or 0) - held["thread_cpu"] < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        used = thread_cpu_seconds(holder.pid, held["thread"]) - held["thread_cpu"]
+        elapsed = time.time() - held["started"]
+        with pytest.raises(SlotsTaken) as refused, slots.reserve(10):
+            pass
+        expected = (3.0 - used) * elapsed / used  # the work left at the pace measured so far
+        assert abs(refused.value.retry_after_s - expected) <= 1 + 0.2 * expected, (refused.value.retry_after_s, expected, used, elapsed)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
 
 
 def test_the_explanation_thread_runs_at_lower_priority() -> None:

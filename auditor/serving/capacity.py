@@ -48,6 +48,17 @@ WINDOW = 32
 """Finished explanations the time model is fitted to: the most recent ones of the model's workers."""
 RECENT = 5
 """Finished explanations whose wall-clock ÷ CPU seconds give the current slowdown."""
+MEASURED_CPU_S = 0.2
+"""CPU seconds a running explanation must have had before its own pace is trusted (the kernel counts in 10 ms ticks)."""
+
+
+def thread_cpu_seconds(pid: int, thread: int) -> float | None:
+    """CPU seconds (user + system) a thread has used, from /proc; None when it is gone or unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{thread}/stat").read_text().rsplit(") ", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def layer_passes(layers: Sequence[int], num_layers: int) -> int:
@@ -155,8 +166,10 @@ class ExplanationSlots:
         return self.slowdown() * (overhead + rate * cost)
 
     @contextmanager
-    def reserve(self, cost: int) -> Iterator[Reservation]:
-        """Hold the first free slot (a lock per open file, so threads of one process exclude each other too)."""
+    def reserve(self, cost: int, thread: int | None = None) -> Iterator[Reservation]:
+        """Hold the first free slot (a lock per open file, so threads of one process exclude each other too).
+        ``thread``: the native id of this process's thread that computes the explanation, whose CPU time then
+        tells a refused request how far it has come (``retry_after_s``)."""
         for slot in range(self.slots):
             handle = os.open(self._path(slot), os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -167,7 +180,9 @@ class ExplanationSlots:
             reservation = Reservation(slot, cost, time.time())
             try:
                 os.ftruncate(handle, 0)
-                os.pwrite(handle, json.dumps({"cost": cost, "started": reservation.started}).encode(), 0)
+                held = {"cost": cost, "started": reservation.started, "pid": os.getpid(), "thread": thread,
+                        "thread_cpu": None if thread is None else thread_cpu_seconds(os.getpid(), thread)}  # fmt: skip
+                os.pwrite(handle, json.dumps(held).encode(), 0)
                 yield reservation
             finally:
                 os.ftruncate(handle, 0)
@@ -183,10 +198,22 @@ class ExplanationSlots:
         for slot in range(self.slots):
             try:
                 held = json.loads(self._path(slot).read_text() or "{}")
-                remaining.append(float(held["started"]) + self.expected_seconds(int(held["cost"])) - now)
+                remaining.append(self._remaining_seconds(int(held["cost"]), now - float(held["started"]), held))
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # being written or released right now: free soon
         return max(1, math.ceil(min(remaining, default=0.0)))
+
+    def _remaining_seconds(self, cost: int, elapsed: float, held: dict) -> float:
+        """Seconds a running explanation still needs. Once its thread has spent ``MEASURED_CPU_S`` CPU seconds
+        on it, measured on the running request: the CPU seconds of work left (``time_model``) at the pace it
+        gets now (its CPU seconds ÷ wall seconds so far); before, ``expected_seconds`` less the time elapsed."""
+        if held.get("thread") is not None and held.get("thread_cpu") is not None:
+            now_cpu = thread_cpu_seconds(int(held["pid"]), int(held["thread"]))
+            used = None if now_cpu is None else now_cpu - float(held["thread_cpu"])
+            if used is not None and used >= MEASURED_CPU_S and elapsed > 0:
+                overhead, rate = self.time_model()
+                return max(overhead + rate * cost - used, 0.0) * elapsed / used
+        return self.expected_seconds(cost) - elapsed
 
     @staticmethod
     def _write(path: Path, value: dict) -> None:
@@ -201,9 +228,12 @@ class LowPriorityRunner:
 
     def __init__(self, niceness: int) -> None:
         self.niceness = niceness
+        self.native_id: int | None = None
+        """The thread's id for the kernel (/proc/<pid>/task/<id>), once it has started."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="auditor-explanations", initializer=self._lower)
 
     def _lower(self) -> None:
+        self.native_id = threading.get_native_id()
         if self.niceness > 0 and hasattr(os, "setpriority"):
             try:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.niceness))

@@ -34,6 +34,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from auditor.serving.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
+from auditor.serving.memory import release_freed_memory
 from auditor.serving.limits import check_chars, check_explanation, check_task, size_alternatives
 from auditor.encoders import encoder_for
 from auditor.errors import InputError, validation_message
@@ -311,13 +312,14 @@ class Service:
             spent = self.limits.max_explanation_cost - budget
             raise Busy(f"the worker is busy with other explanations of this batch (cost {spent})", self._seconds(spent))
         try:
-            with self.slots.reserve(cost):
+            with self.slots.reserve(cost, self.runner.native_id):
                 started = time.perf_counter()
                 explanation, cpu = self.runner.run(lambda: thread_timed(lambda: explain(self.classifier, request.text, request.text_pair, request.options)))
                 elapsed = time.perf_counter() - started
         except SlotsTaken as taken:
             raise Busy(f"every explanation slot of this model ({taken.running}) is busy", taken.retry_after_s) from None
         self.slots.record(cost, cpu, elapsed)
+        release_freed_memory()  # the attribution's buffers, else resident until the worker ends
         body = explanation.model_dump_json()
         size = len(body.encode("utf-8"))
         if size > bound:  # never: the bound is an upper bound by construction
