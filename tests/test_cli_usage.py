@@ -193,7 +193,7 @@ def test_text_the_model_cannot_see_is_a_one_line_error(tmp_path: Path, capsys: p
 
 
 def test_package_warns_when_the_configured_workers_exceed_the_machines_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from auditor.serving.memory import WORKER_BYTES, configured_workers, machine_memory_bytes, memory_warning
+    from auditor.serving.memory import EXPLANATION_BYTES, WORKER_BYTES, configured_workers, machine_memory_bytes, memory_warning
 
     config = tmp_path / "config.properties"
     config.write_text(
@@ -201,8 +201,9 @@ def test_package_warns_when_the_configured_workers_exceed_the_machines_memory(tm
         'models={"b": {"1.0": {"marName": "b.mar", "minWorkers": 4, "maxWorkers": 4}}}\n'
     )
     assert configured_workers(config) == {"a": 2, "b": 4}
-    assert memory_warning(config, machine_bytes=6 * WORKER_BYTES) is None
-    assert "starts 6 workers (a 2, b 4)" in memory_warning(config, machine_bytes=6 * WORKER_BYTES - 1)
+    needed = 6 * WORKER_BYTES + 2 * EXPLANATION_BYTES  # one worker of each model explaining
+    assert memory_warning(config, machine_bytes=needed) is None
+    assert "starts 6 workers (a 2, b 4)" in memory_warning(config, machine_bytes=needed - 1)
     many = tmp_path / "many.properties"  # more workers than any machine here holds
     many.write_text(f"default_workers_per_model={machine_memory_bytes() // WORKER_BYTES + 1}\nload_models=sst2.mar\n")
     code, out, err = run_main(["package", "--model", str(SST2), "--name", "sst2", "--store", str(tmp_path / "store"), "--config", str(many)], capsys)

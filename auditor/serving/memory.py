@@ -17,9 +17,11 @@ from pathlib import Path
 
 from auditor.serving.torchserve import read_properties
 
-WORKER_BYTES = 1_600_000_000
-"""Resident memory of one MiniLM worker after explanations at the limits (the most ``bench/load.py --storm``
-measured, README "Memory"): what each configured worker is counted at."""
+WORKER_BYTES = 900_000_000
+"""Resident memory of one MiniLM worker, idle or between explanations (``bench/load.py``, README "Memory")."""
+EXPLANATION_BYTES = 950_000_000
+"""What a worker holds on top while it computes an explanation at the limits (128 tokens, 20 steps, every
+layer); one worker per model at a time with the default ``explanation_slots`` of 1."""
 
 
 def configured_workers(config: Path) -> dict[str, int]:
@@ -39,17 +41,24 @@ def machine_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def memory_warning(config: Path, worker_bytes: int = WORKER_BYTES, machine_bytes: int | None = None) -> str | None:
-    """A warning when the workers ``config`` starts, at ``worker_bytes`` each, need more than the machine's memory."""
+def needed_bytes(workers: dict[str, int]) -> int:
+    """Memory the workers need at most: ``WORKER_BYTES`` each, and ``EXPLANATION_BYTES`` more for one worker per
+    model computing an explanation."""
+    return sum(workers.values()) * WORKER_BYTES + len(workers) * EXPLANATION_BYTES
+
+
+def memory_warning(config: Path, machine_bytes: int | None = None) -> str | None:
+    """A warning when the workers ``config`` starts need more than the machine's memory (``needed_bytes``)."""
     workers = configured_workers(config)
     machine = machine_memory_bytes() if machine_bytes is None else machine_bytes
-    needed = sum(workers.values()) * worker_bytes
+    needed = needed_bytes(workers)
     if needed <= machine:
         return None
     listed = ", ".join(f"{name} {count}" for name, count in workers.items())
     return (
-        f"{config} starts {sum(workers.values())} workers ({listed}); at about {worker_bytes / 1e9:.1f} GB each after explanations "
-        f"they need {needed / 1e9:.1f} GB, more than this machine's {machine / 1e9:.1f} GB: lower the workers per model"
+        f"{config} starts {sum(workers.values())} workers ({listed}); at {WORKER_BYTES / 1e9:.1f} GB each and "
+        f"{EXPLANATION_BYTES / 1e9:.2f} GB more while one per model explains, they need {needed / 1e9:.1f} GB, more than this "
+        f"machine's {machine / 1e9:.1f} GB: lower the workers per model"
     )
 
 
