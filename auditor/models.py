@@ -124,10 +124,11 @@ def tokenless_fields(
 
 
 def check_inputs_have_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], text_pairs: Sequence[str | None] | None = None) -> None:
-    """InputError naming the first input (``input i``, 0-based) with a text or text_pair from which ``tokenizer``
-    produces no token (``tokenless_fields``)."""
+    """InputError naming the first input (``input i``, 0-based) with a text or text_pair that is empty (as
+    ``Classifier.encode`` says) or from which ``tokenizer`` produces no token (``tokenless_fields``)."""
     for i, name in tokenless_fields(tokenizer, texts, text_pairs)[:1]:
-        raise InputError(f"input {i}: {name} {NO_TOKENS}")
+        given = (texts if name == "text" else text_pairs or [])[i]
+        raise InputError(f"input {i}: {name} is empty" if not given.strip() else f"input {i}: {name} {NO_TOKENS}")
 
 
 def check_examples_have_tokens(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], source: str) -> None:
