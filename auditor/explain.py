@@ -10,7 +10,7 @@ import torch
 from auditor.attribution import ExampleAttribution, SelfAttentionAttribution
 from auditor.encoders import encoder_for
 from auditor.errors import InputError
-from auditor.models import Classifier
+from auditor.models import Classifier, check_inputs_have_tokens
 from auditor.schemas import (
     AttributionTree,
     EncodedArray,
@@ -65,6 +65,7 @@ def explain_batch(
     pairs = list(text_pairs) if text_pairs is not None else [None] * len(texts)
     if len(pairs) != len(texts):
         raise InputError(f"{len(texts)} texts but {len(pairs)} text pairs")
+    check_inputs_have_tokens(classifier.tokenizer, texts, pairs)
     attributor = SelfAttentionAttribution(classifier.model)
     explanations: list[Explanation] = []
     for start in range(0, len(texts), batch_size):

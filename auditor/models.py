@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BatchEncoding, PreTrainedModel
@@ -14,8 +15,11 @@ from transformers import PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from auditor.encoders import UnsupportedModelError, encoder_for
-from auditor.errors import InputError, ModelLoadError
+from auditor.errors import DataError, InputError, ModelLoadError
 from auditor.schemas import ModelIdentity
+
+if TYPE_CHECKING:
+    from auditor.data import Example
 
 
 @dataclass
@@ -84,6 +88,56 @@ class Classifier:
 
     def tokens(self, input_ids: torch.Tensor) -> list[str]:
         return self.tokenizer.convert_ids_to_tokens(input_ids.tolist())
+
+
+NO_TOKENS = "produces no token of the model's tokenizer (the model would see only its special tokens); send visible text"
+"""Why a text is refused when ``tokenless_fields`` names it."""
+
+
+def tokenless_fields(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    text_pairs: Sequence[str | None] | None = None,
+    encoded: BatchEncoding | None = None,
+) -> list[tuple[int, str]]:
+    """``(i, "text")`` or ``(i, "text_pair")`` for each text from which ``tokenizer`` produces no token of its own,
+    so that the model would see nothing of it but the special tokens added around it ([CLS], [SEP]). Examples:
+    U+FE0F (a variation selector), U+0301 (a lone combining accent), U+E000 (private use), U+FFFD; the
+    tokenizer's normalizer drops them. A text that becomes an unknown token ([UNK]) does produce a token.
+
+    ``encoded``: the tokenizer's output for exactly these texts and pairs, when the caller has it; a fast
+    tokenizer's ``sequence_ids`` then tell which segment each token came from, without tokenizing again."""
+    pairs = list(text_pairs) if text_pairs is not None else [None] * len(texts)
+    found = []
+    if encoded is not None and encoded.is_fast:
+        for i, pair in enumerate(pairs):
+            segments = set(encoded.sequence_ids(i))
+            found += [(i, name) for segment, name in ((0, "text"), (1, "text_pair")) if segment not in segments and (segment == 0 or pair is not None)]
+        return found
+    with quiet_transformers():
+        lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        given = [i for i, pair in enumerate(pairs) if pair is not None]
+        pair_lengths = [len(ids) for ids in tokenizer([pairs[i] for i in given], add_special_tokens=False)["input_ids"]] if given else []
+    found = [(i, "text") for i, length in enumerate(lengths) if length == 0]
+    found += [(i, "text_pair") for i, length in zip(given, pair_lengths) if length == 0]
+    return sorted(found)
+
+
+def check_inputs_have_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], text_pairs: Sequence[str | None] | None = None) -> None:
+    """InputError naming the first input (``input i``, 0-based) with a text or text_pair that is empty (as
+    ``Classifier.encode`` says) or from which ``tokenizer`` produces no token (``tokenless_fields``)."""
+    for i, name in tokenless_fields(tokenizer, texts, text_pairs)[:1]:
+        given = (texts if name == "text" else text_pairs or [])[i]
+        raise InputError(f"input {i}: {name} is empty" if not given.strip() else f"input {i}: {name} {NO_TOKENS}")
+
+
+def check_examples_have_tokens(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], source: str) -> None:
+    """DataError naming the first row of ``examples`` (1-based, in the data's order) with a text or text_pair
+    from which ``tokenizer`` produces no token (``tokenless_fields``)."""
+    texts = [example.text for example in examples]
+    pairs = [example.text_pair for example in examples]
+    for i, name in tokenless_fields(tokenizer, texts, pairs)[:1]:
+        raise DataError(f"{source}: row {i + 1}: {name} {NO_TOKENS}")
 
 
 @contextlib.contextmanager

@@ -5,6 +5,9 @@ in an order rotated each round), so that a machine whose load changes affects ev
 Prints per model its accuracy on the SST-2 dev set (through the server, batched ``{"inputs"}`` requests),
 throughput, p50/p99 latency, error count, and the throughput ratio to the first model.
 
+When it starts the server, it also prints the resident memory (RSS) of each model's worker processes, idle
+(all workers READY, before any request) and at the end (after the load and any storms' explanations).
+
 With ``--storm``, each round also runs one explanation storm per model (``auditor.serving.loadtest.STORMS``, in
 turn: 4 prediction clients while 7 to 16 explanations at the limits arrive at once) and a quiet stretch of
 the same length, and prints prediction p50/p99/max with and without the storm and the explanations' statuses.
@@ -32,7 +35,7 @@ import requests
 from auditor.serving.archive import package_model
 from auditor.data import load_dataset
 from auditor.serving.loadtest import STORM_HEADER, STORMS, LoadResult, StormResult, percentile, run_load, run_storm
-from auditor.serving.torchserve import ServedModel, TorchServe
+from auditor.serving.torchserve import ServedModel, TorchServe, resident_bytes
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"
@@ -101,6 +104,18 @@ def report(results: list[LoadResult], clients: int, per_client: int, rounds: int
         )
 
 
+def worker_memory_mb(server: TorchServe, models: list[str]) -> dict[str, list[float]]:
+    """Resident memory of each model's worker processes, in MB (10⁶ bytes)."""
+    return {model: [resident_bytes(pid) / 1e6 for pid in server.model_worker_pids(model)] for model in models}
+
+
+def report_memory(idle: dict[str, list[float]], after: dict[str, list[float]], storm: bool) -> None:
+    print(f"\nresident memory per worker, MB (min-max over the model's workers): idle, and after the load{' and storms' if storm else ''}")
+    for model in idle:
+        print(f"{model:<22} idle {min(idle[model]):.0f}-{max(idle[model]):.0f}   after {min(after[model]):.0f}-{max(after[model]):.0f}"
+              f"   workers {len(idle[model])}")  # fmt: skip
+
+
 def build(pruned_dir: Path, store: Path, threads: int) -> None:
     """The three default archives: the shared SST-2 model (PyTorch) and ``pruned_dir`` (an ``auditor prune
     --int8`` folder) with its float and int8 ONNX graphs; ``threads`` intra-op threads per worker."""
@@ -141,9 +156,13 @@ def main() -> None:
     else:
         served = [ServedModel(model, batch_size=args.batch_size, max_batch_delay_ms=args.batch_delay_ms, workers=args.workers) for model in models]
         with TorchServe(args.store, served) as server:
+            idle = worker_memory_mb(server, models)
             results, storms = measure(server.inference_url, server.inference_key, models, args.clients, args.requests, args.rounds, args.storm)
+            after = worker_memory_mb(server, models)
     report(results, args.clients, args.requests, args.rounds)
     report_storms(models, storms)
+    if not args.url:
+        report_memory(idle, after, args.storm)
 
 
 if __name__ == "__main__":

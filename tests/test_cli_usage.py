@@ -188,3 +188,39 @@ def test_pruning_every_head_of_a_layer_is_refused_and_one_left_runs(tmp_path: Pa
     with torch.no_grad():
         expected = classifier.model(**encoding, head_mask=mask).logits
         torch.testing.assert_close(pruned.model(**encoding).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_text_the_model_cannot_see_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``explain`` text and ``audit``/``compare`` data rows from which the model's tokenizer produces no token
+    (U+FE0F, a variation selector, passes the schemas' visible-text check) exit 2 naming the input or row."""
+    code, out, err = run_main(["explain", "--model", str(SST2), "a fine film", "\ufe0f"], capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == ["error: input 1: text produces no token of the model's tokenizer (the model would see only its special tokens); send visible text"]
+    data = tmp_path / "dev.tsv"
+    data.write_text("sentence\tlabel\na fine film\t1\n\u0301\ue000\t0\n", encoding="utf-8")
+    for command in (["audit", "--model", str(SST2)], ["compare", "--full", str(SST2), "--pruned", str(SST2)]):
+        code, out, err = run_main([*command, "--data", str(data), "--out", str(tmp_path / "out")], capsys)
+        assert code == 2 and out == "", err
+        assert err.splitlines() == [f"error: {data}: row 2: text produces no token of the model's tokenizer (the model would see only its special tokens); send visible text"]
+
+
+def test_package_warns_when_the_configured_workers_exceed_the_machines_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from auditor.serving.memory import EXPLANATION_BYTES, WORKER_BYTES, configured_workers, machine_memory_bytes, memory_warning
+
+    config = tmp_path / "config.properties"
+    config.write_text(
+        "default_workers_per_model=2\nload_models=a.mar,b.mar\n"
+        'models={"b": {"1.0": {"marName": "b.mar", "minWorkers": 4, "maxWorkers": 4}}}\n'
+    )
+    assert configured_workers(config) == {"a": 2, "b": 4}
+    needed = 6 * WORKER_BYTES + 2 * EXPLANATION_BYTES  # one worker of each model explaining
+    assert memory_warning(config, machine_bytes=needed) is None
+    assert "starts 6 workers (a 2, b 4)" in memory_warning(config, machine_bytes=needed - 1)
+    many = tmp_path / "many.properties"  # more workers than any machine here holds
+    many.write_text(f"default_workers_per_model={machine_memory_bytes() // WORKER_BYTES + 1}\nload_models=sst2.mar\n")
+    code, out, err = run_main(["package", "--model", str(SST2), "--name", "sst2", "--store", str(tmp_path / "store"), "--config", str(many)], capsys)
+    assert code == 0 and (tmp_path / "store" / "sst2.mar").is_file()
+    lines = (out + err).splitlines()
+    assert lines[0].startswith("wrote ") and lines[1].startswith(f"warning: {many} starts") and "lower the workers per model" in lines[1]
+    code, out, err = run_main(["package", "--model", str(SST2), "--name", "x", "--config", str(tmp_path / "none")], capsys)
+    assert code == 2 and err.splitlines() == [f"error: --config {tmp_path / 'none'}: not a file"]

@@ -152,3 +152,67 @@ def test_pruned_weights_keep_the_checkpoint_dtype(tmp_path: Path) -> None:
         header = json.loads(weights.read(int.from_bytes(weights.read(8), "little")))
     assert {entry["dtype"] for name, entry in header.items() if name != "__metadata__"} == {"F16"}
     assert checkpoint_dtype(folder) == torch.float16
+
+
+TOKENLESS = ["\ufe0f", "\U000e0100", "\u17b4", "\u0301", "\ufffd", "\ue000"]
+"""Code points that pass the schemas' visible-text check but from which MiniLM's tokenizer produces no token."""
+
+
+def test_text_without_tokens_is_400_naming_field_and_input(service: Service) -> None:
+    for char in TOKENLESS:
+        assert visible(char) and service.classifier.tokenizer.tokenize(char) == []  # what makes them hostile
+        single, explained, batched = service.handle(
+            [{"text": char}, {"text": f"{char} {char}"}, {"inputs": [{"text": "a fine film"}, {"text": char * 3}]}], [False, True, False]
+        )
+        assert [single.status, explained.status, batched.status] == [400, 400, 400]
+        assert error(single).message.startswith("text: produces no token of the model's tokenizer")
+        assert error(explained).message.startswith("text: produces no token")
+        assert error(batched).message.startswith("inputs[1].text: produces no token")
+    assert service.handle([{"text": "\u0301a"}], [False])[0].status == 200  # a token beside it: answered
+
+
+def unicode_categories() -> dict[str, list[str]]:
+    """Every code point by its Unicode general category (30 categories; Cs are lone surrogates)."""
+    import unicodedata
+
+    categories: dict[str, list[str]] = {}
+    for code in range(0x110000):
+        categories.setdefault(unicodedata.category(chr(code)), []).append(chr(code))
+    return categories
+
+
+def test_random_text_from_every_unicode_category_is_refused_exactly_when_it_has_no_token(service: Service) -> None:
+    """Property: for random strings of 1 to 4 characters drawn from every general category (seeded), the service
+    answers 400 "text: …" exactly when the text holds a lone surrogate (JSON escapes them), shows nothing
+    (``visible``) or the model's tokenizer, given the text alone, produces no token; else 200 (never 500)."""
+    import random
+
+    categories = unicode_categories()
+    assert len(categories) == 30
+    tokenizer = service.classifier.tokenizer
+    generator = random.Random(30)
+    names = sorted(categories)
+    texts = []
+    for round_ in range(12):
+        for name in names:  # each category in every round, mixed with others in some strings
+            chars = [generator.choice(categories[name])]
+            chars += [generator.choice(categories[generator.choice(names)]) for _ in range(generator.randrange(4) if round_ % 2 else 0)]
+            texts.append("".join(chars))
+    bodies = [json.dumps({"text": text}).encode() for text in texts]  # ensure_ascii: a surrogate is written as \ud800
+    answers = service.handle(bodies, [False] * len(bodies))
+    refused = 0
+    for text, answer in zip(texts, answers):
+        if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+            expected = "text: Input should be a valid string"  # pydantic refuses it
+        elif not visible(text):
+            expected = "must not be blank"
+        elif not tokenizer.tokenize(text):
+            expected = "text: produces no token"
+        else:
+            expected = None
+        if expected is None:
+            assert answer.status == 200, (ascii(text), answer.body)
+        else:
+            refused += 1
+            assert answer.status == 400 and expected in error(answer).message, (ascii(text), answer.body)
+    assert 0 < refused < len(texts)

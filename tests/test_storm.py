@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from auditor.serving.archive import build_archive
 from auditor.data import load_dataset
@@ -33,12 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         yield served
 
 
-def worker_pids(server: TorchServe) -> list[int]:
-    headers = {"Authorization": f"Bearer {server.keys['management']}"}
-    answer = requests.get(f"http://127.0.0.1:{server.ports['management']}/models/sst2", headers=headers, timeout=10)
-    return sorted(worker["pid"] for version in answer.json() for worker in version["workers"])
-
-
 def computed_explanations(server: TorchServe) -> int:
     log = server.logs / "model_metrics.log"
     return len(re.findall(r"AttributionTime\.", log.read_text())) if log.is_file() else 0
@@ -47,7 +40,7 @@ def computed_explanations(server: TorchServe) -> int:
 @pytest.mark.parametrize("storm", STORMS, ids=lambda storm: storm.name)
 def test_predictions_never_wait_behind_an_explanation_storm(server: TorchServe, storm: Storm) -> None:
     texts = [example.text for example in load_dataset("sst2").examples]
-    pids = worker_pids(server)
+    pids = server.model_worker_pids("sst2")
     computed_before = computed_explanations(server)
     result = run_storm(server.inference_url, server.inference_key, "sst2", storm, texts, clients=4)
     print(result.summary())
@@ -60,4 +53,4 @@ def test_predictions_never_wait_behind_an_explanation_storm(server: TorchServe, 
     assert all(seconds >= 1 for seconds in result.retry_after_s)
     time.sleep(1.5)  # the frontend writes metrics asynchronously
     assert computed_explanations(server) - computed_before == result.explanation_statuses.count(200)
-    assert worker_pids(server) == pids
+    assert server.model_worker_pids("sst2") == pids

@@ -141,11 +141,14 @@ def audit(
     from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks
     from auditor.checkpoint import Checkpoint
     from auditor.diff import AuditScope, check_comparable
+    from auditor.models import check_examples_have_tokens
     from auditor.victims import open_victim
 
     with pool_context as pool:
-        triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
         victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
+        if victim.tokenizer is not None:  # before mining: a row the model cannot see is a data error
+            check_examples_have_tokens(victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
+        triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
         lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words)
         if baseline_report is not None:  # before any attack: a baseline of other examples or settings is refused
             scope = AuditScope(dataset.head(settings.examples).identity(), victim.labels, settings, lexicon_summary(lexicon), validity_checks(settings))
@@ -249,14 +252,18 @@ def compare(
     settings.examples = min(examples, len(dataset))
     from auditor.ci import comparison_report_suites, write_junit
     from auditor.compare import compare_models
+    from auditor.models import check_examples_have_tokens
     from auditor.report import render_comparison_markdown, write_comparison
     from auditor.victims import is_endpoint, open_victim
 
-    triggers = patterns_for(patterns, full, data, mine_examples, out)
     full_victim, pruned_victim = (
         open_victim(where, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer if is_endpoint(where) else None)
         for where in (full, pruned)
     )
+    for victim in (full_victim, pruned_victim):
+        if victim.tokenizer is not None:  # before mining: a row a model cannot see is a data error
+            check_examples_have_tokens(victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
+    triggers = patterns_for(patterns, full, data, mine_examples, out)
     lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words)
     report = compare_models(full_victim, pruned_victim, dataset, triggers, settings, out, lexicon, progress_printer)
     write_comparison(report, out)

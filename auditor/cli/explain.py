@@ -44,7 +44,7 @@ def explain(
     from tqdm import tqdm
 
     from auditor.explain import explain_batch
-    from auditor.models import load_classifier
+    from auditor.models import check_inputs_have_tokens, load_classifier
     from auditor.render import render_html
     from auditor.schemas import Explanation
 
@@ -59,6 +59,7 @@ def explain(
     )
     inputs, pairs = gather_inputs(texts or [], pair, input_file)
     classifier = load_classifier(model)
+    check_inputs_have_tokens(classifier.tokenizer, inputs, pairs)  # before the progress bar: one line
     with tqdm(total=len(inputs), unit="input", desc="explaining", disable=len(inputs) < 2, file=sys.stderr) as progress:
         explanations = explain_batch(classifier, inputs, pairs, options, truncate, batch_size, progress.update)
     for explanation in explanations:

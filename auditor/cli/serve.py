@@ -45,9 +45,19 @@ def package(
     explanation_slots: Annotated[
         int, typer.Option("--explanation-slots", min=1, help="Explanations computed at once by all the model's workers (keep below its workers).")
     ] = 1,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The TorchServe configuration that will serve it: warn when its workers need more memory than this machine has "
+                     "(default: the repository's config.properties)."),
+    ] = None,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
     from auditor.serving.archive import package_model, parse_heads
+    from auditor.serving.memory import memory_warning
+    from auditor.serving.torchserve import DEFAULT_CONFIG
+
+    if config is not None and not config.is_file():
+        raise InputError(f"--config {config}: not a file")
 
     try:
         limits = ServingLimits(
@@ -61,3 +71,7 @@ def package(
         model, name, store, heads, backend, limits, threads=threads, onnx_file=onnx_file, task=task, explanation_slots=explanation_slots
     )
     console.print(f"wrote {archive}", highlight=False)
+    served_by = config or DEFAULT_CONFIG
+    warning = memory_warning(served_by) if served_by.is_file() else None
+    if warning is not None:
+        console.print(f"warning: {warning}", highlight=False)

@@ -16,9 +16,14 @@ prediction would wait for an explanation to finish (seconds). Two things prevent
 The cost model: attributing encoder layer l runs, for each of ``steps`` quadrature steps, a forward and a
 backward pass through layers l … L−1 (the layers below l run once, without gradients). A layer's time grows
 linearly with the tokens (below 6 × hidden size tokens, the attention's quadratic term is a small part of
-its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes ``rate ×
-cost`` seconds; ``rate`` is measured on the worker's own hardware (``ExplanationSlots.calibrate`` at start,
-replaced by the first finished explanation and then averaged over them), so it follows the load.
+its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes ``slowdown × (overhead +
+rate × cost)`` seconds. The work, overhead + rate × cost, is in CPU seconds of the explanation thread, fitted by
+least squares to the last ``WINDOW`` explanations the model's workers finished (``ExplanationSlots.record``;
+each worker's warm-up records two of different cost): the overhead (the forward pass without gradients, the
+tree, the JSON) does not grow with the cost, so cheap explanations pin it down and cannot inflate the rate (a
+rate taken as seconds ÷ cost was 80 times a full-cost explanation's after 20 ``layers: [5], steps: 1`` ones,
+and so was ``Retry-After``). ``slowdown``, the wall-clock ÷ CPU seconds of the last ``RECENT`` explanations,
+follows the machine's load and the thread's lower priority now.
 """
 
 from __future__ import annotations
@@ -39,8 +44,21 @@ from typing import TypeVar
 Result = TypeVar("Result")
 
 RATE_FILE = "rate.json"
-RATE_MEMORY = 0.5
-"""Weight of the previous rate when a finished explanation updates it (an exponential moving average)."""
+WINDOW = 32
+"""Finished explanations the time model is fitted to: the most recent ones of the model's workers."""
+RECENT = 5
+"""Finished explanations whose wall-clock ÷ CPU seconds give the current slowdown."""
+MEASURED_CPU_S = 0.2
+"""CPU seconds a running explanation must have had before its own pace is trusted (the kernel counts in 10 ms ticks)."""
+
+
+def thread_cpu_seconds(pid: int, thread: int) -> float | None:
+    """CPU seconds (user + system) a thread has used, from /proc; None when it is gone or unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{thread}/stat").read_text().rsplit(") ", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def layer_passes(layers: Sequence[int], num_layers: int) -> int:
@@ -52,6 +70,16 @@ def explanation_cost(tokens: int, steps: int, passes: int) -> int:
     """Work of one explanation in token-layer passes: ``steps`` steps of ``passes`` layer passes (``layer_passes``)
     over ``tokens`` tokens."""
     return tokens * steps * passes
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A finished explanation: its cost, the CPU seconds of the thread that computed it (close to its wall time
+    alone: the thread takes its share of any intra-op parallel work) and its wall-clock seconds (None: unknown)."""
+
+    cost: int
+    cpu_s: float
+    wall_s: float | None
 
 
 @dataclass(frozen=True)
@@ -90,43 +118,58 @@ class ExplanationSlots:
     def _path(self, slot: int) -> Path:
         return self.directory / f"slot-{slot}.json"
 
-    def _stored(self) -> tuple[float, int]:
-        """(seconds per token-layer pass, explanations it was measured on; 0 for a warm-up's calibration)."""
+    def _stored(self) -> list[Measurement]:
+        """The last ``WINDOW`` finished explanations of any worker of the model."""
         try:
-            stored = json.loads((self.directory / RATE_FILE).read_text())
-            rate, measured = float(stored["seconds_per_token_pass"]), int(stored["explanations"])
+            stored = json.loads((self.directory / RATE_FILE).read_text())["explanations"]
+            measured = [Measurement(int(cost), float(cpu), None if wall is None else float(wall)) for cost, cpu, wall in stored]
         except (OSError, ValueError, KeyError, TypeError):
-            return self.default_rate_s, -1
-        return (rate, measured) if math.isfinite(rate) and rate > 0 else (self.default_rate_s, -1)
+            return []
+        return [m for m in measured if m.cost > 0 and math.isfinite(m.cpu_s) and m.cpu_s > 0 and (m.wall_s is None or m.wall_s > 0)]
 
-    @property
-    def rate_s(self) -> float:
-        """Seconds per token-layer pass, as last measured by any worker of the model."""
-        return self._stored()[0]
-
-    def record(self, cost: int, seconds: float) -> None:
-        """Fold a finished explanation's seconds per token-layer pass into the shared rate (the first one
-        replaces the warm-up's calibration, measured while the workers were still starting)."""
-        if cost <= 0 or seconds <= 0:
+    def record(self, cost: int, cpu_s: float, wall_s: float | None) -> None:
+        """Add a finished explanation to the shared window: its cost, the CPU seconds of the thread that computed
+        it and its wall-clock seconds (None for a warm-up, whose wall time counts the other workers' warm-ups)."""
+        if cost <= 0 or cpu_s <= 0:
             return
-        rate, measured = self._stored()
-        if measured > 0:
-            rate = RATE_MEMORY * rate + (1 - RATE_MEMORY) * seconds / cost
-        else:
-            rate = seconds / cost
-        self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": rate, "explanations": max(measured, 0) + 1})
+        measured = self._stored()[-(WINDOW - 1) :] + [Measurement(cost, cpu_s, wall_s)]
+        self._write(self.directory / RATE_FILE, {"explanations": [[m.cost, m.cpu_s, m.wall_s] for m in measured]})
 
-    def calibrate(self, seconds: float, cost: int) -> None:
-        """Set the rate from a measurement (the worker's warm-up explanation) when none is recorded yet."""
-        if self._stored()[1] < 0 and cost > 0 and seconds > 0:
-            self._write(self.directory / RATE_FILE, {"seconds_per_token_pass": seconds / cost, "explanations": 0})
+    def slowdown(self) -> float:
+        """Wall-clock seconds per CPU second of the last ``RECENT`` explanations (at least 1): how much the
+        machine's load and the explanation thread's lower priority stretch an explanation now."""
+        recent = [m for m in self._stored() if m.wall_s is not None][-RECENT:]
+        return max(1.0, sum(m.wall_s for m in recent) / sum(m.cpu_s for m in recent)) if recent else 1.0  # type: ignore[misc]
+
+    def time_model(self) -> tuple[float, float]:
+        """(overhead CPU seconds, CPU seconds per token-layer pass), fitted by least squares to the window of
+        finished explanations. With fewer than two distinct costs, or a fit whose overhead or rate comes out
+        negative (noise), the line through the origin weighted towards the expensive ones: Σ cost·s / Σ cost²."""
+        measured = self._stored()
+        if not measured:
+            return 0.0, self.default_rate_s
+        costs = [float(m.cost) for m in measured]
+        seconds = [m.cpu_s for m in measured]
+        if len(set(costs)) > 1:
+            mean_cost, mean_seconds = sum(costs) / len(costs), sum(seconds) / len(seconds)
+            spread = sum((cost - mean_cost) ** 2 for cost in costs)
+            rate = sum((cost - mean_cost) * (value - mean_seconds) for cost, value in zip(costs, seconds)) / spread
+            overhead = mean_seconds - rate * mean_cost
+            if rate > 0 and overhead >= 0:
+                return overhead, rate
+        return 0.0, sum(cost * value for cost, value in zip(costs, seconds)) / sum(cost * cost for cost in costs)
 
     def expected_seconds(self, cost: int) -> float:
-        return cost * self.rate_s
+        """Wall-clock seconds an explanation of ``cost`` token-layer passes is expected to take now:
+        ``slowdown() × (overhead + rate × cost)``."""
+        overhead, rate = self.time_model()
+        return self.slowdown() * (overhead + rate * cost)
 
     @contextmanager
-    def reserve(self, cost: int) -> Iterator[Reservation]:
-        """Hold the first free slot (a lock per open file, so threads of one process exclude each other too)."""
+    def reserve(self, cost: int, thread: int | None = None) -> Iterator[Reservation]:
+        """Hold the first free slot (a lock per open file, so threads of one process exclude each other too).
+        ``thread``: the native id of this process's thread that computes the explanation, whose CPU time then
+        tells a refused request how far it has come (``retry_after_s``)."""
         for slot in range(self.slots):
             handle = os.open(self._path(slot), os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -137,7 +180,9 @@ class ExplanationSlots:
             reservation = Reservation(slot, cost, time.time())
             try:
                 os.ftruncate(handle, 0)
-                os.pwrite(handle, json.dumps({"cost": cost, "started": reservation.started}).encode(), 0)
+                held = {"cost": cost, "started": reservation.started, "pid": os.getpid(), "thread": thread,
+                        "thread_cpu": None if thread is None else thread_cpu_seconds(os.getpid(), thread)}  # fmt: skip
+                os.pwrite(handle, json.dumps(held).encode(), 0)
                 yield reservation
             finally:
                 os.ftruncate(handle, 0)
@@ -148,15 +193,27 @@ class ExplanationSlots:
 
     def retry_after_s(self) -> int:
         """Whole seconds until the earliest running explanation is expected to end (at least 1)."""
-        now, rate = time.time(), self.rate_s
+        now = time.time()
         remaining = []
         for slot in range(self.slots):
             try:
                 held = json.loads(self._path(slot).read_text() or "{}")
-                remaining.append(float(held["started"]) + float(held["cost"]) * rate - now)
+                remaining.append(self._remaining_seconds(int(held["cost"]), now - float(held["started"]), held))
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # being written or released right now: free soon
         return max(1, math.ceil(min(remaining, default=0.0)))
+
+    def _remaining_seconds(self, cost: int, elapsed: float, held: dict) -> float:
+        """Seconds a running explanation still needs. Once its thread has spent ``MEASURED_CPU_S`` CPU seconds
+        on it, measured on the running request: the CPU seconds of work left (``time_model``) at the pace it
+        gets now (its CPU seconds ÷ wall seconds so far); before, ``expected_seconds`` less the time elapsed."""
+        if held.get("thread") is not None and held.get("thread_cpu") is not None:
+            now_cpu = thread_cpu_seconds(int(held["pid"]), int(held["thread"]))
+            used = None if now_cpu is None else now_cpu - float(held["thread_cpu"])
+            if used is not None and used >= MEASURED_CPU_S and elapsed > 0:
+                overhead, rate = self.time_model()
+                return max(overhead + rate * cost - used, 0.0) * elapsed / used
+        return self.expected_seconds(cost) - elapsed
 
     @staticmethod
     def _write(path: Path, value: dict) -> None:
@@ -171,9 +228,12 @@ class LowPriorityRunner:
 
     def __init__(self, niceness: int) -> None:
         self.niceness = niceness
+        self.native_id: int | None = None
+        """The thread's id for the kernel (/proc/<pid>/task/<id>), once it has started."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="auditor-explanations", initializer=self._lower)
 
     def _lower(self) -> None:
+        self.native_id = threading.get_native_id()
         if self.niceness > 0 and hasattr(os, "setpriority"):
             try:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.niceness))

@@ -138,6 +138,9 @@ class StormResult:
     explanation_statuses: list[int] = field(default_factory=list)
     explanation_ms: list[float] = field(default_factory=list)
     retry_after_s: list[int] = field(default_factory=list)
+    retry_ratios: list[float] = field(default_factory=list)
+    """Per 429: its Retry-After ÷ the seconds until the next explanation of the storm was answered 200 (when the
+    slot it waited for freed), the true wait at least 1 s as Retry-After counts whole seconds."""
     seconds: float = 0.0
 
     def merge(self, other: StormResult) -> None:
@@ -147,6 +150,7 @@ class StormResult:
         self.explanation_statuses += other.explanation_statuses
         self.explanation_ms += other.explanation_ms
         self.retry_after_s += other.retry_after_s
+        self.retry_ratios += other.retry_ratios
         self.seconds += other.seconds
 
     def summary(self) -> str:
@@ -155,6 +159,8 @@ class StormResult:
         retry = f", Retry-After {min(self.retry_after_s)}-{max(self.retry_after_s)} s" if self.retry_after_s else ""
         computed = [ms / 1000 for ms, status in zip(self.explanation_ms, self.explanation_statuses) if status == 200]
         took = f", 200s took {min(computed):.1f}-{max(computed):.1f} s" if computed else ""
+        if self.retry_ratios:
+            took += f", Retry-After / true wait {min(self.retry_ratios):.2f}-{max(self.retry_ratios):.2f}"
         return (
             f"{self.storm:<50}{len(self.quiet_ms):>6}{percentile(self.quiet_ms, 0.5):>8.0f}{percentile(self.quiet_ms, 0.99):>8.0f}"
             f"{max(self.quiet_ms, default=float('nan')):>8.0f}{len(self.storm_ms):>6}{percentile(self.storm_ms, 0.5):>8.0f}"
@@ -196,6 +202,8 @@ def run_storm(url: str, key: str, model: str, storm: Storm, texts: list[str], cl
     lock = threading.Lock()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
+    answered: list[tuple[float, object, int | None]] = []  # (when, status, Retry-After) per explanation
+
     def explain(body: dict) -> None:
         began = time.perf_counter()
         try:
@@ -203,10 +211,11 @@ def run_storm(url: str, key: str, model: str, storm: Storm, texts: list[str], cl
             status, retry = answer.status_code, answer.headers.get("Retry-After")
         except requests.RequestException as error:
             status, retry = type(error).__name__, None
-        elapsed = (time.perf_counter() - began) * 1000
+        ended = time.perf_counter()
         with lock:
             result.explanation_statuses.append(status)
-            result.explanation_ms.append(elapsed)
+            result.explanation_ms.append((ended - began) * 1000)
+            answered.append((ended, status, None if retry is None else int(retry)))
             if retry is not None:
                 result.retry_after_s.append(int(retry))
 
@@ -225,6 +234,11 @@ def run_storm(url: str, key: str, model: str, storm: Storm, texts: list[str], cl
                    result.storm_ms, result.prediction_statuses)  # fmt: skip
     stormer.join()
     storm_seconds = time.perf_counter() - storm_started
+    computed = sorted(when for when, status, _ in answered if status == 200)
+    for when, status, retry in answered:
+        freed = next((end for end in computed if end > when), None)
+        if status == 429 and retry is not None and freed is not None:
+            result.retry_ratios.append(retry / max(freed - when, 1.0))
     quiet_started = time.perf_counter()
     _predict_until(url, key, model, texts, clients, lambda: time.perf_counter() - quiet_started >= storm_seconds, result.quiet_ms, result.prediction_statuses)
     result.seconds = time.perf_counter() - storm_started

@@ -6,8 +6,9 @@ request of a server-side batch with its own status and JSON body. ``handlers/cla
 Guarantees (each request alone; a bad or expensive request never fails its neighbours):
 
 - a malformed body (not UTF-8, not JSON, nested too deep, an integer too long to read, a wrong type, a blank
-  text, a limit exceeded, a ``text_pair`` the archive's task does not take or lacks) is a 400
-  ``ErrorResponse``; for ``{"inputs": […]}`` the message names the input;
+  text, a text from which the model's tokenizer produces no token, a limit exceeded (``auditor.serving.limits``),
+  a ``text_pair`` the archive's task does not take or lacks) is a 400 ``ErrorResponse``; for ``{"inputs": […]}``
+  the message names the input and field (``inputs[3].text_pair: …``);
 - an explanation is decided before any attribution runs: over a limit on its own (steps, ``top_k``, cost
   tokens × steps × layer passes over ``max_explanation_cost``, ``auditor.serving.capacity``, an answer that could exceed ``max_response_bytes``,
   ``auditor.explain.explanation_size_bound``) a 400; over what is left of the batch's budget, in a batch with
@@ -26,17 +27,19 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from auditor.serving.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes
+from auditor.serving.memory import release_freed_memory
+from auditor.serving.limits import check_chars, check_explanation, check_task, size_alternatives
 from auditor.encoders import encoder_for
 from auditor.errors import InputError, validation_message
 from auditor.explain import explain, explanation_size_bound, validate_layers
-from auditor.models import Classifier, mark_tokenizer_notices_shown
+from auditor.models import NO_TOKENS, Classifier, mark_tokenizer_notices_shown, tokenless_fields
 from auditor.predict import predictions_from_logits, torch_logits
 from auditor.schemas import (
     ErrorResponse,
@@ -46,13 +49,12 @@ from auditor.schemas import (
     PredictionBatchRequest,
     PredictionList,
     PredictionRequest,
-    ServingLimits,
-    Task,
 )
 
 logger = logging.getLogger(__name__)
 
 Request = TypeVar("Request", bound=BaseModel)
+Result = TypeVar("Result")
 
 
 class Busy(InputError):
@@ -95,38 +97,11 @@ def parse_request(body: object, request_type: type[Request]) -> Request:
         raise InputError("invalid request: nested too deeply") from None
 
 
-def check_chars(limits: ServingLimits, text: str, text_pair: str | None) -> None:
-    """InputError when text + text_pair are longer than ``max_chars`` (checked before tokenizing)."""
-    chars = len(text) + len(text_pair or "")
-    if chars > limits.max_chars:
-        raise InputError(f"input has {chars} characters, more than the limit of {limits.max_chars}")
-
-
-def check_task(task: Task, text_pair: str | None) -> None:
-    """InputError when a single-sentence model gets a ``text_pair`` or a sentence-pair model lacks one."""
-    if task == "single" and text_pair is not None:
-        raise InputError("this model classifies single sentences (task: single): send no text_pair")
-    if task == "pair" and text_pair is None:
-        raise InputError("this model classifies sentence pairs (task: pair): send a text_pair with the text")
-
-
-def check_explanation(limits: ServingLimits, request: ExplanationRequest, tokens: int, num_layers: int) -> int:
-    """The explanation's cost; InputError when a limit refuses it (steps, top_k, cost)."""
-    options = request.options
-    if options.steps > limits.max_steps:
-        raise InputError(f"steps is {options.steps}, more than the limit of {limits.max_steps}")
-    if options.top_k > limits.max_top_k:
-        raise InputError(f"top_k is {options.top_k}, more than the limit of {limits.max_top_k}")
-    layers = validate_layers(options.layers, num_layers)
-    passes = layer_passes(range(num_layers) if layers is None else layers, num_layers)
-    cost = explanation_cost(tokens, options.steps, passes)
-    if cost > limits.max_explanation_cost:
-        raise InputError(
-            f"this explanation costs {cost} (tokens × steps × layer passes = {tokens} × {options.steps} × {passes}; attributing "
-            f"layer l passes through the {num_layers} − l layers from l up), more than the limit of {limits.max_explanation_cost}: "
-            "ask for fewer steps, fewer or higher layers, or send a shorter text"
-        )
-    return cost
+def thread_timed(call: Callable[[], Result]) -> tuple[Result, float]:
+    """``call()``'s result and the CPU seconds the calling thread spent in it."""
+    started = time.thread_time()
+    result = call()
+    return result, time.thread_time() - started
 
 
 @dataclass
@@ -176,16 +151,19 @@ class Service:
         self.runner = LowPriorityRunner(settings.explanation_niceness)
 
     def warm_up(self) -> None:
-        """One small explanation, to load the attribution code paths and measure this worker's seconds per
-        token-layer pass when no worker of the model has measured it yet (``ExplanationSlots.calibrate``)."""
-        text = " ".join(["a fine film"] * 20)
-        pair = text if self.settings.task == "pair" else None
-        options = ExplanationOptions(steps=4, layers=[0], include_tree=False)
-        tokens = int(self.classifier.encode([text], None if pair is None else [pair])["input_ids"].shape[1])
-        started = time.perf_counter()
-        self.runner.run(lambda: explain(self.classifier, text, pair, options))
-        cost = explanation_cost(tokens, options.steps, layer_passes(options.layers, self.classifier.identity.num_layers))
-        self.slots.calibrate(time.perf_counter() - started, cost)
+        """Two explanations, a cheap and a dearer one, to load the attribution code paths and give the model's
+        time model (``ExplanationSlots.time_model``) an overhead and a rate from the start. They are timed by the
+        explanation thread's CPU time: a model's workers warm up all at once, and their wall times would count
+        each other's work (the thread takes its share of any intra-op parallel work, so its CPU time is close to
+        the wall time alone)."""
+        num_layers = self.classifier.identity.num_layers
+        for words, options in ((1, ExplanationOptions(steps=1, layers=[-1], include_tree=False)), (20, ExplanationOptions(steps=4, include_tree=False))):
+            text = " ".join(["a fine film"] * words)
+            pair = text if self.settings.task == "pair" else None
+            tokens = int(self.classifier.encode([text], None if pair is None else [pair])["input_ids"].shape[1])
+            _, seconds = self.runner.run(lambda: thread_timed(lambda: explain(self.classifier, text, pair, options)))  # noqa: B023 - runs now
+            cost = explanation_cost(tokens, options.steps, layer_passes(validate_layers(options.layers, num_layers) or range(num_layers), num_layers))
+            self.slots.record(cost, seconds, None)
 
     def handle(self, bodies: Sequence[object], explain_flags: Sequence[bool]) -> list[Answer]:
         """One answer per body, in order; ``explain_flags[i]`` marks a ``POST /explanations`` request."""
@@ -272,25 +250,35 @@ class Service:
                 self._refuse(item, batched, answers, failed, error)
         if not kept:
             return []
-        encoded = self.classifier.tokenizer(
-            [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept], truncation=False
-        )
-        limit = min(limits.max_tokens, self.classifier.max_length)  # never past the model's position embeddings
+        texts, pairs = [item.text for item in kept], None if kept[0].text_pair is None else [item.text_pair for item in kept]
+        encoded = self.classifier.tokenizer(texts, pairs, truncation=False)
+        for row, name in tokenless_fields(self.classifier.tokenizer, texts, pairs, encoded):
+            self._refuse(kept[row], batched, answers, failed, InputError(NO_TOKENS), name)
         for row, item in enumerate(kept):
             item.ids = {name: values[row] for name, values in encoded.items() if self.segments or name != "token_type_ids"}
-            tokens = len(item.ids["input_ids"])
-            if tokens > limit:
-                error = InputError(f"input has {tokens} tokens, more than the limit of {limit}; shorten it")
+            try:
+                self._check_tokens(len(item.ids["input_ids"]))
+            except InputError as error:
                 self._refuse(item, batched, answers, failed, error)
         return [item for item in kept if item.request not in failed]
 
+    def _check_tokens(self, tokens: int) -> None:
+        """InputError when an input has more tokens than ``max_tokens`` or the model's position embeddings take."""
+        limit = min(self.limits.max_tokens, self.classifier.max_length)
+        if tokens > limit:
+            raise InputError(f"input has {tokens} tokens, more than the limit of {limit}; shorten it")
+
     @staticmethod
-    def _refuse(item: _Input, batched: dict[int, int], answers: list[Answer | None], failed: set[int], error: InputError) -> None:
+    def _refuse(
+        item: _Input, batched: dict[int, int], answers: list[Answer | None], failed: set[int], error: InputError, field: str | None = None
+    ) -> None:
+        """Answer the item's request 400 with ``error``, naming the input (``inputs[i]``, in a batch request) and
+        the ``field`` when the error is about one."""
         if item.request in failed:
             return
         failed.add(item.request)
-        where = f"inputs[{item.position}]: " if item.request in batched else ""
-        answers[item.request] = Answer.error(400, InputError(f"{where}{error}"))
+        where = ".".join(filter(None, [f"inputs[{item.position}]" if item.request in batched else None, field]))
+        answers[item.request] = Answer.error(400, InputError(f"{where}: {error}" if where else str(error)))
 
     def _forward(self, chunk: list[_Input]):
         encoding = self.classifier.tokenizer.pad([item.ids for item in chunk], padding=True, return_tensors="np" if self.onnx is not None else "pt")
@@ -308,29 +296,30 @@ class Service:
         predictions, or every explanation slot is taken."""
         check_task(self.settings.task, request.text_pair)
         check_chars(self.limits, request.text, request.text_pair)
-        encoding = self.classifier.encode([request.text], None if request.text_pair is None else [request.text_pair], max_length=self.limits.max_tokens)
-        input_ids = encoding["input_ids"][0].tolist()
+        for _, name in tokenless_fields(self.classifier.tokenizer, [request.text], None if request.text_pair is None else [request.text_pair]):
+            raise InputError(f"{name}: {NO_TOKENS}")
+        input_ids = self.classifier.tokenizer(request.text, request.text_pair, truncation=False)["input_ids"]
         tokens = len(input_ids)
+        self._check_tokens(tokens)
         cost = check_explanation(self.limits, request, tokens, self.classifier.identity.num_layers)
         bound = explanation_size_bound(self.classifier, request.text, request.text_pair, input_ids, request.options)
         if bound > self.limits.max_response_bytes:
-            raise InputError(
-                f"the answer could be {bound} bytes, more than the answer limit of {self.limits.max_response_bytes}: ask for "
-                "fewer layers, no matrices, a smaller top_k, or send a shorter text"
-            )
+            alternatives = size_alternatives(self.classifier, request, input_ids, self.limits.max_response_bytes)
+            raise InputError(f"the answer could be {bound} bytes, more than the answer limit of {self.limits.max_response_bytes}: {' or '.join(alternatives)}")
         if predicting:
             raise Busy("this server-side batch holds predictions, which never wait for an explanation", 1)
         if cost > budget:
             spent = self.limits.max_explanation_cost - budget
             raise Busy(f"the worker is busy with other explanations of this batch (cost {spent})", self._seconds(spent))
         try:
-            with self.slots.reserve(cost):
+            with self.slots.reserve(cost, self.runner.native_id):
                 started = time.perf_counter()
-                explanation = self.runner.run(lambda: explain(self.classifier, request.text, request.text_pair, request.options))
+                explanation, cpu = self.runner.run(lambda: thread_timed(lambda: explain(self.classifier, request.text, request.text_pair, request.options)))
                 elapsed = time.perf_counter() - started
         except SlotsTaken as taken:
             raise Busy(f"every explanation slot of this model ({taken.running}) is busy", taken.retry_after_s) from None
-        self.slots.record(cost, elapsed)
+        self.slots.record(cost, cpu, elapsed)
+        release_freed_memory()  # the attribution's buffers, else resident until the worker ends
         body = explanation.model_dump_json()
         size = len(body.encode("utf-8"))
         if size > bound:  # never: the bound is an upper bound by construction

@@ -93,6 +93,10 @@ class TorchServe:
     every model is READY, reads the inference key from key_file.json, and on exit always stops it (from the
     directory it started in, as ``torchserve --stop`` requires) and removes the working directory.
     ``environment`` adds variables to the server's environment (this process's own are passed on too).
+
+    Run-time registration stays closed as config.properties closes it (no model API, no URL allowed, no workflow
+    store) unless ``open_registration`` opts in: then the model API is on, any file or http(s) URL may be
+    downloaded and the workflow store is the model store, TorchServe's own defaults.
     """
 
     def __init__(
@@ -104,12 +108,14 @@ class TorchServe:
         workdir: Path | None = None,
         log_config: Path = LOG_CONFIG,
         environment: Mapping[str, str] | None = None,
+        open_registration: bool = False,
     ) -> None:
         self.model_store = Path(model_store).resolve()
         self.models = list(models)
         self.config = Path(config)
         self.log_config = Path(log_config)
         self.environment = dict(environment or {})
+        self.open_registration = open_registration
         self.startup_timeout_s = startup_timeout_s
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="auditor-torchserve-"))
@@ -180,6 +186,8 @@ class TorchServe:
                 "models": models_property(self.models),
             }
         )
+        if self.open_registration:
+            properties.update({"enable_model_api": "true", "allowed_urls": "file://.*|http(s)?://.*", "workflow_store": str(self.model_store)})
         path = self.workdir / "config.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
         return path
@@ -251,6 +259,19 @@ class TorchServe:
         except (OSError, ValueError):
             return None
 
+    def model_worker_pids(self, name: str) -> list[int]:
+        """The worker processes of one model, as the management API lists them."""
+        headers = {"Authorization": f"Bearer {self.keys['management']}"}
+        answer = requests.get(f"http://127.0.0.1:{self.ports['management']}/models/{name}", headers=headers, timeout=10)
+        answer.raise_for_status()
+        return sorted(worker["pid"] for version in answer.json() for worker in version.get("workers", []))
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The server's Python worker processes (its child processes), whatever model they serve."""
+        pid = self.pid
+        return [] if pid is None else child_processes(pid)
+
     @property
     def running(self) -> bool:
         pid = self.pid
@@ -285,3 +306,24 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def child_processes(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc; empty where there is none)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return sorted(children)
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS of /proc/<pid>/status), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"no VmRSS for process {pid}")
