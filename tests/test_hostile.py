@@ -20,6 +20,8 @@ from auditor.schemas import ServingLimits
 from auditor.serving.archive import build_archive
 from auditor.serving.torchserve import ServedModel, TorchServe
 
+pytestmark = pytest.mark.slow  # a real TorchServe probed as a hostile client would
+
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 RTE_LIMITS = ServingLimits(max_tokens=64, max_steps=8, max_explanation_cost=64 * 8 * 6, max_batch=3)
 TOKENLESS = ["\ufe0f", "\U000e0100", "\u17b4", "\u0301", "\ufffd", "\ue000"]

@@ -21,6 +21,8 @@ import requests
 from auditor.serving.archive import build_archive
 from auditor.serving.torchserve import ServedModel, TorchServe
 
+pytestmark = pytest.mark.slow  # real TorchServes probed for registration paths
+
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 SETTLE_S = 8.0
 """How long a refused registration is given to start a worker anyway (a model's worker starts in 3–5 s here)."""
