@@ -26,7 +26,7 @@ from auditor.schemas.serving import (  # noqa: F401
     PredictionRequest,
     ServingLimits,
 )
-from auditor.schemas.live import ComparisonRecord, ServedModelRef  # noqa: F401
+from auditor.schemas.live import IDENTITY_HEADERS, ComparisonRecord, ServedModelRef, ShadowSettings  # noqa: F401
 from auditor.schemas.explanations import (  # noqa: F401
     AttributionTree,
     Explanation,
