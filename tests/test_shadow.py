@@ -232,7 +232,8 @@ def test_a_database_that_cannot_be_written_leaves_the_primary_serving(served) ->
 
 def test_a_shadow_that_is_not_registered_fails_the_primary_load(tmp_path: Path) -> None:
     store = tmp_path / "model_store"
-    server = TorchServe(store, [ServedModel("orphan", workers=1)], startup_timeout_s=90, workdir=tmp_path / "server")
+    (tmp_path / "server").mkdir()
+    server = TorchServe(store, [ServedModel("orphan", workers=1)], startup_timeout_s=60, workdir=tmp_path / "server")
     settings = ShadowSettings(model="nosuch", url=server.inference_url, database=str(tmp_path / "shadow.db"))
     build_archive(SST2, "orphan", store, archive_format="zip-store", threads=1, shadow=settings)
     with pytest.raises(AuditorError, match="did not get orphan READY"):
