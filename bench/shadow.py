@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -106,7 +107,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=6, help="interleaved latency rounds")
     parser.add_argument("--requests", type=int, default=40, help="requests per client, model and latency round")
-    parser.add_argument("--workers", type=int, default=ServedModel.workers, help="workers per model")
+    parser.add_argument("--workers", type=int, default=2, help="workers per model (4 models on one server)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per worker")
     args = parser.parse_args()
     if not (1 <= args.clients <= 64 and 1 <= args.rounds <= 100 and 1 <= args.requests <= 10_000 and 1 <= args.workers <= 8):
@@ -122,7 +123,10 @@ def main() -> None:
     pruned_onnx = (args.pruned / "model.onnx").resolve()
 
     names = ["sst2-pruned50-replay", "sst2-pruned50-shadowed", "sst2-pruned50-onnx", "sst2"]
-    server = TorchServe(store, [ServedModel(name, workers=args.workers) for name in names])
+    workdir = store / "server"  # kept: its logs/ hold the workers' logs of the run
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    server = TorchServe(store, [ServedModel(name, workers=args.workers) for name in names], startup_timeout_s=900, workdir=workdir)
     # the shadowed archives name this server's inference port, chosen when it was created: built for each run
     for name, path in (("sst2-pruned50-replay", database), ("sst2-pruned50-shadowed", rounds_database)):
         shadow = ShadowSettings(model="sst2", url=server.inference_url, database=str(path))
