@@ -1,5 +1,5 @@
 """Shadow mode on a real TorchServe: the attribution-pruned 50 % SST-2 model (ONNX Runtime, float) as primary, the
-full model (PyTorch) as its shadow on the same server, the production scenario of README "Comparing pruned and
+full model (PyTorch, ``sst2-shadow``, workers at niceness 10) as its shadow on the same server, the production scenario of README "Comparing pruned and
 full models in production".
 
 1. Replay: the 872 SST-2 dev sentences, one ``POST /predictions`` each, from 4 concurrent clients, sample rate
@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40, help="requests per client, model and latency round")
     parser.add_argument("--workers", type=int, default=2, help="workers per model (4 models on one server)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per worker")
+    parser.add_argument("--shadow-niceness", type=int, default=10, help="niceness of the shadow's workers (when its archive is built)")
     args = parser.parse_args()
     if not (1 <= args.clients <= 64 and 1 <= args.rounds <= 100 and 1 <= args.requests <= 10_000 and 1 <= args.workers <= 8):
         parser.error("clients must be in 1..64, rounds in 1..100, requests in 1..10000, workers in 1..8")
@@ -122,19 +123,20 @@ def main() -> None:
         build_pruned(args.pruned)
     pruned_onnx = (args.pruned / "model.onnx").resolve()
 
-    names = ["sst2-pruned50-replay", "sst2-pruned50-shadowed", "sst2-pruned50-onnx", "sst2"]
+    names = ["sst2-pruned50-replay", "sst2-pruned50-shadowed", "sst2-pruned50-onnx", "sst2-shadow"]
     workdir = store / "server"  # kept: its logs/ hold the workers' logs of the run
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     server = TorchServe(store, [ServedModel(name, workers=args.workers) for name in names], startup_timeout_s=900, workdir=workdir)
     # the shadowed archives name this server's inference port, chosen when it was created: built for each run
     for name, path in (("sst2-pruned50-replay", database), ("sst2-pruned50-shadowed", rounds_database)):
-        shadow = ShadowSettings(model="sst2", url=server.inference_url, database=str(path))
+        # the replay is a burst of 872 requests: a queue that holds all of them (the default 256 is for steady traffic)
+        shadow = ShadowSettings(model="sst2-shadow", url=server.inference_url, database=str(path), queue_size=1000)
         package_model(args.pruned, name, store, backend="onnx", onnx_file=pruned_onnx, threads=args.threads, shadow=shadow)
     if not (store / "sst2-pruned50-onnx.mar").is_file():
         package_model(args.pruned, "sst2-pruned50-onnx", store, backend="onnx", onnx_file=pruned_onnx, threads=args.threads)
-    if not (store / "sst2.mar").is_file():
-        package_model(SHARED_SST2, "sst2", store, threads=args.threads)
+    if not (store / "sst2-shadow.mar").is_file():
+        package_model(SHARED_SST2, "sst2-shadow", store, threads=args.threads, niceness=args.shadow_niceness)
 
     examples = load_dataset("sst2").examples
     texts = [example.text for example in examples]

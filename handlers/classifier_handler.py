@@ -15,6 +15,7 @@ Python worker, which must be able to ``import auditor`` (install auditor into th
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class ClassifierHandler(BaseHandler):
         device = f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu"
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
+        if settings.niceness:
+            os.nice(settings.niceness)
         if settings.backend == "onnx" and not any((model_dir / name).is_file() for name in WEIGHT_FILES):
             from auditor.onnx_weights import load_classifier_from_onnx
 

@@ -45,6 +45,9 @@ def package(
     explanation_slots: Annotated[
         int, typer.Option("--explanation-slots", min=1, help="Explanations computed at once by all the model's workers (keep below its workers).")
     ] = 1,
+    niceness: Annotated[
+        int, typer.Option("--niceness", min=0, max=19, help="Run the workers this much lower in priority (e.g. 10 for a model serving only as a shadow).")
+    ] = 0,
     shadow: Annotated[
         str | None, typer.Option("--shadow", help="Replay sampled predictions on this model and record both answers (needs --shadow-db).")
     ] = None,
@@ -79,7 +82,8 @@ def package(
     replay = None
     if shadow is not None or shadow_db is not None:
         if shadow is None or shadow_db is None:
-            raise InputError("--shadow and --shadow-db go together: name the shadow model and the comparisons database")
+            missing = "'--shadow-db'" if shadow_db is None else "'--shadow'"
+            raise typer.BadParameter("--shadow and --shadow-db go together: name the shadow model and the comparisons database", param_hint=missing)
         try:
             replay = ShadowSettings(
                 model=shadow, url=shadow_url.rstrip("/"), key_file=None if shadow_key_file is None else str(shadow_key_file.resolve()),
@@ -87,10 +91,10 @@ def package(
                 max_age_s=shadow_max_age,
             )  # fmt: skip
         except ValidationError as error:
-            raise InputError(validation_message(error)) from None
+            raise typer.BadParameter(validation_message(error), param_hint="'--shadow-*'") from None
     heads = parse_heads(pruned) if pruned else None
     archive = package_model(
         model, name, store, heads, backend, limits, threads=threads, onnx_file=onnx_file, task=task, explanation_slots=explanation_slots,
-        shadow=replay,
+        shadow=replay, niceness=niceness,
     )
     console.print(f"wrote {archive}", highlight=False)

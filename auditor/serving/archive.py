@@ -53,6 +53,7 @@ def build_archive(
     task: Task = "single",
     explanation_slots: int = 1,
     shadow: ShadowSettings | None = None,
+    niceness: int = 0,
 ) -> Path:
     """Package a saved classifier as ``model_store/<name>.mar`` with torch-model-archiver.
 
@@ -76,7 +77,7 @@ def build_archive(
     model_store.mkdir(parents=True, exist_ok=True)
     try:
         settings = HandlerSettings(task=task, backend=backend, threads=threads, explanation_slots=explanation_slots, limits=limits or ServingLimits(),
-                                   shadow=shadow)  # fmt: skip
+                                   shadow=shadow, niceness=niceness)  # fmt: skip
     except ValidationError as error:
         raise InputError(validation_message(error)) from None
     with tempfile.TemporaryDirectory(prefix="auditor-archive-") as scratch:
@@ -167,6 +168,7 @@ def package_model(
     task: Task = "single",
     explanation_slots: int = 1,
     shadow: ShadowSettings | None = None,
+    niceness: int = 0,
 ) -> Path:
     """``auditor package``: prune the model's heads if asked, export it to ONNX for the onnx backend (unless
     ``onnx_file`` names a graph exported already, e.g. ``auditor prune --int8``'s model.int8.onnx), and
@@ -184,4 +186,4 @@ def package_model(
             source = prune_model(classifier, {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
         if backend == "onnx" and onnx_file is None:
             onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE)
-        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads, task, explanation_slots, shadow)
+        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads, task, explanation_slots, shadow, niceness)
