@@ -32,6 +32,7 @@ from pathlib import Path
 
 from auditor.attack import attacked_text
 from auditor.data import load_dataset
+from auditor.errors import InputError
 from auditor.live.records import input_digest, read_drops, read_records
 from auditor.schemas import ShadowSettings
 from auditor.serving.archive import package_model
@@ -58,19 +59,24 @@ def build_pruned(pruned_dir: Path) -> None:
 
 
 def database_counts(database: Path) -> tuple[int, int]:
-    """(rows, drops) of a comparisons database; (0, 0) before a worker created it."""
-    if not database.is_file():
+    """(rows, drops) of a comparisons database; (0, 0) before a worker has created it and its tables."""
+    try:
+        return sum(1 for _ in read_records([database])), sum(read_drops([database]).values())
+    except InputError:
         return 0, 0
-    return sum(1 for _ in read_records([database])), sum(read_drops([database]).values())
 
 
-def wait_for(database: Path, expected: int, timeout_s: float = 600.0) -> tuple[int, int]:
-    """The database's (rows, drops) once they account for ``expected`` sampled requests (or the timeout)."""
+def wait_for(server: TorchServe, database: Path, expected: int, timeout_s: float = 600.0) -> tuple[int, int]:
+    """The database's (rows, drops) once they account for ``expected`` sampled requests; SystemExit when the
+    server stopped or the timeout passed first."""
     deadline = time.monotonic() + timeout_s
     while True:
         rows, drops = database_counts(database)
-        if rows + drops >= expected or time.monotonic() > deadline:
+        if rows + drops >= expected:
             return rows, drops
+        if not server.running or time.monotonic() > deadline:
+            raise SystemExit(f"{database}: {rows} rows and {drops} drops of {expected} requests, and the server "
+                             f"{'stopped' if not server.running else f'did not write more in {timeout_s:g} s'}; see {server.logs}")  # fmt: skip
         time.sleep(0.5)
 
 
@@ -144,7 +150,7 @@ def main() -> None:
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         print(f"load average before the run: {load}", flush=True)
         replayed = replay(server, "sst2-pruned50-replay", texts, args.clients)
-        recorded, dropped = wait_for(database, len(texts))
+        recorded, dropped = wait_for(server, database, len(texts))
         print(f"replay: {replayed.requests} requests from {args.clients} clients, {replayed.errors} not 200, {recorded} recorded, "
               f"{dropped} dropped {read_drops([database])}", flush=True)  # fmt: skip
 
@@ -157,7 +163,7 @@ def main() -> None:
                 run_load(server.inference_url, server.inference_key, result, texts, args.clients, args.requests, offset=r * args.clients * args.requests)
                 if result is with_shadow:
                     sampled += args.clients * args.requests
-                    wait_for(rounds_database, sampled)
+                    wait_for(server, rounds_database, sampled)
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
     records = list(read_records([database]))
