@@ -154,16 +154,13 @@ def main() -> None:
         print(f"replay: {replayed.requests} requests from {args.clients} clients, {replayed.errors} not 200, {recorded} recorded, "
               f"{dropped} dropped {read_drops([database])}", flush=True)  # fmt: skip
 
-        with_shadow, without = LoadResult("with shadowing"), LoadResult("without shadowing")
-        sampled = 0
+        # run_load sends to the model its result is named after
+        with_shadow, without = LoadResult("sst2-pruned50-shadowed"), LoadResult("sst2-pruned50-onnx")
         for r in range(args.rounds):
-            order = [with_shadow, without] if r % 2 == 0 else [without, with_shadow]
-            for result in order:
-                model = "sst2-pruned50-shadowed" if result is with_shadow else "sst2-pruned50-onnx"
+            for result in [with_shadow, without] if r % 2 == 0 else [without, with_shadow]:
                 run_load(server.inference_url, server.inference_key, result, texts, args.clients, args.requests, offset=r * args.clients * args.requests)
-                if result is with_shadow:
-                    sampled += args.clients * args.requests
-                    wait_for(server, rounds_database, sampled)
+                if result is with_shadow:  # every request answered 200 is sampled (rate 1.0)
+                    wait_for(server, rounds_database, with_shadow.requests - with_shadow.errors)
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
     records = list(read_records([database]))
@@ -178,8 +175,8 @@ def main() -> None:
     ratio = percentile(with_shadow.latencies_ms, 0.99) / percentile(without.latencies_ms, 0.99)
     print(f"latency rounds: {args.rounds} interleaved, {args.clients} clients x {args.requests} requests per model and round; "
           f"load average after: {load}")  # fmt: skip
-    for result in (with_shadow, without):
-        print(f"  {result.model:<20} requests {result.requests:>6} not 200 {result.errors:>4} p50 {result.percentile(0.5):7.1f} ms "
+    for result, title in ((with_shadow, "with shadowing"), (without, "without shadowing")):
+        print(f"  {title:<18} {result.model:<24} requests {result.requests:>6} not 200 {result.errors:>4} p50 {result.percentile(0.5):7.1f} ms "
               f"p99 {result.percentile(0.99):7.1f} ms")  # fmt: skip
     print(f"disagreements: {disagreements} recorded, {len(differ)} by compare, {len(mismatched)} sentences differ ({ties} within {TIE} of a tie)")
     summary = {

@@ -4,7 +4,9 @@ POST /predictions/{model}  body PredictionRequest -> Prediction, or PredictionBa
 POST /explanations/{model} body ExplanationRequest -> Explanation (self-attention attribution, PyTorch model; an
 ONNX archive's is built from the graph's weights, see auditor.onnx_weights)
 Bad input -> HTTP 400 with an ErrorResponse body, an explanation with no capacity now -> 429 with a
-Retry-After header, for that request only; the rest of the batch is answered.
+Retry-After header, for that request only; the rest of the batch is answered. Every answer names the model in
+the identity headers (``auditor.live.identity``); with a ``shadow`` in the archive's settings, prediction
+requests answered 200 are sampled for replay on the shadow after they are answered (``auditor.live.shadow``).
 
 The handler is thin: ``auditor.serving.service.Service`` parses, validates, admits and answers the requests; this
 file adapts it to TorchServe (settings, device, statuses, content types, metrics). It runs in TorchServe's

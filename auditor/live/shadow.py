@@ -318,6 +318,8 @@ class ShadowReplayer:
 def start_shadow(settings: ShadowSettings, primary: ServedModelRef, metrics_cache, model_dir: Path) -> ShadowReplayer:
     """The started replayer of a worker serving ``primary`` (ModelLoadError: the shadow is not registered);
     ``metrics_cache`` is the worker's ``context.metrics``, ``model_dir`` the archive's folder."""
+    if settings.model == primary.name:
+        raise ModelLoadError(f"{primary.name} names itself as its shadow: name another model (its requests would be replayed on itself)")
     replayer = ShadowReplayer(settings, primary, ShadowMetrics(metrics_cache, primary.name), model_dir)
     replayer.start()
     logger.info("shadow of %s: %s at %s, sample rate %s, comparisons in %s", primary.name, settings.model, settings.url,
