@@ -3,8 +3,11 @@ on the shadow model by a background thread, and both answers become rows of the 
 (``auditor.live.records``).
 
 The client never waits for the shadow: ``ShadowReplayer.submit`` only puts the request into a bounded queue
-(or counts it dropped, cause ``queue_full``, when the queue is full) and returns. Each sampled input ends as
-exactly one of
+(or counts it dropped, cause ``queue_full``, when the queue is full) and returns. The thread replays the
+requests waiting in the queue together, in ``{"inputs": […]}`` requests of at most ``batch_inputs`` inputs (one
+forward pass of the shadow, one transaction of the database), so that the shadow's work per input falls as
+traffic rises; each row's ``shadow_latency_ms`` is the round trip of the request that carried it. Each
+sampled input ends as exactly one of
 
 - a row of ``comparisons`` (and ``ShadowComparisons`` + 1 in the metrics), or
 - a drop counted by cause (``DROP_CAUSES``) in the ``ShadowDrops`` metric and in the database's ``drops``
@@ -142,6 +145,17 @@ def _inputs(body: object) -> list[PredictionRequest]:
     return [PredictionRequest.model_validate(data)]
 
 
+def _groups(items: list[_Sampled], batch_inputs: int) -> list[list[_Sampled]]:
+    """``items`` in order, in groups of at most ``batch_inputs`` inputs (a request with more is a group alone)."""
+    groups: list[list[_Sampled]] = []
+    for item in items:
+        if groups and sum(other.inputs for other in groups[-1]) + item.inputs <= batch_inputs:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
 def _predictions(answer: str) -> list[Prediction]:
     parsed = json.loads(answer)
     return [Prediction.model_validate(item) for item in (parsed if isinstance(parsed, list) else [parsed])]
@@ -220,44 +234,54 @@ class ShadowReplayer:
     def _run(self) -> None:
         while True:
             try:
-                item = self.queue.get(timeout=1.0)
+                items = [self.queue.get(timeout=1.0)]
             except queue.Empty:
                 if self.unwritten:
                     self._write([])
                 continue
-            try:
-                records = self._compare(item)
-            except Exception:  # noqa: BLE001 - the thread must outlive any one comparison; counted, never lost
-                logger.exception("shadow comparison failed")
-                self._drop("shadow_answer", item.inputs)
-                records = []
+            inputs = items[0].inputs
+            while inputs < self.settings.batch_inputs:  # the requests waiting now, replayed together
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                items.append(item)
+                inputs += item.inputs
+            records: list[ComparisonRecord] = []
+            for group in _groups(items, self.settings.batch_inputs):
+                try:
+                    records += self._compare(group)
+                except Exception:  # noqa: BLE001 - the thread must outlive any one comparison; counted, never lost
+                    logger.exception("shadow comparison failed")
+                    self._drop("shadow_answer", sum(item.inputs for item in group))
             self._write(records)
 
-    def _compare(self, item: _Sampled) -> list[ComparisonRecord]:
-        """The shadow's answer to ``item`` as records; an answer not made is counted as a drop (and no records)."""
-        texts = _inputs(item.body)
-        primary = _predictions(item.answer)
-        body = json.dumps({"inputs": [text.model_dump(exclude_none=True) for text in texts]} if item.answer.startswith("[")
-                          else texts[0].model_dump(exclude_none=True))  # fmt: skip
+    def _compare(self, items: list[_Sampled]) -> list[ComparisonRecord]:
+        """The shadow's answers to the inputs of ``items`` (one ``{"inputs": […]}`` request) as records; an answer
+        not made is counted as a drop of every input (and no records)."""
+        texts = [text for item in items for text in _inputs(item.body)]
+        primary = [(item, prediction) for item in items for prediction in _predictions(item.answer)]
+        inputs = sum(item.inputs for item in items)
+        body = json.dumps({"inputs": [text.model_dump(exclude_none=True) for text in texts]})
         started = time.perf_counter()
         try:
             answer = self.session.post(self.endpoint, data=body.encode("utf-8"), headers=self.headers, timeout=self.settings.timeout_s)
         except requests.Timeout:
-            self._drop("shadow_timeout", item.inputs)
+            self._drop("shadow_timeout", inputs)
             return []
         except requests.RequestException:
-            self._drop("shadow_unreachable", item.inputs)
+            self._drop("shadow_unreachable", inputs)
             return []
         latency_ms = (time.perf_counter() - started) * 1000
         if answer.status_code != 200:
-            self._drop("shadow_error", item.inputs)
+            self._drop("shadow_error", inputs)
             return []
         try:
             shadow = _predictions(answer.text)
         except (ValueError, ValidationError):
             shadow = []
-        if len(shadow) != len(primary) or len(primary) != len(texts):
-            self._drop("shadow_answer", item.inputs)
+        if not len(shadow) == len(primary) == len(texts) == inputs:
+            self._drop("shadow_answer", inputs)
             return []
         model = model_from_headers(answer.headers) or ServedModelRef(name=self.settings.model, version="", weights_sha256="unknown")
         return [
@@ -269,7 +293,7 @@ class ShadowReplayer:
                 primary_latency_ms=item.latency_ms, shadow_latency_ms=latency_ms,
                 text=text.text, text_pair=text.text_pair,
             )  # fmt: skip
-            for text, ours, theirs in zip(texts, primary, shadow)
+            for text, (item, ours), theirs in zip(texts, primary, shadow)
         ]
 
     def _write(self, records: list[ComparisonRecord]) -> None:

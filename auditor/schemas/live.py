@@ -37,6 +37,10 @@ class ShadowSettings(StrictModel):
     max_rows: int | None = Field(default=1_000_000, ge=1, description="most rows kept; the oldest are deleted first")
     max_age_s: float | None = Field(default=None, gt=0, description="rows older than this are deleted")
     queue_size: int = Field(default=256, ge=1, description="requests waiting for the shadow per worker; beyond it a comparison is dropped")
+    batch_inputs: int = Field(
+        default=8, ge=1, description="most inputs per shadow request: requests waiting in the queue are replayed together (at most the "
+        "shadow archive's max_batch)"
+    )
     timeout_s: float = Field(default=10.0, gt=0, description="longest wait for one shadow answer")
     startup_wait_s: float = Field(
         default=120.0, ge=0, description="how long loading the primary waits for the shadow's inference API to accept connections"
