@@ -28,7 +28,7 @@ from auditor.models import load_classifier
 from auditor.pruning import prune_model
 from auditor.schemas import IDENTITY_HEADERS, ShadowSettings
 from auditor.serving.archive import build_archive, package_model
-from auditor.serving.torchserve import ServedModel, TorchServe
+from auditor.serving.torchserve import DEFAULT_CONFIG, ServedModel, TorchServe
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO.parent / "shared" / "models"
@@ -50,7 +50,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     blocker = work / "not-a-folder"
     blocker.write_text("a file where the database's folder should be\n")
     models = [ServedModel("sst2-pruned", workers=2), ServedModel("sst2", workers=2), ServedModel("sst2-nodb", workers=2)]
-    server = TorchServe(store, models)
+    config = work / "config.properties"  # the repository's, with the metrics scraped as Prometheus (README)
+    config.write_text(DEFAULT_CONFIG.read_text() + "metrics_mode=prometheus\n")
+    server = TorchServe(store, models, config=config)
     database = work / "shadow.db"
     shadow = ShadowSettings(model="sst2", url=server.inference_url, database=str(database), store_texts=True)
     package_model(SST2, "sst2-pruned", store, PRUNED_HEADS, archive_format="zip-store", threads=1, shadow=shadow)
