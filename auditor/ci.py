@@ -53,6 +53,8 @@ def victim_properties(victim: VictimIdentity, prefix: str = "model") -> dict[str
     if victim.model is not None:
         values |= {f"{prefix}.name": victim.model.name, f"{prefix}.weights_sha256": victim.model.weights_sha256}
         values[f"{prefix}.pruned_heads"] = str(sum(len(heads) for heads in victim.model.pruned_heads.values()))
+    if victim.served is not None:
+        values |= {f"{prefix}.name": victim.served.name, f"{prefix}.version": victim.served.version, f"{prefix}.weights_sha256": victim.served.weights_sha256}
     return values
 
 

@@ -87,7 +87,7 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
     lexicon = report.lexicon
     source = f"measured on {lexicon.data.count} examples of {lexicon.data.title}" if lexicon.data else "from the user's list"
     lines = [
-        f"# Robustness audit: {report.victim.location}",
+        f"# Robustness audit: {report.victim.title()}",
         "",
         f"{report.data.count} examples of {report.data.title} ({report.data.source}); query budget {report.settings.budget}, "
         f"at most {report.settings.max_words} words edited by any attack; clean accuracy {percent(report.clean_accuracy)}.",
@@ -373,7 +373,7 @@ def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
     labels = report.new.victim.labels
     settings = report.settings
     lines = [
-        f"# Robustness diff: {report.base.victim.location} → {report.new.victim.location}",
+        f"# Robustness diff: {report.base.victim.title()} → {report.new.victim.title()}",
         "",
         f"Base: `{report.base.path}` (auditor {report.base.auditor_version}); new: `{report.new.path}` (auditor {report.new.auditor_version}).",
         "",

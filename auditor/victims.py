@@ -32,9 +32,10 @@ from textattack.models.wrappers import ModelWrapper
 
 from auditor.edits import Tokenizer
 from auditor.errors import AuditorError, InputError
+from auditor.live.identity import model_from_headers
 from auditor.models import Classifier, load_classifier
 from auditor.predict import softmax, torch_logits
-from auditor.schemas import Explanation, ExplanationOptions, Prediction, PredictionList, VictimIdentity
+from auditor.schemas import Explanation, ExplanationOptions, Prediction, PredictionList, ServedModelRef, VictimIdentity
 
 TextInput = str | tuple[str, ...]
 
@@ -202,12 +203,13 @@ class RemoteVictim(Victim):
             self.session.headers["Authorization"] = f"Bearer {token}"
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="auditor-remote")
         self._identity: VictimIdentity | None = None
+        self.served: ServedModelRef | None = None  # the model the answers name (auditor.live.identity)
 
     @property
     def identity(self) -> VictimIdentity:
         if self._identity is None:
             probe = self._predictions({"text": "a"})[0]  # the endpoint's labels come with any prediction
-            self._identity = VictimIdentity(kind="endpoint", location=self.url, labels=probe.labels)
+            self._identity = VictimIdentity(kind="endpoint", location=self.url, labels=probe.labels, served=self.served)
         return self._identity
 
     def probabilities(self, texts: list[str], text_pairs: list[str] | None) -> np.ndarray:
@@ -255,7 +257,20 @@ class RemoteVictim(Victim):
             raise AuditorError(f"{url} is unreachable {attempts}: HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code != 200:
             raise AuditorError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
+        self._check_served(model_from_headers(response.headers))
         return response.content
+
+    def _check_served(self, served: ServedModelRef | None) -> None:
+        """Remember the model the first answer named (identity headers); AuditorError when a later answer names
+        another: the endpoint changed models during the audit, whose answers would mix two models."""
+        with self._lock:
+            if self.served is None:
+                self.served = served
+            elif served != self.served:
+                raise AuditorError(
+                    f"{self.url} changed models during the audit: it answered as {self.served.label()}, now as "
+                    f"{served.label() if served else 'a model without identity headers'}; rerun the audit"
+                )
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

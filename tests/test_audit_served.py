@@ -64,6 +64,12 @@ def test_audit_over_http_equals_local_audit(tmp_path: Path, sst2_patterns: Path)
     remote_report = json.loads((tmp_path / "remote" / "report.json").read_text())
     assert remote_report["victim"]["kind"] == "endpoint" and remote_report["victim"]["labels"] == ["negative", "positive"]
     assert_same(comparable(tmp_path / "local" / "report.json"), comparable(tmp_path / "remote" / "report.json"))
+    # the answers' identity headers name the served model: the same weights as the local audit's
+    local_report = json.loads((tmp_path / "local" / "report.json").read_text())
+    served = {"name": "sst2", "version": "1.0", "weights_sha256": local_report["victim"]["model"]["weights_sha256"]}
+    assert remote_report["victim"]["served"] == served
+    named = auditor("diff", str(tmp_path / "local" / "report.json"), str(tmp_path / "remote" / "report.json"), "--out", str(tmp_path / "diff"))
+    assert f"→ {endpoint} (sst2/1.0@{served['weights_sha256']})" in named.stdout, named.stdout + named.stderr
 
     down = auditor("audit", "--endpoint", endpoint, "--token", "k", "--patterns", str(patterns), "--out", str(tmp_path / "down"), *REMOTE)
     assert down.returncode == 2 and "unreachable" in down.stderr and "Traceback" not in down.stderr

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from auditor.errors import AuditorError
+from auditor.schemas import IDENTITY_HEADERS, ServedModelRef
 from auditor.victims import RemoteVictim
 
 PREDICTION = {"label": "positive", "label_id": 1, "probabilities": [0.25, 0.75], "labels": ["negative", "positive"]}
@@ -32,6 +33,8 @@ class Scripted(BaseHTTPRequestHandler):
             self.send_header("Retry-After", "0")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for header, value in self.server.identity.items():
+            self.send_header(header, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -42,7 +45,7 @@ class Scripted(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    httpd.script, httpd.bodies, httpd.lock = [], [], threading.Lock()
+    httpd.script, httpd.bodies, httpd.lock, httpd.identity = [], [], threading.Lock(), {}
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -77,3 +80,16 @@ def test_batched_requests_carry_at_most_inputs_per_request(server: ThreadingHTTP
     batches = [body for body in server.bodies if "inputs" in body]  # besides the probe that learns the labels
     sizes = sorted(len(body["inputs"]) for body in batches)
     assert sizes == [3, 4, 4] and sorted(item["text"] for body in batches for item in body["inputs"]) == sorted(texts)
+
+
+def test_the_model_named_by_the_answers_is_recorded_and_a_change_is_an_error(server: ThreadingHTTPServer) -> None:
+    server.identity = dict(zip(IDENTITY_HEADERS, ("sst2", "1.0", "aaaa")))
+    victim = victim_of(server, inputs_per_request=1, concurrency=1)
+    assert victim.identity.served == ServedModelRef(name="sst2", version="1.0", weights_sha256="aaaa")
+    assert victim.identity.title().endswith("/predictions/sst2 (sst2/1.0@aaaa)")
+    victim(["a film"])
+    server.identity = dict(zip(IDENTITY_HEADERS, ("sst2", "2.0", "bbbb")))  # a new release behind the same name and port
+    with pytest.raises(AuditorError, match=r"changed models during the audit: it answered as sst2/1.0@aaaa, now as sst2/2\.0@bbbb"):
+        victim(["another film"])
+    server.identity = {}
+    assert victim_of(server, inputs_per_request=1).identity.served is None  # a server that names no model

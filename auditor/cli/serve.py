@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from auditor.cli.app import app, console
 from auditor.errors import InputError, validation_message
-from auditor.schemas import ServingLimits
+from auditor.schemas import ServingLimits, ShadowSettings
 
 
 @app.command()
@@ -50,6 +50,29 @@ def package(
         typer.Option("--config", help="The TorchServe configuration that will serve it: warn when its workers need more memory than this machine has "
                      "(default: the repository's config.properties)."),
     ] = None,
+    niceness: Annotated[
+        int, typer.Option("--niceness", min=0, max=19, help="Run the workers this much lower in priority (e.g. 10 for a model serving only as a shadow).")
+    ] = 0,
+    shadow: Annotated[
+        str | None, typer.Option("--shadow", help="Replay sampled predictions on this model and record both answers (needs --shadow-db).")
+    ] = None,
+    shadow_url: Annotated[
+        str, typer.Option("--shadow-url", help="Inference API serving the shadow (default: this machine's TorchServe).")
+    ] = ShadowSettings.model_fields["url"].default,
+    shadow_key_file: Annotated[
+        Path | None, typer.Option("--shadow-key-file", help="key_file.json of the shadow's server (default: the serving TorchServe's).")
+    ] = None,
+    shadow_rate: Annotated[float, typer.Option("--shadow-rate", help="Fraction of prediction requests replayed on the shadow.")] = 1.0,
+    shadow_db: Annotated[Path | None, typer.Option("--shadow-db", help="The comparisons database (SQLite) the workers append to.")] = None,
+    shadow_store_texts: Annotated[
+        bool, typer.Option("--shadow-store-texts", help="Keep the inputs' texts in the database (made mode 0600).")
+    ] = False,
+    shadow_max_rows: Annotated[
+        int, typer.Option("--shadow-max-rows", help="Most comparisons kept; the oldest are deleted first.")
+    ] = ShadowSettings.model_fields["max_rows"].default,
+    shadow_max_age: Annotated[
+        float | None, typer.Option("--shadow-max-age", help="Comparisons older than this many seconds are deleted.")
+    ] = None,
 ) -> None:
     """Build a TorchServe model archive (.mar) for the classifier, optionally head-pruned and on ONNX Runtime."""
     from auditor.serving.archive import package_model, parse_heads
@@ -66,9 +89,23 @@ def package(
         )  # fmt: skip
     except ValidationError as error:
         raise InputError(validation_message(error)) from None
+    replay = None
+    if shadow is not None or shadow_db is not None:
+        if shadow is None or shadow_db is None:
+            missing = "'--shadow-db'" if shadow_db is None else "'--shadow'"
+            raise typer.BadParameter("--shadow and --shadow-db go together: name the shadow model and the comparisons database", param_hint=missing)
+        try:
+            replay = ShadowSettings(
+                model=shadow, url=shadow_url.rstrip("/"), key_file=None if shadow_key_file is None else str(shadow_key_file.resolve()),
+                sample_rate=shadow_rate, database=str(shadow_db.resolve()), store_texts=shadow_store_texts, max_rows=shadow_max_rows,
+                max_age_s=shadow_max_age,
+            )  # fmt: skip
+        except ValidationError as error:
+            raise typer.BadParameter(validation_message(error), param_hint="'--shadow-*'") from None
     heads = parse_heads(pruned) if pruned else None
     archive = package_model(
-        model, name, store, heads, backend, limits, threads=threads, onnx_file=onnx_file, task=task, explanation_slots=explanation_slots
+        model, name, store, heads, backend, limits, threads=threads, onnx_file=onnx_file, task=task, explanation_slots=explanation_slots,
+        shadow=replay, niceness=niceness,
     )
     console.print(f"wrote {archive}", highlight=False)
     served_by = config or DEFAULT_CONFIG

@@ -4,6 +4,11 @@ Table ``comparisons``, one row per comparison (``auditor.schemas.ComparisonRecor
 are JSON arrays, the models their ``name/version@digest`` label and their parts in separate columns. Texts are
 stored only when the operator opts in, and then the file (with its ``-wal`` and ``-shm`` companions) is mode
 0600. ``max_rows`` and ``max_age_s`` cap the table: the oldest rows are deleted as new ones arrive.
+
+Table ``drops``: comparisons that were not made, counted by cause (``auditor.live.shadow.DROP_CAUSES``), one
+row per cause and write; ``read_drops`` sums them. Sampled inputs = rows of ``comparisons`` (before the caps
+deleted any) + the sum of ``drops``, except what a killed worker had in flight or could not write at all
+(a database that cannot be written: those drops are counted in the TorchServe metrics only).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from auditor.errors import InputError
@@ -44,6 +49,12 @@ CREATE TABLE IF NOT EXISTS comparisons (
 );
 CREATE INDEX IF NOT EXISTS comparisons_ts ON comparisons (ts);
 CREATE INDEX IF NOT EXISTS comparisons_input ON comparisons (input_sha256);
+CREATE TABLE IF NOT EXISTS drops (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    cause TEXT NOT NULL,
+    count INTEGER NOT NULL
+);
 """
 COLUMNS = (
     "ts", "primary_model", "primary_name", "primary_version", "primary_weights_sha256", "shadow_model", "shadow_name",
@@ -98,13 +109,17 @@ class RecordStore:
                 if companion.exists():
                     os.chmod(companion, 0o600)
 
-    def insert(self, records: Sequence[ComparisonRecord]) -> None:
-        """Writes ``records`` in one transaction, then applies the caps."""
+    def insert(self, records: Sequence[ComparisonRecord], drops: Mapping[str, int] | None = None) -> None:
+        """Writes ``records`` and the ``drops`` counted by cause in one transaction, then applies the caps."""
         rows = [self._row(record) for record in records]
+        now = time.time()
         with self.connection:
             self.connection.execute("BEGIN IMMEDIATE")
             self.connection.executemany(
                 f"INSERT INTO comparisons ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows
+            )
+            self.connection.executemany(
+                "INSERT INTO drops (ts, cause, count) VALUES (?, ?, ?)", [(now, cause, n) for cause, n in (drops or {}).items() if n]
             )
             if self.max_age_s is not None:
                 self.connection.execute("DELETE FROM comparisons WHERE ts < ?", (time.time() - self.max_age_s,))
@@ -150,6 +165,24 @@ def read_records(paths: Sequence[Path]) -> Iterator[ComparisonRecord]:
                 connection.close()
         except sqlite3.DatabaseError as error:
             raise InputError(f"{path}: not a comparisons database ({error})") from None
+
+
+def read_drops(paths: Sequence[Path]) -> dict[str, int]:
+    """The comparisons not made, summed by cause over the databases at ``paths`` (InputError as ``read_records``;
+    a database written before the ``drops`` table existed has none)."""
+    totals: dict[str, int] = {}
+    for path in paths:
+        records = read_records([path])
+        next(records, None)  # the same checks, with the same messages
+        records.close()
+        connection = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+        try:
+            if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'drops'").fetchone():
+                for cause, count in connection.execute("SELECT cause, SUM(count) FROM drops GROUP BY cause"):
+                    totals[cause] = totals.get(cause, 0) + int(count)
+        finally:
+            connection.close()
+    return totals
 
 
 def _record(row: dict) -> ComparisonRecord:

@@ -27,10 +27,12 @@ from auditor.schemas.serving import (  # noqa: F401
     ServingLimits,
 )
 from auditor.schemas.live import (  # noqa: F401
+    IDENTITY_HEADERS,
     ComparisonRecord,
     DisagreementExplanation,
     LiveReport,
     ServedModelRef,
+    ShadowSettings,
 )
 from auditor.schemas.explanations import (  # noqa: F401
     AttributionTree,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from auditor.quadrature import QuadratureMethod
 from auditor.schemas.common import ModelIdentity
 from auditor.schemas.importance import ExamplesUsed
+from auditor.schemas.live import ServedModelRef
 
 
 class TreePair(BaseModel):
@@ -137,12 +138,19 @@ class LabelLexicon(BaseModel):
 
 
 class VictimIdentity(BaseModel):
-    """The audited model: a local directory (with its weights' identity), an ONNX file, or an endpoint."""
+    """The audited model: a local directory (with its weights' identity), an ONNX file, or an endpoint (with
+    the model its answers named in their identity headers, ``auditor.live.identity``, when it sent them)."""
 
     kind: Literal["local", "onnx", "endpoint"]
     location: str
     labels: list[str]
     model: ModelIdentity | None = None
+    served: ServedModelRef | None = Field(default=None, description="an endpoint's model: name, version and weights digest it answered with")
+
+    def title(self) -> str:
+        """``location``, and for an endpoint that named its model ``name/version@weights``: two releases served
+        under one name and port are told apart."""
+        return self.location if self.served is None else f"{self.location} ({self.served.label()})"
 
 
 class WordEdit(BaseModel):

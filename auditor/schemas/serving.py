@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, RootModel, field_validator
 
 from auditor.quadrature import MAX_STEPS
 from auditor.schemas.common import RequestModel, StrictModel, visible
+from auditor.schemas.live import ShadowSettings
 
 
 class PredictionRequest(RequestModel):
@@ -97,6 +98,11 @@ class HandlerSettings(StrictModel):
     )
     explanation_niceness: int = Field(default=10, ge=0, le=19, description="how much lower the explanation thread's priority is than the worker's")
     limits: ServingLimits = ServingLimits()
+    niceness: int = Field(
+        default=0, ge=0, le=19, description="how much lower the worker processes' priority is than the server's: e.g. 10 for a model that "
+        "only serves as another's shadow, so that the primary's requests get the cores first"
+    )
+    shadow: ShadowSettings | None = Field(default=None, description="replay sampled predictions on a shadow model and record both answers")
 
 
 class OnnxWeight(StrictModel):

@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from auditor.errors import AuditorError, InputError, ModelLoadError, validation_message
-from auditor.schemas import Backend, HandlerSettings, ServingLimits, Task
+from auditor.schemas import Backend, HandlerSettings, ServingLimits, ShadowSettings, Task
 
 if TYPE_CHECKING:
     import torch
@@ -52,11 +52,14 @@ def build_archive(
     threads: int | None = None,
     task: Task = "single",
     explanation_slots: int = 1,
+    shadow: ShadowSettings | None = None,
+    niceness: int = 0,
 ) -> Path:
     """Package a saved classifier as ``model_store/<name>.mar`` with torch-model-archiver.
 
     The archive holds the model directory's files (config, weights, tokenizer), the handler, and a
-    model-config.yaml whose ``handler:`` section names the backend and limits. An ONNX archive holds
+    model-config.yaml whose ``handler:`` section names the backend and limits (and the ``shadow`` model its
+    predictions are compared with, ``auditor.live.shadow``). An ONNX archive holds
     ``onnx_file`` as model.onnx instead of the PyTorch weights, and onnx_weights.json, where the graph holds
     each of them (``auditor.onnx_weights``: attribution runs on the graph's weights; InputError when the graph
     does not hold this model's). Batching and worker counts are left to the server's config.properties.
@@ -73,7 +76,8 @@ def build_archive(
     model_store = Path(model_store)
     model_store.mkdir(parents=True, exist_ok=True)
     try:
-        settings = HandlerSettings(task=task, backend=backend, threads=threads, explanation_slots=explanation_slots, limits=limits or ServingLimits())
+        settings = HandlerSettings(task=task, backend=backend, threads=threads, explanation_slots=explanation_slots, limits=limits or ServingLimits(),
+                                   shadow=shadow, niceness=niceness)  # fmt: skip
     except ValidationError as error:
         raise InputError(validation_message(error)) from None
     with tempfile.TemporaryDirectory(prefix="auditor-archive-") as scratch:
@@ -163,6 +167,8 @@ def package_model(
     onnx_file: Path | None = None,
     task: Task = "single",
     explanation_slots: int = 1,
+    shadow: ShadowSettings | None = None,
+    niceness: int = 0,
 ) -> Path:
     """``auditor package``: prune the model's heads if asked, export it to ONNX for the onnx backend (unless
     ``onnx_file`` names a graph exported already, e.g. ``auditor prune --int8``'s model.int8.onnx), and
@@ -180,4 +186,4 @@ def package_model(
             source = prune_model(classifier, {int(k): list(v) for k, v in pruned.items()}, Path(scratch) / "pruned")
         if backend == "onnx" and onnx_file is None:
             onnx_file = export_onnx(load_classifier(source, device="cpu"), Path(scratch) / ONNX_FILE)
-        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads, task, explanation_slots)
+        return build_archive(source, name, model_store, backend, onnx_file, limits, archive_format, threads, task, explanation_slots, shadow, niceness)
