@@ -127,7 +127,7 @@ def test_report_counts_what_the_models_answered(live: Live, report_run: tuple[in
     assert sum(report.confidence_shift.histogram_counts) == SENTENCES
     # 8 disagreements in 96 lie well above a 1 % tolerance: the decision is to roll back, exit 1
     assert report.decision.decision == "roll back" and code == 1 and report.decision.low > 0.01
-    assert report.drops is None and report.texts_stored == disagreements
+    assert report.drops == [] and report.texts_stored == disagreements
     document = json.loads((live.folder / "report" / "live-report.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(json_schemas()["LiveReport"]).validate(document)  # as `auditor schema` publishes it
 
@@ -221,16 +221,14 @@ def test_each_decision_has_its_exit_code(
         for i in range(records)
     ]
     database = RecordStore(tmp_path / "c.db")
-    database.insert(rows)
-    with database.connection:
-        database.connection.execute("CREATE TABLE drops (ts REAL, cause TEXT)")
-        database.connection.executemany("INSERT INTO drops VALUES (?, ?)", [(START, "queue full")] * 3 + [(START, "shadow error")])
+    database.insert(rows, drops={"queue_full": 2, "shadow_error": 1})
+    database.insert([], drops={"queue_full": 1})
     database.close()
     exit_code, out, err = run_main(["live-report", str(tmp_path / "c.db"), "--out", str(tmp_path / "out"), "--tolerance", "0.02"], capsys)
     report = LiveReport.model_validate_json((tmp_path / "out" / "live-report.json").read_text(encoding="utf-8"))
     assert (exit_code, report.decision.decision, report.decision.exit_code) == (code, decision, code), err
     assert f"**Decision: {decision}** (exit {code})" in out
-    assert [(d.cause, d.count) for d in report.drops or []] == [("queue full", 3), ("shadow error", 1)]
+    assert [(d.cause, d.count) for d in report.drops or []] == [("queue_full", 3), ("shadow_error", 1)]
 
 
 def written(path: Path, content: bytes) -> Path:

@@ -205,21 +205,3 @@ def _record(row: dict) -> ComparisonRecord:
         text_pair=row["text_pair"],
     )
 
-
-def read_drops(paths: Sequence[Path]) -> dict[str, int] | None:
-    """Comparisons not made, counted by cause over the ``drops`` tables (``ts REAL, cause TEXT``) of the
-    databases at ``paths``; None when none of them has the table. Call after ``read_records`` checked the files."""
-    counts: dict[str, int] | None = None
-    for path in paths:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'drops'").fetchone() is None:
-                continue
-            counts = counts or {}
-            for cause, count in connection.execute("SELECT cause, COUNT(*) FROM drops GROUP BY cause"):
-                counts[cause] = counts.get(cause, 0) + count
-        except sqlite3.DatabaseError as error:
-            raise InputError(f"{path}: cannot read its drops table ({error})") from None
-        finally:
-            connection.close()
-    return counts

@@ -249,6 +249,6 @@ class LiveReport(StrictModel):
     windows: list[Window]
     decision: DecisionSummary
     labelled: LabelledSummary | None = None
-    drops: list[DropCount] | None = Field(default=None, description="comparisons not made, by cause; None without a drops table")
+    drops: list[DropCount] | None = Field(default=None, description="comparisons not made, by cause (the drops table); None when not read")
     texts_stored: int = Field(description="disagreements whose text was stored")
     explanations: list[DisagreementExplanation] | None = None
