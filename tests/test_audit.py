@@ -173,6 +173,42 @@ def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: 
     assert other_gain.returncode == 2 and "different run" in other_gain.stderr  # the search's setting is part of the audit
 
 
+def test_an_audit_resumes_with_its_patterns_mined_again_with_other_roundings(patterns: Path, tmp_path: Path) -> None:
+    """The checkpoint knows the patterns by where they were mined and which they are, not by their computed
+    scores: mined again on another CPU they may differ in the last bit (here: one float32 ulp each), and the
+    audit still resumes; a set with a pattern less is another run."""
+    from auditor.audit import checkpoint_identity
+    from auditor.checkpoint import Checkpoint
+    from auditor.errors import InputError
+    from auditor.schemas import AuditSettings
+    from auditor.triggers import load_triggers
+    from auditor.validity import build_lexicon
+    from auditor.victims import open_victim
+    from tests.numerics import EPS32
+
+    mined, victim, dataset = load_triggers(patterns), open_victim(str(SST2)), load_dataset("sst2")
+    settings = AuditSettings(
+        examples=EXAMPLES, budget=BUDGET, max_words=3, positions="pattern", baselines=["random"], trigger_top_k=2, trigger_examples=8, seed=0
+    )
+    lexicon = build_lexicon(load_dataset("sst2", split="train"), victim.labels)
+
+    def one_ulp_up(x: float) -> float:
+        return x + EPS32 * max(abs(x), 2**-126)
+
+    rounded = [
+        p.model_copy(update={"positions": tuple(map(one_ulp_up, p.positions))} | {k: one_ulp_up(getattr(p, k)) for k in ("mass", "score", "log_odds", "z")})
+        for p in mined.patterns
+    ]
+    again = mined.model_copy(update={"patterns": rounded[::-1], "seconds": mined.seconds + 1})  # reversed: an order of near-ties
+    fewer = mined.model_copy(update={"patterns": mined.patterns[1:]})
+    identity = {name: checkpoint_identity(victim, dataset, t, settings, dataset, lexicon) for name, t in [("mined", mined), ("again", again), ("fewer", fewer)]}
+    path = tmp_path / "checkpoint.jsonl"
+    Checkpoint(path, identity["mined"]).put("attribution:0", {"status": "failed"})
+    assert Checkpoint(path, identity["again"])["attribution:0"] == {"status": "failed"}
+    with pytest.raises(InputError, match="holds results of a different run"):
+        Checkpoint(path, identity["fewer"])
+
+
 def test_a_run_that_finished_nothing_leaves_no_checkpoint_in_the_way(tmp_path: Path) -> None:
     from auditor.checkpoint import Checkpoint
 
