@@ -11,10 +11,30 @@ computation twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
 
 EPS32 = 2.0**-23
 """One float32 ulp at 1.0 (float32 machine epsilon)."""
+
+PREDICTION_ATOL = 1e-6
+"""A served prediction (or a batched one, in either of two workers) against the model run here: another
+process's or ONNX Runtime's float32 kernels differ from this one's in the last bits; about 8.4 ulps of 1."""
+
+SERVED_ULPS = 840
+"""What a TorchServe worker (or an audit through one) computed against the library in this process: the worker
+batches and pads requests its own way on its own thread count, so float32 sums round in another order; 840
+ulps (1e-4) of 1, of a matrix's largest entry, or of the value. Tokens, labels, pairs, edges, outcomes and
+texts must be equal."""
+
+
+MINED_ULPS = 8
+"""Patterns mined in other processes (a resumed run, Ray's actors): a pattern's mass and score sum the
+normalised attribution of its edges over its supporting examples, each rounded by the kernel path of the
+process that mined it. Measured between ``auditor mine`` runs under ATEN_CPU_CAPABILITY=default and =avx2
+(48 examples): 0.9 ulps; 8 ulps of the value (at least 1). Words, counts and orders must be equal."""
 
 
 def ulps_apart(got: float, expected: float, scale: float = 1.0) -> float:
@@ -82,6 +102,19 @@ def max_ulps(got: object, expected: object, scale: float = 1.0) -> float:
     """The largest float difference between two JSON-like values, in ulps (inf where anything else differs):
     what a comparison's tolerance is measured with."""
     return max((_apart(a, b, size) for _, a, b, size in _leaves(got, expected, scale, "")), default=0.0)
+
+
+def argmax_margins(scores: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Per row, the gap between its two largest scores: an argmax that two computations agreeing to ``t``
+    both take (an accuracy, a label, an attack's flip) is the same on any CPU when the gap exceeds 2·t."""
+    top = torch.as_tensor(scores).topk(2, dim=-1).values
+    return top[..., 0] - top[..., 1]
+
+
+def logit_margins(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """``argmax_margins`` of ``model``'s logits on ``batches``."""
+    with torch.no_grad():
+        return argmax_margins(torch.cat([model(**batch).logits for batch in batches]))
 
 
 def assert_close(got: object, expected: object, ulps: float, scale: float = 1.0) -> None:
