@@ -26,7 +26,7 @@ process's or ONNX Runtime's float32 kernels differ from this one's in the last b
 SERVED_ULPS = 840
 """What a TorchServe worker (or an audit through one) computed against the library in this process: the worker
 batches and pads requests its own way on its own thread count, so float32 sums round in another order; 840
-ulps (1e-4) of 1, of a matrix's largest entry, or of the value. Tokens, labels, pairs, edges, outcomes and
+ulps (1e-4) of the value, at least of 1 (and of a matrix's largest entry). Tokens, labels, pairs, edges, outcomes and
 texts must be equal."""
 
 
@@ -60,8 +60,8 @@ def _floats(value: object) -> list[float] | None:
 
 
 def _leaves(got: object, expected: object, scale: float, path: str) -> Iterator[tuple[str, object, object, float]]:
-    """Pairs of corresponding leaves with the scale of each float (an array's floats: its largest entry);
-    where the structures differ, the two values there as one pair."""
+    """Pairs of corresponding leaves with the scale of each float (for an array's floats, raised to its largest
+    entry); where the structures differ, the two values there as one pair."""
     if isinstance(expected, dict) and set(expected) == {"dtype", "shape", "data"} and isinstance(got, dict) and got.keys() == expected.keys():
         from auditor.schemas.explanations import EncodedArray  # a float32 array dumped as base64
 
@@ -88,20 +88,14 @@ def _apart(got: object, expected: object, scale: float) -> float:
 
 def differences(got: object, expected: object, ulps: float, scale: float = 1.0) -> list[str]:
     """Where two JSON-like values (``model_dump()``s, parsed answers) differ, one line per path: floats by more
-    than ``ulps`` (``ulps_apart`` with ``scale``; the floats of an array, an ``EncodedArray`` dump or a list of
-    floats, on the scale of its largest entry), anything else by ``!=``. ``ulps=0`` asks for bit-equal floats."""
+    than ``ulps`` (``ulps_apart`` with ``scale``, raised for the floats of an array, an ``EncodedArray`` dump or
+    a list of floats, to its largest entry), anything else by ``!=``. ``ulps=0`` asks for bit-equal floats."""
     lines = []
     for path, a, b, size in _leaves(got, expected, scale, ""):
         apart = _apart(a, b, size)
         if apart > ulps:
             lines.append(f"{path}: {a!r} != {b!r}" + (f" ({apart:.3g} ulps, allowed {ulps:g})" if math.isfinite(apart) else ""))
     return lines
-
-
-def max_ulps(got: object, expected: object, scale: float = 1.0) -> float:
-    """The largest float difference between two JSON-like values, in ulps (inf where anything else differs):
-    what a comparison's tolerance is measured with."""
-    return max((_apart(a, b, size) for _, a, b, size in _leaves(got, expected, scale, "")), default=0.0)
 
 
 def argmax_margins(scores: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -101,8 +101,8 @@ def without_timing(report: RobustnessReport) -> dict:
 RAY_ULPS = 4
 """Ray's actors are other processes: on this machine they run the same kernels on one thread each and agree
 to the bit, but a cluster's workers (``--ray auto``, ``ray://``) may have other CPUs, whose kernel paths round
-a float32 sum differently by an ulp or two (tests/numerics.py). 4 ulps of 1 (probabilities), of a list's
-largest entry (importance scores) or of the value; outcomes, texts, counts and keys stay exact."""
+a float32 sum differently by an ulp or two (tests/numerics.py). 4 ulps of the value, at least of 1 (scores
+and probabilities are at most 1); outcomes, texts, counts and keys stay exact."""
 
 
 def checkpoint_keys(path: Path) -> list[str]:

@@ -65,8 +65,8 @@ def without_weights(folder: Path, graph: Path, out: Path) -> Path:
 EXPLANATION_ULPS = 4
 """Two model objects with bit-equal weights still need not explain bit-equally: the rebuilt model's tensors
 lie elsewhere in memory, and ATen's kernels (AVX-512, AVX2, default) may then round a sum differently. Seen
-under the three paths here: at most one ulp of a probability of 0.16 (0.125 ulps at 1.0); 4 ulps (of 1.0, or of
-a matrix's largest entry) leave room for other CPUs. Token orders, pairs and tree edges must be equal."""
+under the three paths here: at most one ulp of a probability of 0.16 (0.125 ulps at 1.0); 4 ulps of the value,
+at least of 1, leave room for other CPUs. Tokens, pairs and tree edges must be equal."""
 
 
 def assert_same_explanation(original: Classifier, rebuilt: Classifier) -> None:
