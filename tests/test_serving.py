@@ -117,19 +117,23 @@ def test_onnx_archive_predicts_with_onnx_runtime(served, tmp_path: Path) -> None
     """The onnx archive answers exactly as ONNX Runtime does on the same graph here, which differs from the
     PyTorch model's answer in the last bits: predictions do run on ONNX Runtime. Exact (1e-12 on doubles):
     the same graph on the same ONNX Runtime kernels of this CPU, in the worker and here; ATen's kernel path
-    (ATEN_CPU_CAPABILITY) changes only the PyTorch side."""
+    (ATEN_CPU_CAPABILITY) changes only the PyTorch side. On some inputs the two libraries happen to round
+    alike (1 of 12 SST-2 sentences under AVX2, 1 under AVX-512, none under default), so PyTorch must differ on
+    at least half of the inputs, not on each."""
     from auditor.export import export_onnx
 
     server, models = served
     model = models["sst2-pruned-onnx"]
     runtime = OnnxClassifier(export_onnx(model.classifier, tmp_path / "model.onnx"), MODELS / "minilm-sst2")
-    for body in inputs(False, 3):
+    unlike_torch = []
+    for body in inputs(False, 6):
         logits = torch.from_numpy(runtime.logits(model.classifier.encode([body["text"]])))
         on_runtime = logits.double().softmax(-1)[0].tolist()
         on_torch = reference_probabilities(model.classifier, [body])[0]
         got = Prediction.model_validate_json(server.post("/predictions/sst2-pruned-onnx", body).text)
         assert got.probabilities == pytest.approx(on_runtime, abs=1e-12)
-        assert got.probabilities != pytest.approx(on_torch, abs=1e-12)
+        unlike_torch.append(got.probabilities != pytest.approx(on_torch, abs=1e-12))
+    assert sum(unlike_torch) >= 3, unlike_torch
 
 
 @pytest.mark.numerics
