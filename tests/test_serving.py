@@ -35,7 +35,7 @@ from auditor.schemas import ErrorResponse, Explanation, ExplanationOptions, Pred
 from auditor.serving.archive import build_archive, package_model
 from auditor.schemas import HandlerSettings, ServingLimits
 from auditor.serving.torchserve import ServedModel, TorchServe
-from tests.numerics import PREDICTION_ATOL, SERVED_ULPS, assert_close
+from tests.numerics import PREDICTION_ATOL, SERVED_ULPS, argmax_margins, assert_close
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO.parent / "shared" / "models"
@@ -102,7 +102,9 @@ def test_predictions_equal_in_process_inference(served, name: str) -> None:
     model = models[name]
     bodies = inputs(model.pair, 6)
     labels = model.classifier.labels
-    for body, expected in zip(bodies, reference_probabilities(model.classifier, bodies)):
+    references = reference_probabilities(model.classifier, bodies)
+    assert float(argmax_margins(torch.tensor(references)).min()) > 2 * PREDICTION_ATOL  # so the worker's argmax is this one
+    for body, expected in zip(bodies, references):
         answer = server.post(f"/predictions/{name}", body)
         assert answer.status_code == 200, answer.text
         assert answer.headers["content-type"].startswith("application/json")
@@ -321,6 +323,7 @@ def test_batched_predictions_equal_single_ones(served) -> None:
         assert answer.status_code == 200, answer.text
         batched = [Prediction.model_validate(item) for item in answer.json()]
         single = [Prediction.model_validate_json(server.post(f"/predictions/{name}", body).text) for body in bodies]
+        assert float(argmax_margins(torch.tensor([p.probabilities for p in single])).min()) > 2 * PREDICTION_ATOL  # no near-tie
         assert [p.label for p in batched] == [p.label for p in single]
         for got, expected in zip(batched, single):  # padded with other inputs or not, in either worker: float32 rounding
             assert got.probabilities == pytest.approx(expected.probabilities, abs=PREDICTION_ATOL)
