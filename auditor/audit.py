@@ -43,6 +43,7 @@ from auditor.schemas import (
     RobustnessReport,
     TriggerSet,
 )
+from auditor.triggers import patterns_identity
 from auditor.universal import top_patterns, trigger_table
 from auditor.validity import VALIDITY_CHECKS, LabelWordConstraint, Reader, ReaderConstraint, adds_content, example_words, word_edits
 from auditor.victims import Victim
@@ -289,7 +290,6 @@ def lexicon_summary(lexicon: LabelLexicon) -> LexiconSummary:
 def checkpoint_identity(
     victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset, lexicon: LabelLexicon
 ) -> dict:
-    patterns_digest = hashlib.sha256(triggers.model_dump_json(exclude={"seconds"}).encode()).hexdigest()[:16]
     lexicon_digest = hashlib.sha256(lexicon.model_dump_json().encode()).hexdigest()[:16]
     return {
         "report_schema": RobustnessReport.model_fields["schema_version"].default,
@@ -298,7 +298,7 @@ def checkpoint_identity(
         "victim": victim.identity.model_dump(mode="json"),
         "data": dataset.identity().model_dump(mode="json"),
         "trigger_data": trigger_data.identity().model_dump(mode="json"),
-        "patterns": patterns_digest,
+        "patterns": patterns_identity(triggers),  # not their scores: another CPU may round those differently
         "settings": json.loads(settings.model_dump_json()),
     }
 

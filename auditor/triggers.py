@@ -18,6 +18,8 @@ so nothing is lost or counted twice and the result does not depend on where or i
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import re
 import time
 from collections import Counter
@@ -210,6 +212,20 @@ def mining_identity(classifier: Classifier, used: Dataset, options: TriggerMinin
         "data": used.identity().model_dump(mode="json"),
         "options": options.model_dump(mode="json", exclude={"min_support"}),
     }
+
+
+def patterns_identity(triggers: TriggerSet) -> str:
+    """A digest of what a pattern set is: where it was mined (the model's identity, a digest of its weight files;
+    the examples, by content; the options) and which patterns it holds (words, segments, label), never the
+    floats computed from the trees (scores, masses, positions, log-odds): mined again on another CPU, with
+    another kernel path, they may differ in the last bit, and an audit resumed with them is still the same run."""
+    material = {
+        "model": triggers.model.model_dump(mode="json"),
+        "data": triggers.data.model_dump(mode="json"),
+        "options": triggers.options.model_dump(mode="json"),
+        "patterns": sorted([list(p.words), list(p.segments), p.label] for p in triggers.patterns),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def mine_triggers(

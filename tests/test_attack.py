@@ -26,6 +26,7 @@ from auditor.errors import AuditorError, InputError
 from auditor.models import load_classifier
 from auditor.schemas import TriggerPattern
 from auditor.victims import LocalVictim, RemoteVictim
+from tests.numerics import EPS32, SERVED_ULPS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -224,6 +225,7 @@ def test_group_writable_checkout_gets_a_private_stopword_copy(tmp_path: Path, mo
     assert all(not p.stat().st_mode & 0o077 for p in (copy, copy / "corpora", copy / environment.STOPWORDS))
 
 
+@pytest.mark.numerics
 def test_onnx_victim_answers_like_the_local_model(victim: LocalVictim, tmp_path: Path) -> None:
     import shutil
 
@@ -235,5 +237,7 @@ def test_onnx_victim_answers_like_the_local_model(victim: LocalVictim, tmp_path:
     onnx_victim = open_victim(str(onnx_file), batch_size=2)
     assert isinstance(onnx_victim, OnnxVictim) and onnx_victim.identity.kind == "onnx"
     texts = ["a gripping, beautifully acted film", "dull", "the plot is thin and the jokes fall flat ."]
-    np.testing.assert_allclose(onnx_victim(texts), victim(texts), atol=1e-4)
+    # ONNX Runtime against PyTorch, and a graph with float16-stored weights: other kernels and fusions round
+    # each float32 op differently; 1e-4 (about 840 ulps of 1), as for every served or exported model
+    np.testing.assert_allclose(onnx_victim(texts), victim(texts), atol=SERVED_ULPS * EPS32)
     assert onnx_victim.inputs == 3

@@ -150,6 +150,7 @@ def test_negative_layers_count_from_the_last(sst2: Classifier) -> None:
     from_the_end = explain(sst2, SENTENCES[0], options=ExplanationOptions(layers=[-1, -6], steps=1, top_k=1))
     counted = explain(sst2, SENTENCES[0], options=ExplanationOptions(layers=[0, 5], steps=1, top_k=1))
     assert [layer.layer for layer in from_the_end.layers] == [0, 5]
+    # exact: the same computation twice in this process
     assert from_the_end.model_dump(exclude={"seconds"}) == counted.model_dump(exclude={"seconds"})
 
 

@@ -39,6 +39,7 @@ def optimized_graph(path: Path, out: Path) -> onnx.GraphProto:
     return onnx.load(str(out)).graph
 
 
+@pytest.mark.numerics
 def test_float16_storage_computes_the_float32_logits_bit_for_bit(exported, tmp_path):
     stored, float32 = exported
     dtypes = Counter((i.data_type, len(i.dims) > 0) for i in onnx.load(str(stored)).graph.initializer)
@@ -49,19 +50,20 @@ def test_float16_storage_computes_the_float32_logits_bit_for_bit(exported, tmp_p
     for start in range(0, len(texts), 16):
         encoding = runners[0].encode(texts[start : start + 16])
         half, full = (runner.logits(encoding) for runner in runners)
-        assert np.array_equal(half, full)
+        assert np.array_equal(half, full)  # exact: one process, and (below) the same graph after optimisation
     # session creation folds the Casts into float32 weights: the graph run is the float32 graph's
     graphs = [optimized_graph(path, tmp_path / f"{path.stem}.optimized.onnx") for path in (stored, float32)]
     assert [node.op_type for node in graphs[0].node] == [node.op_type for node in graphs[1].node]
     assert {i.data_type for i in graphs[0].initializer} == {i.data_type for i in graphs[1].initializer} == {TensorProto.FLOAT, TensorProto.INT64}
 
 
+@pytest.mark.numerics
 def test_int8_quantises_the_float32_weights(exported, tmp_path):
     stored, float32 = exported
     graphs = [onnx.load(str(quantize_dynamic(path, tmp_path / f"{path.stem}.int8.onnx"))).graph for path in (stored, float32)]
     weights = [{i.name: numpy_helper.to_array(i) for i in graph.initializer} for graph in graphs]
     assert weights[0].keys() == weights[1].keys() and any(name.endswith("_quantized") for name in weights[0])
-    assert all(np.array_equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert all(np.array_equal(weights[0][name], weights[1][name]) for name in weights[0])  # one process quantises equal weights
     assert [node.op_type for node in graphs[0].node] == [node.op_type for node in graphs[1].node]
 
 
@@ -81,7 +83,7 @@ def test_only_tensors_float16_holds_exactly_are_stored_so():
     assert types == {"exact_float16": TensorProto.FLOAT16, "inexact": TensorProto.FLOAT, "scalar": TensorProto.FLOAT}
     x = np.array([1.0, 2.0, 3.0], np.float32)
     run = lambda m: onnxruntime.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    assert np.array_equal(run(stored), run(model))
+    assert np.array_equal(run(stored), run(model))  # exact: one process, equal weights, the same kernels
     restore_float32(stored)
     assert {i.name: numpy_helper.to_array(i).tobytes() for i in stored.graph.initializer} == {
         i.name: numpy_helper.to_array(i).tobytes() for i in model.graph.initializer

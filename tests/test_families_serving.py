@@ -16,7 +16,7 @@ from auditor.pruning import prune_model
 from auditor.schemas import Explanation, ExplanationOptions, Prediction
 from auditor.serving.torchserve import ServedModel, TorchServe
 from tests.families import FAMILIES, save_tiny
-from tests.test_serving import assert_close
+from tests.numerics import PREDICTION_ATOL, SERVED_ULPS, assert_close
 
 pytestmark = pytest.mark.slow  # a real TorchServe with every family
 
@@ -52,6 +52,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         yield server, references
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("family", FAMILIES)
 def test_predictions_equal_in_process_inference(served, family: str) -> None:
     server, references = served
@@ -61,9 +62,10 @@ def test_predictions_equal_in_process_inference(served, family: str) -> None:
     for text, probabilities in zip(TEXTS, expected):
         answer = server.post(f"/predictions/{family}", {"text": text})
         assert answer.status_code == 200, answer.text
-        assert Prediction.model_validate_json(answer.text).probabilities == pytest.approx(probabilities, abs=1e-6)
+        assert Prediction.model_validate_json(answer.text).probabilities == pytest.approx(probabilities, abs=PREDICTION_ATOL)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("family", FAMILIES)
 def test_explanations_equal_library_attribution(served, family: str) -> None:
     server, references = served
@@ -72,7 +74,7 @@ def test_explanations_equal_library_attribution(served, family: str) -> None:
     assert answer.status_code == 200, answer.text
     local = explain(references[family], TEXTS[0], None, ExplanationOptions(**options)).model_dump(mode="json")
     local["model"]["name"] = family
-    assert_close(json.loads(answer.text), local)
+    assert_close(json.loads(answer.text), local, SERVED_ULPS)
     got = Explanation.model_validate_json(answer.text)
     expected_heads = [0, 3] if family == "albert" else [0, 1, 2, 3]
     assert all(layer.head_ids == expected_heads for layer in got.layers)

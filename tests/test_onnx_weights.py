@@ -1,6 +1,6 @@
 """Explanations from an ONNX graph's own weights: the model rebuilt from a float graph (full, head-pruned, and
 the tiny DistilBERT and ModernBERT whose zero biases the exporter drops) has exactly the checkpoint's weights
-and explains exactly as the original; from an int8 graph each weight is within half a quantisation step; a
+and explains as the original, to a few float32 ulps; from an int8 graph each weight is within half a quantisation step; a
 graph of other weights is refused; an ONNX archive carries the graph and the map instead of the PyTorch
 weights and is no larger than the full model's PyTorch archive."""
 
@@ -27,6 +27,7 @@ from auditor.onnx_weights import WEIGHT_MAP_FILE, load_classifier_from_onnx, wei
 from auditor.pruning import prune_model
 from auditor.schemas import ExplanationOptions
 from tests.families import save_tiny
+from tests.numerics import assert_close
 
 MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 SST2 = MODELS / "minilm-sst2"
@@ -61,13 +62,21 @@ def without_weights(folder: Path, graph: Path, out: Path) -> Path:
     return out
 
 
-def same_explanation(original: Classifier, rebuilt: Classifier) -> bool:
-    expected = explain(original, TEXT, None, OPTIONS).model_dump()
-    got = explain(rebuilt, TEXT, None, OPTIONS).model_dump()
+EXPLANATION_ULPS = 4
+"""Two model objects with bit-equal weights still need not explain bit-equally: the rebuilt model's tensors
+lie elsewhere in memory, and ATen's kernels (AVX-512, AVX2, default) may then round a sum differently. Seen
+under the three paths here: at most one ulp of a probability of 0.16 (0.125 ulps at 1.0); 4 ulps of the value,
+at least of 1, leave room for other CPUs. Tokens, pairs and tree edges must be equal."""
+
+
+def assert_same_explanation(original: Classifier, rebuilt: Classifier) -> None:
+    expected = explain(original, TEXT, None, OPTIONS).model_dump(mode="json")
+    got = explain(rebuilt, TEXT, None, OPTIONS).model_dump(mode="json")
     got["model"]["name"] = expected["model"]["name"]  # named after its folder
-    return got == expected
+    assert_close(got, expected, EXPLANATION_ULPS)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("which", ["full", "pruned"])
 def test_the_model_rebuilt_from_the_float_graph_has_the_checkpoint_weights(folders, tmp_path, which):
     folder = folders[which]
@@ -76,11 +85,11 @@ def test_the_model_rebuilt_from_the_float_graph_has_the_checkpoint_weights(folde
     state = rebuilt.model.state_dict()
     assert next(iter(state.values())).dtype == torch.float32
     assert checkpoint.keys() <= state.keys()
-    assert all(torch.equal(state[name].to(value.dtype), value) for name, value in checkpoint.items())
+    assert all(torch.equal(state[name].to(value.dtype), value) for name, value in checkpoint.items())  # copied, not computed
     original = load_classifier(folder, device="cpu")
     assert rebuilt.identity.model_copy(update={"name": original.identity.name}) == original.identity  # weights digest too
     assert rebuilt.identity.pruned_heads == (PRUNED_HEADS if which == "pruned" else {})
-    assert same_explanation(original, rebuilt)
+    assert_same_explanation(original, rebuilt)
 
 
 def test_the_model_rebuilt_from_the_int8_graph_is_within_half_a_quantisation_step(folders, tmp_path):
@@ -121,6 +130,7 @@ def test_loading_without_a_complete_map_is_a_model_load_error(folders, tmp_path)
         load_classifier_from_onnx(archive, folder / "model.onnx", "cpu")
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("family", ["distilbert", "modernbert"])
 def test_zero_biases_the_exporter_drops_are_rebuilt(family, tmp_path):
     folder = save_tiny(family, tmp_path / family)  # random weights: float32, classifier biases zero
@@ -130,9 +140,10 @@ def test_zero_biases_the_exporter_drops_are_rebuilt(family, tmp_path):
     original, rebuilt = load_classifier(folder, device="cpu"), load_classifier_from_onnx(archive, graph, "cpu")
     expected = original.model.state_dict()
     assert all(torch.equal(value, expected[name]) for name, value in rebuilt.model.state_dict().items())
-    assert same_explanation(original, rebuilt)
+    assert_same_explanation(original, rebuilt)
 
 
+@pytest.mark.numerics
 def test_an_onnx_archive_carries_the_graph_and_its_map_and_is_no_larger_than_the_full_one(folders, tmp_path):
     store = tmp_path / "store"
     full = package_model(SST2, "sst2", store, archive_format="zip-store")
@@ -147,4 +158,4 @@ def test_an_onnx_archive_carries_the_graph_and_its_map_and_is_no_larger_than_the
     assert {numpy_helper.to_array(i).dtype for i in graph.initializer if len(i.dims) > 0} == {np.dtype(np.float16), np.dtype(np.int64)}
     # what the handler loads from the unpacked archive explains as the pruned model does
     served = load_classifier_from_onnx(tmp_path / "unpacked", tmp_path / "unpacked" / "model.onnx", "cpu")
-    assert same_explanation(load_classifier(pruned, device="cpu"), served)
+    assert_same_explanation(load_classifier(pruned, device="cpu"), served)

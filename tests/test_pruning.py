@@ -16,6 +16,7 @@ from auditor.export import OnnxClassifier, export_onnx, quantize_dynamic
 from auditor.heads import accuracy, encode_dataset, head_mask, model_inputs
 from auditor.models import Classifier, load_classifier
 from auditor.pruning import heads_for_fraction, mask_without, prune_model, pruning_curve, rank_heads
+from tests.numerics import logit_margins
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TEXTS = ["a gripping, beautifully acted film", "dull", "it is neither funny nor moving , and it goes on far too long ."]
@@ -68,6 +69,7 @@ def test_prune_model_rejects_empty_layers_and_unknown_heads(sst2, tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.numerics
 def test_physically_pruned_model_reloads_with_the_masked_logits(sst2, half_pruned):
     heads, folder = half_pruned
     encoding = sst2.encode(TEXTS)
@@ -78,6 +80,8 @@ def test_physically_pruned_model_reloads_with_the_masked_logits(sst2, half_prune
     reloaded = load_classifier(folder, device="cpu")
     with torch.no_grad():
         pruned = reloaded.model(**model_inputs(reloaded.encode(TEXTS))).logits
+    # two model objects computing differently (smaller matrices vs zeroed heads): float32 logits of size ~5
+    # agree to 1e-5, about 16 ulps of them
     torch.testing.assert_close(pruned, masked, atol=1e-5, rtol=0)
     assert (pruned - unpruned).abs().max() > 1e-3  # pruning changed something
     assert reloaded.identity.pruned_heads == heads
@@ -90,6 +94,7 @@ def test_physically_pruned_model_reloads_with_the_masked_logits(sst2, half_prune
     assert [a.shape[0] for a in result.attributions] == [len(ids) for ids in result.head_ids]
 
 
+@pytest.mark.numerics
 def test_curve_points_equal_physically_pruned_accuracy(sst2, half_pruned):
     heads, folder = half_pruned
     dev = load_dataset(str(SHARED / "data" / "glue" / "SST-2" / "dev.tsv")).head(24)
@@ -97,11 +102,16 @@ def test_curve_points_equal_physically_pruned_accuracy(sst2, half_pruned):
     scores = torch.rand(6, 12, generator=torch.Generator().manual_seed(7))
     zero, half = pruning_curve(sst2.model, batches, scores, fractions=(0.0, 0.5))
     assert (zero.heads_removed, half.heads_removed) == (0, 36)
-    assert zero.accuracy == accuracy(sst2.model, batches)
+    assert zero.accuracy == accuracy(sst2.model, batches)  # exact: the same computation twice in this process
     reloaded = load_classifier(folder, device="cpu")
-    assert half.accuracy == accuracy(reloaded.model, encode_dataset(reloaded, dev))
+    # masks against the pruned copy: logits agree to 1e-5 (above), and no example's two logits are closer than
+    # twice that, so every argmax, hence the accuracy, is the same on any CPU
+    pruned_batches = encode_dataset(reloaded, dev)
+    assert float(logit_margins(reloaded.model, (model_inputs(b.encoding) for b in pruned_batches)).min()) > 2e-5
+    assert half.accuracy == accuracy(reloaded.model, pruned_batches)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("which", ["full", "pruned"])
 def test_onnx_export_matches_pytorch_for_several_batch_sizes_and_lengths(sst2, half_pruned, tmp_path, which):
     classifier = sst2 if which == "full" else load_classifier(half_pruned[1], device="cpu")
@@ -115,7 +125,7 @@ def test_onnx_export_matches_pytorch_for_several_batch_sizes_and_lengths(sst2, h
             expected = classifier.model(**model_inputs(encoding)).logits.numpy()
         got = runner.logits(runner.encode(texts))
         assert got.shape == expected.shape
-        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)  # ONNX Runtime vs PyTorch: ~200 ulps of logits ~5
     if which == "full":
         quantized = quantize_dynamic(path, tmp_path / "model.int8.onnx")
         assert quantized.stat().st_size < 0.55 * path.stat().st_size  # int8 weights: about half the graph's float16 ones

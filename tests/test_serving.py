@@ -9,7 +9,6 @@ answered. Explanation storms under the README's configuration are tests/test_sto
 from __future__ import annotations
 
 import json
-import math
 import re
 import socket
 import subprocess
@@ -32,10 +31,11 @@ from auditor.errors import InputError, ModelLoadError
 from auditor.export import OnnxClassifier
 from auditor.models import Classifier, load_classifier
 from auditor.pruning import prune_model
-from auditor.schemas import EncodedArray, ErrorResponse, Explanation, ExplanationOptions, Prediction
+from auditor.schemas import ErrorResponse, Explanation, ExplanationOptions, Prediction
 from auditor.serving.archive import build_archive, package_model
 from auditor.schemas import HandlerSettings, ServingLimits
 from auditor.serving.torchserve import ServedModel, TorchServe
+from tests.numerics import PREDICTION_ATOL, SERVED_ULPS, argmax_margins, assert_close
 
 pytestmark = pytest.mark.slow  # a real TorchServe with four archives
 
@@ -97,59 +97,50 @@ def reference_probabilities(classifier: Classifier, bodies: list[dict[str, str]]
         return classifier.model(**encoding).logits.double().softmax(-1).tolist()
 
 
-def assert_close(served_value: object, local_value: object, path: str = "", tolerance: float = 1e-4) -> None:
-    if isinstance(local_value, dict) and set(local_value) == {"dtype", "shape", "data"}:  # an EncodedArray
-        np.testing.assert_allclose(EncodedArray(**served_value).to_numpy(), EncodedArray(**local_value).to_numpy(), atol=tolerance, err_msg=path)
-        return
-    """Recursive equality of two JSON values, floats within ``tolerance`` (relative to max(1, |x|))."""
-    if isinstance(local_value, float) or isinstance(served_value, float):
-        assert math.isclose(served_value, local_value, rel_tol=tolerance, abs_tol=tolerance), f"{path}: {served_value} != {local_value}"
-    elif isinstance(local_value, dict):
-        assert isinstance(served_value, dict) and served_value.keys() == local_value.keys(), path
-        for key in local_value:
-            assert_close(served_value[key], local_value[key], f"{path}.{key}", tolerance)
-    elif isinstance(local_value, list):
-        assert isinstance(served_value, list) and len(served_value) == len(local_value), path
-        for i, (a, b) in enumerate(zip(served_value, local_value)):
-            assert_close(a, b, f"{path}[{i}]", tolerance)
-    else:
-        assert served_value == local_value, f"{path}: {served_value!r} != {local_value!r}"
-
-
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["sst2", "rte", "sst2-pruned-onnx", "rte-pruned"])
 def test_predictions_equal_in_process_inference(served, name: str) -> None:
     server, models = served
     model = models[name]
     bodies = inputs(model.pair, 6)
     labels = model.classifier.labels
-    for body, expected in zip(bodies, reference_probabilities(model.classifier, bodies)):
+    references = reference_probabilities(model.classifier, bodies)
+    assert float(argmax_margins(torch.tensor(references)).min()) > 2 * PREDICTION_ATOL  # so the worker's argmax is this one
+    for body, expected in zip(bodies, references):
         answer = server.post(f"/predictions/{name}", body)
         assert answer.status_code == 200, answer.text
         assert answer.headers["content-type"].startswith("application/json")
         got = Prediction.model_validate_json(answer.text)
         best = max(range(len(labels)), key=expected.__getitem__)
         assert (got.label, got.label_id, got.labels) == (labels[best], best, labels)
-        # ONNX Runtime against the PyTorch model: float32 kernels differ in the last bits
-        assert got.probabilities == pytest.approx(expected, abs=1e-6)
+        assert got.probabilities == pytest.approx(expected, abs=PREDICTION_ATOL)
 
 
+@pytest.mark.numerics
 def test_onnx_archive_predicts_with_onnx_runtime(served, tmp_path: Path) -> None:
     """The onnx archive answers exactly as ONNX Runtime does on the same graph here, which differs from the
-    PyTorch model's answer in the last bits: predictions do run on ONNX Runtime."""
+    PyTorch model's answer in the last bits: predictions do run on ONNX Runtime. Exact (1e-12 on doubles):
+    the same graph on the same ONNX Runtime kernels of this CPU, in the worker and here; ATen's kernel path
+    (ATEN_CPU_CAPABILITY) changes only the PyTorch side. On some inputs the two libraries happen to round
+    alike (1 of 12 SST-2 sentences under AVX2, 1 under AVX-512, none under default), so PyTorch must differ on
+    at least half of the inputs, not on each."""
     from auditor.export import export_onnx
 
     server, models = served
     model = models["sst2-pruned-onnx"]
     runtime = OnnxClassifier(export_onnx(model.classifier, tmp_path / "model.onnx"), MODELS / "minilm-sst2")
-    for body in inputs(False, 3):
+    unlike_torch = []
+    for body in inputs(False, 6):
         logits = torch.from_numpy(runtime.logits(model.classifier.encode([body["text"]])))
         on_runtime = logits.double().softmax(-1)[0].tolist()
         on_torch = reference_probabilities(model.classifier, [body])[0]
         got = Prediction.model_validate_json(server.post("/predictions/sst2-pruned-onnx", body).text)
         assert got.probabilities == pytest.approx(on_runtime, abs=1e-12)
-        assert got.probabilities != pytest.approx(on_torch, abs=1e-12)
+        unlike_torch.append(got.probabilities != pytest.approx(on_torch, abs=1e-12))
+    assert sum(unlike_torch) >= 3, unlike_torch
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["sst2", "rte-pruned", "sst2-pruned-onnx"])
 def test_explanations_equal_library_attribution(served, name: str) -> None:
     server, models = served
@@ -163,7 +154,7 @@ def test_explanations_equal_library_attribution(served, name: str) -> None:
     assert got.layers[1].head_ids == [h for h in range(12) if "pruned" not in name or h not in PRUNED_HEADS[2]]
     local = expected.model_dump(mode="json")
     local["model"]["name"] = name  # the served model is named as on the server
-    assert_close(json.loads(answer.text), local)
+    assert_close(json.loads(answer.text), local, SERVED_ULPS)
     assert got.target == 1 and [layer.layer for layer in got.layers] == [0, 2, 5]
 
 
@@ -270,6 +261,7 @@ def test_bad_input_gets_400_and_the_server_keeps_answering(served, route: str, b
     assert server.post("/predictions/rte", {"text": "A man sleeps.", "text_pair": "A man rests."}).status_code == 200
 
 
+@pytest.mark.numerics
 def test_batch_answers_each_request_and_fails_only_the_bad_one(served) -> None:
     server, models = served
     bodies: list[object] = inputs(False, 7)
@@ -282,7 +274,7 @@ def test_batch_answers_each_request_and_fails_only_the_bad_one(served) -> None:
             assert answer.status_code == 400 and answer.json()["type"] == "InputError"
             continue
         assert answer.status_code == 200, answer.text
-        assert answer.json()["probabilities"] == pytest.approx(next(expected), abs=1e-6)
+        assert answer.json()["probabilities"] == pytest.approx(next(expected), abs=PREDICTION_ATOL)
     sizes = [int(n) for n in re.findall(r"batch of (\d+) requests", (server.logs / "model_log.log").read_text())]
     assert max(sizes) > 1, "the server never batched requests"
 
@@ -324,6 +316,7 @@ def worker_pids(server: TorchServe) -> dict[str, list[int]]:
     }
 
 
+@pytest.mark.numerics
 def test_batched_predictions_equal_single_ones(served) -> None:
     server, models = served
     for name in ("sst2", "rte", "sst2-pruned-onnx"):
@@ -332,9 +325,10 @@ def test_batched_predictions_equal_single_ones(served) -> None:
         assert answer.status_code == 200, answer.text
         batched = [Prediction.model_validate(item) for item in answer.json()]
         single = [Prediction.model_validate_json(server.post(f"/predictions/{name}", body).text) for body in bodies]
+        assert float(argmax_margins(torch.tensor([p.probabilities for p in single])).min()) > 2 * PREDICTION_ATOL  # no near-tie
         assert [p.label for p in batched] == [p.label for p in single]
-        for got, expected in zip(batched, single):  # padded with other inputs or not: the same up to float32 rounding
-            assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-6)
+        for got, expected in zip(batched, single):  # padded with other inputs or not, in either worker: float32 rounding
+            assert got.probabilities == pytest.approx(expected.probabilities, abs=PREDICTION_ATOL)
 
 
 def test_a_bad_input_of_a_batched_request_is_named(served) -> None:
@@ -345,6 +339,7 @@ def test_a_bad_input_of_a_batched_request_is_named(served) -> None:
         assert message in ErrorResponse.model_validate_json(answer.text).message
 
 
+@pytest.mark.numerics
 def test_endpoint_victim_batched_equals_single_requests(served) -> None:
     from auditor.victims import RemoteVictim
 
@@ -355,7 +350,7 @@ def test_endpoint_victim_batched_equals_single_requests(served) -> None:
     batched = RemoteVictim(url, token=server.inference_key, inputs_per_request=8, concurrency=2)
     try:
         assert batched.labels == single.labels == ["negative", "positive"]
-        np.testing.assert_allclose(batched(texts), single(texts), atol=1e-6)
+        np.testing.assert_allclose(batched(texts), single(texts), atol=PREDICTION_ATOL)  # either of two workers
     finally:
         single.close()
         batched.close()
