@@ -6,6 +6,7 @@ a stale venv from before a lock change) fails here rather than in a user's first
 from __future__ import annotations
 
 import re
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -21,7 +22,14 @@ def locked_versions() -> dict[str, str]:
 
 
 def installed_versions() -> dict[str, str]:
-    return {canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
+    """The distributions installed into this environment's site-packages (not those another test put on
+    sys.path, such as a Ray or TorchServe working folder)."""
+    site = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    return {
+        canonicalize_name(dist.metadata["Name"]): dist.version
+        for dist in metadata.distributions()
+        if Path(str(dist.locate_file(""))).resolve() in site
+    }
 
 
 def test_every_locked_package_is_installed_at_its_version() -> None:

@@ -332,9 +332,10 @@ class RobustnessReport(BaseModel):
     added ``settings.sufficient_gain``; version 5 the reader constraint: ``validity`` (the checks every
     attack ran under) and each outcome's ``edits``; version 6 each outcome's ``example_id``, which
     ``auditor diff`` pairs reports by; version 7 token-pair patterns (``TriggerPattern``), the trigger
-    table's bootstrap intervals and each attack's ``successes_by_edit``."""
+    table's bootstrap intervals and each attack's ``successes_by_edit``; version 8 ``victim.served``, the
+    model an endpoint's answers named in their identity headers."""
 
-    schema_version: Literal[7] = 7
+    schema_version: Literal[8] = 8
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed
