@@ -1,12 +1,16 @@
-"""Small statistics shared by the label lexicon, the pattern miner and the trigger table: a smoothed log-odds
-association of a feature with a label, and a bootstrap interval of an accuracy drop."""
+"""Small statistics shared by the label lexicon, the pattern miner, the trigger table and every rate a report
+prints: a smoothed log-odds association of a feature with a label, a bootstrap interval of an accuracy drop,
+and Wilson's interval of a proportion."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
+
+from auditor.schemas.common import Rate
 
 
 def log_odds(inside: int, outside: int, label_total: int, total: int, prior: float = 1.0) -> tuple[float, float]:
@@ -35,3 +39,18 @@ def bootstrap_drop(before: Sequence[bool], after: Sequence[bool], resamples: int
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def wilson(count: int, total: int, level: float = 0.95) -> Rate:
+    """Wilson's score interval for a binomial proportion: (p̂ + z²/2n ± z·sqrt(p̂(1 − p̂)/n + z²/4n²)) / (1 + z²/n),
+    z the normal quantile of (1 + level)/2; [0, 1] when total is 0."""
+    if total == 0:
+        return Rate(count=0, total=0, rate=None, low=0.0, high=1.0, level=level)
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    p = count / total
+    centre = p + z * z / (2 * total)
+    spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    scale = 1 + z * z / total
+    low = 0.0 if count == 0 else max(0.0, (centre - spread) / scale)  # exactly 0 and 1 at the ends, not 0 ± rounding
+    high = 1.0 if count == total else min(1.0, (centre + spread) / scale)
+    return Rate(count=count, total=total, rate=p, low=low, high=high, level=level)

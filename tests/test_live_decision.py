@@ -10,7 +10,8 @@ import pytest
 from scipy import integrate, stats
 
 from auditor.live.decision import BetaBinomialConfidenceSequence, Decision
-from auditor.live.summary import PRIOR_STRENGTH, wilson
+from auditor.live.summary import PRIOR_STRENGTH
+from auditor.statistics import wilson
 
 TOLERANCE = 0.02
 ALPHA = 0.05

@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 
 from auditor.render import TEMPLATES, png_data_uri
 from auditor.report import percent, write_files
-from auditor.schemas.live import LiveReport, Rate
+from auditor.schemas.common import Rate
+from auditor.schemas.live import LiveReport
 
 def utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -13,6 +13,7 @@ import numpy as np
 
 from auditor import __version__
 from auditor.diff import mcnemar_exact
+from auditor.statistics import wilson
 from auditor.errors import InputError
 from auditor.live.decision import BetaBinomialConfidenceSequence
 from auditor.schemas.live import (
@@ -24,7 +25,6 @@ from auditor.schemas.live import (
     DropCount,
     LabelledSummary,
     LiveReport,
-    Rate,
     Side,
     Transition,
     Window,
@@ -41,21 +41,6 @@ HOURLY_SPAN_S = 2 * 3600
 """Records spanning at least this long get agreement per clock hour; shorter runs per N records."""
 WINDOWS = 20
 PATH_POINTS = 200
-
-
-def wilson(count: int, total: int, level: float) -> Rate:
-    """Wilson's score interval for a binomial proportion: (p̂ + z²/2n ± z·sqrt(p̂(1 − p̂)/n + z²/4n²)) / (1 + z²/n),
-    z the normal quantile of (1 + level)/2; [0, 1] when total is 0."""
-    if total == 0:
-        return Rate(count=0, total=0, rate=None, low=0.0, high=1.0, level=level)
-    z = NormalDist().inv_cdf((1 + level) / 2)
-    p = count / total
-    centre = p + z * z / (2 * total)
-    spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-    scale = 1 + z * z / total
-    low = 0.0 if count == 0 else max(0.0, (centre - spread) / scale)  # exactly 0 and 1 at the ends, not 0 ± rounding
-    high = 1.0 if count == total else min(1.0, (centre + spread) / scale)
-    return Rate(count=count, total=total, rate=p, low=low, high=high, level=level)
 
 
 def in_time_order(records: Sequence[ComparisonRecord]) -> list[ComparisonRecord]:

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from auditor.schemas.common import (  # noqa: F401
     INVISIBLE,
     ModelIdentity,
+    Rate,
     RequestModel,
     StrictModel,
     visible,

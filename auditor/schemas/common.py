@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from pydantic import BaseModel, ConfigDict
-
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StrictModel(BaseModel):
@@ -43,3 +42,14 @@ class ModelIdentity(BaseModel):
     num_heads: int
     labels: list[str]
     pruned_heads: dict[int, list[int]] = {}
+
+
+class Rate(StrictModel):
+    """``count`` of ``total`` with a two-sided interval at ``level`` (Wilson's score interval)."""
+
+    count: int
+    total: int
+    rate: float | None = Field(description="count / total; None when total is 0")
+    low: float
+    high: float
+    level: float

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from auditor.schemas.common import StrictModel
+from auditor.schemas.common import Rate, StrictModel
 
 IDENTITY_HEADERS = ("X-Model-Name", "X-Model-Version", "X-Model-Weights-SHA256")
 """Response headers of every ``/predictions`` and ``/explanations`` answer naming the model that gave it
@@ -83,17 +83,6 @@ class ComparisonRecord(StrictModel):
 
 
 Side = Literal["primary", "shadow"]
-
-
-class Rate(StrictModel):
-    """``count`` of ``total`` with a two-sided interval at ``level`` (Wilson's score interval)."""
-
-    count: int
-    total: int
-    rate: float | None = Field(description="count / total; None when total is 0")
-    low: float
-    high: float
-    level: float
 
 
 class Transition(StrictModel):
