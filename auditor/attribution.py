@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -96,8 +96,11 @@ class SelfAttentionAttribution:
         layers: Sequence[int] | None = None,
         internal_batch_size: int | None = None,
         memory_limit_mb: float = 1024.0,
+        after_pass: Callable[[], object] | None = None,
     ) -> list[ExampleAttribution]:
-        """Attribute a right-padded batch; ``target`` is a class index, one per example, or None (predicted)."""
+        """Attribute a right-padded batch; ``target`` is a class index, one per example, or None (predicted).
+        ``after_pass`` is called after each pass through the encoder (a server's deadline): an exception it raises
+        stops the attribution."""
         alphas, weights = quadrature(method, n_steps)
         if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be a non-empty (batch, length) tensor, got shape {tuple(input_ids.shape)}")
@@ -134,6 +137,7 @@ class SelfAttentionAttribution:
                     weights,
                     internal_batch_size,
                     memory_limit_mb,
+                    after_pass,
                 )
                 for position, result in zip(group, group_results):
                     results[position] = result
@@ -203,6 +207,7 @@ class SelfAttentionAttribution:
         weights: list[float],
         internal_batch_size: int | None,
         memory_limit_mb: float,
+        after_pass: Callable[[], object] | None,
     ) -> list[ExampleAttribution]:
         segments = {} if token_type_ids is None or not self.encoder.takes_segments else {"token_type_ids": token_type_ids}
         with torch.no_grad():
@@ -242,6 +247,8 @@ class SelfAttentionAttribution:
                     zero[part.examples[at_zero]] = probability[offset : offset + len(part.examples)][at_zero].detach()
                     zero_probability[part.layer] = zero
                 offset += len(part.examples)
+            if after_pass is not None:
+                after_pass()
 
         missing = [layer for layer in layers if layer not in zero_probability]
         if missing:

@@ -36,9 +36,10 @@ def explain(
     text_pair: str | None = None,
     options: ExplanationOptions | None = None,
     truncate: bool = False,
+    after_pass: Callable[[], object] | None = None,
 ) -> Explanation:
     """Explain the classifier's prediction for one text (or sentence pair); see ``explain_batch``."""
-    return explain_batch(classifier, [text], None if text_pair is None else [text_pair], options, truncate)[0]
+    return explain_batch(classifier, [text], None if text_pair is None else [text_pair], options, truncate, after_pass=after_pass)[0]
 
 
 def explain_batch(
@@ -49,8 +50,10 @@ def explain_batch(
     truncate: bool = False,
     batch_size: int = 8,
     progress: Progress | None = None,
+    after_pass: Callable[[], object] | None = None,
 ) -> list[Explanation]:
-    """Explain many inputs, ``batch_size`` at a time, each batch one call of ``SelfAttentionAttribution``.
+    """Explain many inputs, ``batch_size`` at a time, each batch one call of ``SelfAttentionAttribution``
+    (``after_pass``: see ``SelfAttentionAttribution.attribute``).
 
     Raises InputError for an empty or over-long text (unless ``truncate``), a target that is not a class
     index, or layers outside the model. Inputs longer than the model's limit are cut when ``truncate`` is set.
@@ -80,6 +83,7 @@ def explain_batch(
             n_steps=options.steps,
             method=options.method,
             layers=layers,
+            after_pass=after_pass,
         )
         for text, pair, result in zip(batch_texts, batch_pairs, results):
             explanations.append(summarise(classifier, text, pair, result, options))

@@ -129,10 +129,9 @@ def test_malformed_bodies_add_at_most_one_short_log_line_each(server: TorchServe
 
 def test_retry_after_follows_the_true_wait_after_cheap_explanations(server: TorchServe) -> None:
     """The probe's scenario: 20 cheap explanations (layers [5], steps 1), then two full-cost ones at once. One
-    runs; the other is refused with Retry-After, within 4x of the time until the first one ends (when its slot
-    frees); it was 90x before the time model. Issue 30 asks for 2x, which is not met on a loaded machine: alone
-    on the 2-core machine 20 s against 12.9 s and 15 s against 10.2 s, but 78 s against 23.9 s while the suite's
-    other xdist worker ran beside it (the slowdown measured on cheap explanations overstates a full-cost one's)."""
+    runs; the other is refused with Retry-After, within 2x of the time until the first one ends (when its slot
+    frees); it was 90x before the time model, and up to 3.3x with the suite running beside it while the pace came
+    from earlier, cheap explanations (now it is measured on the running one)."""
     for index in range(20):
         assert server.post("/explanations/sst2", {"text": f"a fine film number {index}", "options": {"layers": [5], "steps": 1}}).status_code == 200
     body = {"text": FULL_TEXT, "options": FULL_COST}
@@ -150,4 +149,4 @@ def test_retry_after_follows_the_true_wait_after_cheap_explanations(server: Torc
     wait = freed_at - refused_at
     print(f"Retry-After {retry_after} s, slot freed {wait:.1f} s after the refusal")
     assert wait > 0
-    assert retry_after / 4 <= max(wait, 1.0) <= 4 * retry_after, (retry_after, wait)
+    assert retry_after / 2 <= max(wait, 1.0) <= 2 * retry_after, (retry_after, wait)

@@ -88,6 +88,20 @@ def test_a_batch_with_predictions_computes_no_explanation(service: Service) -> N
     assert "never wait" in error(explanation).message
 
 
+def test_an_explanation_past_its_deadline_is_stopped_with_503_and_frees_its_slot(service: Service, tmp_path: Path) -> None:
+    """An explanation that runs past ``explanation_timeout_s`` (an overloaded machine) stops between two passes and
+    is answered 503 with Retry-After, before TorchServe's response timeout would kill the worker; its slot is free
+    again, so the next explanation is computed."""
+    slots = ExplanationSlots(tmp_path, 1)
+    hurried = Service(service.classifier, HandlerSettings(explanation_timeout_s=1e-6), slots)
+    request = {"text": " ".join(["a fine film"] * 10), "options": {"steps": 2}}
+    stopped = hurried.handle([request], [True])[0]
+    assert stopped.status == 503 and error(stopped).type == "Overloaded" and stopped.retry_after_s >= 1
+    assert "stopped after its limit of 1e-06 s" in error(stopped).message
+    patient = Service(service.classifier, HandlerSettings(), slots)
+    assert patient.handle([request], [True])[0].status == 200
+
+
 def test_answers_that_could_exceed_the_limit_are_refused_before_computing(service: Service, tmp_path: Path) -> None:
     small = Service(service.classifier, HandlerSettings(limits=ServingLimits(max_response_bytes=10_000)), ExplanationSlots(tmp_path, 1))
     matrices = {"text": " ".join(["a fine film"] * 10), "options": {"steps": 1, "include_matrices": True, "layers": [0, 1]}}

@@ -97,6 +97,12 @@ class HandlerSettings(StrictModel):
         default=1, ge=1, description="explanations computed at once by all workers of the model; keep it below the workers per model"
     )
     explanation_niceness: int = Field(default=10, ge=0, le=19, description="how much lower the explanation thread's priority is than the worker's")
+    explanation_timeout_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="an explanation still computing after this many seconds (an overloaded machine) is stopped and answered 503 "
+        "with Retry-After; keep it below the archive's responseTimeout (120 s), after which TorchServe kills the worker",
+    )
     limits: ServingLimits = ServingLimits()
     niceness: int = Field(
         default=0, ge=0, le=19, description="how much lower the worker processes' priority is than the server's: e.g. 10 for a model that "

@@ -7,23 +7,22 @@ prediction would wait for an explanation to finish (seconds). Two things prevent
 - ``ExplanationSlots``: the workers of one model share ``slots`` explanation slots (advisory ``flock`` locks on
   files in the model's folder, which every worker of the model shares). A worker computes an explanation only
   while it holds a slot; with fewer slots than workers, at least one worker is always free for predictions.
-  An explanation that finds every slot taken is answered 429 at once, with a ``Retry-After`` from the cost
-  model: the time the earliest running explanation still needs. The kernel drops a lock when its process
-  dies, so a killed worker never leaks its slot.
+  An explanation that finds every slot taken is answered 429 at once, with a ``Retry-After``: the time the
+  earliest running explanation still needs (``ExplanationSlots.retry_after_s``). The kernel drops a lock when
+  its process dies, so a killed worker never leaks its slot.
 - ``LowPriorityRunner``: explanations run on one thread with a raised nice value, so on a machine with fewer
   cores than busy workers, the scheduler serves the prediction workers first.
 
 The cost model: attributing encoder layer l runs, for each of ``steps`` quadrature steps, a forward and a
 backward pass through layers l … L−1 (the layers below l run once, without gradients). A layer's time grows
 linearly with the tokens (below 6 × hidden size tokens, the attention's quadratic term is a small part of
-its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes ``slowdown × (overhead +
-rate × cost)`` seconds. The work, overhead + rate × cost, is in CPU seconds of the explanation thread, fitted by
-least squares to the last ``WINDOW`` explanations the model's workers finished (``ExplanationSlots.record``;
-each worker's warm-up records two of different cost): the overhead (the forward pass without gradients, the
-tree, the JSON) does not grow with the cost, so cheap explanations pin it down and cannot inflate the rate (a
-rate taken as seconds ÷ cost was 80 times a full-cost explanation's after 20 ``layers: [5], steps: 1`` ones,
-and so was ``Retry-After``). ``slowdown``, the wall-clock ÷ CPU seconds of the last ``RECENT`` explanations,
-follows the machine's load and the thread's lower priority now.
+its work). So an explanation costs ``tokens × steps × Σ_l (L − l)`` token-layer passes, and takes overhead + rate × cost
+CPU seconds of the explanation thread, fitted by least squares to the last ``WINDOW`` explanations the model's workers
+finished (``ExplanationSlots.record``; each worker's warm-up records two of different cost): the overhead (the
+forward pass without gradients, the tree, the JSON) does not grow with the cost, so cheap explanations pin it down
+and cannot inflate the rate (a rate taken as seconds ÷ cost was 80 times a full-cost explanation's after 20
+``layers: [5], steps: 1`` ones, and so was ``Retry-After``). The wall-clock time follows from the pace the thread
+gets (CPU ÷ wall seconds), measured on the running explanation (``ExplanationSlots._remaining_seconds``).
 """
 
 from __future__ import annotations
@@ -48,14 +47,22 @@ WINDOW = 32
 """Finished explanations the time model is fitted to: the most recent ones of the model's workers."""
 RECENT = 5
 """Finished explanations whose wall-clock ÷ CPU seconds give the current slowdown."""
-MEASURED_CPU_S = 0.2
-"""CPU seconds a running explanation must have had before its own pace is trusted (the kernel counts in 10 ms ticks)."""
+PRIOR_S = 1.0
+"""Wall-clock seconds of the recent explanations' pace that a running explanation's own pace is weighed against:
+its first tenths of a second say little (the scheduler grants a thread that wakes up a burst at full speed, then
+its share), its later seconds say more than the past."""
 
 
 def thread_cpu_seconds(pid: int, thread: int) -> float | None:
-    """CPU seconds (user + system) a thread has used, from /proc; None when it is gone or unreadable."""
+    """CPU seconds a thread has run, from /proc: the scheduler's nanosecond count (``schedstat``) where the kernel
+    keeps one, else user + system time in clock ticks (``stat``); None when the thread is gone or unreadable."""
+    task = Path(f"/proc/{pid}/task/{thread}")
     try:
-        fields = Path(f"/proc/{pid}/task/{thread}/stat").read_text().rsplit(") ", 1)[1].split()
+        return int((task / "schedstat").read_text().split()[0]) / 1e9
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        fields = (task / "stat").read_text().rsplit(") ", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
@@ -204,16 +211,23 @@ class ExplanationSlots:
         return max(1, math.ceil(min(remaining, default=0.0)))
 
     def _remaining_seconds(self, cost: int, elapsed: float, held: dict) -> float:
-        """Seconds a running explanation still needs. Once its thread has spent ``MEASURED_CPU_S`` CPU seconds
-        on it, measured on the running request: the CPU seconds of work left (``time_model``) at the pace it
-        gets now (its CPU seconds ÷ wall seconds so far); before, ``expected_seconds`` less the time elapsed."""
-        if held.get("thread") is not None and held.get("thread_cpu") is not None:
-            now_cpu = thread_cpu_seconds(int(held["pid"]), int(held["thread"]))
-            used = None if now_cpu is None else now_cpu - float(held["thread_cpu"])
-            if used is not None and used >= MEASURED_CPU_S and elapsed > 0:
-                overhead, rate = self.time_model()
-                return max(overhead + rate * cost - used, 0.0) * elapsed / used
-        return self.expected_seconds(cost) - elapsed
+        """Seconds a running explanation still needs: the CPU seconds of work left (``time_model`` less the CPU
+        seconds its thread has used) at the pace the thread gets (CPU ÷ wall seconds: the share of a core that the
+        machine's load and the thread's lower priority leave it). The pace is measured on the running request,
+        weighed against ``PRIOR_S`` seconds at the recent explanations' pace (1 ÷ ``slowdown``):
+
+            pace = (used + PRIOR_S ÷ slowdown) ÷ (elapsed + PRIOR_S).
+
+        Without the thread's CPU time (another platform), ``expected_seconds`` less the time elapsed."""
+        if held.get("thread") is None or held.get("thread_cpu") is None:
+            return self.expected_seconds(cost) - elapsed
+        now_cpu = thread_cpu_seconds(int(held["pid"]), int(held["thread"]))
+        if now_cpu is None:
+            return 0.0  # the thread is gone: the slot frees now
+        used = max(now_cpu - float(held["thread_cpu"]), 0.0)
+        overhead, rate = self.time_model()
+        pace = (used + PRIOR_S / self.slowdown()) / (max(elapsed, 0.0) + PRIOR_S)
+        return max(overhead + rate * cost - used, 0.0) / pace
 
     @staticmethod
     def _write(path: Path, value: dict) -> None:

@@ -60,9 +60,22 @@ Result = TypeVar("Result")
 class Busy(InputError):
     """An explanation that fits the limits but finds no capacity now: answered 429 with ``Retry-After``."""
 
+    status = 429
+
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(f"{message}: retry after {retry_after_s} s")
         self.retry_after_s = retry_after_s
+
+
+class Overloaded(Busy):
+    """An explanation stopped at its deadline (``explanation_timeout_s``), before TorchServe's response timeout
+    would kill the worker: answered 503 with ``Retry-After``."""
+
+    status = 503
+
+
+class DeadlineExceeded(Exception):
+    """Raised between two passes of an attribution that has run past its deadline."""
 
 
 def decode_body(body: object) -> dict:
@@ -196,7 +209,7 @@ class Service:
                 answers[index], cost = self._explain(request, budget, predicting)
                 budget -= cost
             except Busy as error:
-                answers[index] = Answer.error(429, error)
+                answers[index] = Answer.error(error.status, error)
             except InputError as error:
                 answers[index] = Answer.error(400, error)
             except Exception as error:  # noqa: BLE001 - one failed explanation must not fail the batch
@@ -311,13 +324,25 @@ class Service:
         if cost > budget:
             spent = self.limits.max_explanation_cost - budget
             raise Busy(f"the worker is busy with other explanations of this batch (cost {spent})", self._seconds(spent))
+        timeout = self.settings.explanation_timeout_s
+        deadline = time.monotonic() + timeout
+
+        def check_deadline() -> None:
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded
+
         try:
             with self.slots.reserve(cost, self.runner.native_id):
                 started = time.perf_counter()
-                explanation, cpu = self.runner.run(lambda: thread_timed(lambda: explain(self.classifier, request.text, request.text_pair, request.options)))
+                explanation, cpu = self.runner.run(
+                    lambda: thread_timed(lambda: explain(self.classifier, request.text, request.text_pair, request.options, after_pass=check_deadline))
+                )
                 elapsed = time.perf_counter() - started
         except SlotsTaken as taken:
             raise Busy(f"every explanation slot of this model ({taken.running}) is busy", taken.retry_after_s) from None
+        except DeadlineExceeded:
+            release_freed_memory()
+            raise Overloaded(f"the explanation was stopped after its limit of {timeout:g} s: the server is overloaded", self._seconds(cost)) from None
         self.slots.record(cost, cpu, elapsed)
         release_freed_memory()  # the attribution's buffers, else resident until the worker ends
         body = explanation.model_dump_json()
