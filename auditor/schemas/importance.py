@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from auditor.schemas.common import ModelIdentity
 
@@ -14,8 +14,9 @@ IMPORTANCE_METHODS: tuple[str, ...] = ("attribution", "attention", "taylor", "lo
 
 
 class ExamplesUsed(BaseModel):
-    """Which examples a computation used: the dataset, its split and file fingerprint, how many, and a
-    digest of the examples themselves (texts and labels) so that a change in the data is always noticed."""
+    """Which examples a computation used: the dataset, its split and file fingerprint (for a data file, of its
+    bytes and the column and label mapping), how many, and a digest of the examples themselves (texts and
+    gold labels) so that a change in the data is always noticed."""
 
     dataset: str
     split: str
@@ -23,6 +24,14 @@ class ExamplesUsed(BaseModel):
     fingerprint: str
     count: int
     digest: str
+    mapping: str | None = Field(
+        default=None, description="how the file's columns and labels were read (--text-column, --label-map…); null: GLUE's layout"
+    )
+    reference: Literal["gold", "prediction"] = Field(
+        default="gold", description="'prediction': the data has no labels, each example's reference is the model's own prediction"
+    )
+    duplicates: int = Field(default=0, description="rows left out because an earlier row has the same text (and pair)")
+    sample_seed: int | None = Field(default=None, description="the seed of a random sample of the rows (null: the first rows in order)")
 
     @property
     def title(self) -> str:
