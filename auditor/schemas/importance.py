@@ -39,6 +39,21 @@ class ExamplesUsed(BaseModel):
         file = self.source.rsplit("/", 1)[-1]
         return f"{self.dataset} {self.split}" if file == f"{self.split}.tsv" or self.source.startswith("hub:") else f"{self.dataset} {file}"
 
+    def notes(self) -> list[str]:
+        """What a report's header says about how the examples were read: the mapping, a sample, the repeated
+        rows left out, and a reference that is the model's own prediction."""
+        notes = [f"Read as: {self.mapping}."] if self.mapping else []
+        if self.sample_seed is not None:
+            notes.append(f"A random sample of the rows (seed {self.sample_seed}).")
+        if self.duplicates:
+            notes.append(f"{self.duplicates} rows repeating an earlier text were left out.")
+        if self.reference == "prediction":
+            notes.append(
+                "The data has no labels: each example's reference is the model's own prediction, so clean accuracy is "
+                "100 % by construction and an attack succeeds when it changes that prediction."
+            )
+        return notes
+
 
 class HeadImportance(BaseModel):
     """Importance of every attention head of one model, higher = more important.
