@@ -35,9 +35,12 @@ class ExamplesUsed(BaseModel):
 
     @property
     def title(self) -> str:
-        """How reports and plots name the data: ``sst2 dev``, or ``sst2 held-out.tsv`` for a file given by path."""
+        """How reports and plots name the data: ``sst2 dev``, ``sst2 held-out.tsv`` for a file of a task's folder
+        given by path, ``reviews.csv`` for a file of its own, ``reviews dev`` for a ``save_to_disk`` folder."""
         file = self.source.rsplit("/", 1)[-1]
-        return f"{self.dataset} {self.split}" if file == f"{self.split}.tsv" or self.source.startswith("hub:") else f"{self.dataset} {file}"
+        if file in (f"{self.split}.tsv", self.dataset) or self.source.startswith("hub:"):
+            return f"{self.dataset} {self.split}"
+        return file if file.rsplit(".", 1)[0] == self.dataset else f"{self.dataset} {file}"
 
     def notes(self) -> list[str]:
         """What a report's header says about how the examples were read: the mapping, a sample, the repeated
