@@ -287,6 +287,15 @@ def lexicon_summary(lexicon: LabelLexicon) -> LexiconSummary:
     )
 
 
+def labelled_by_predictions(victim: Victim, dataset: Dataset) -> Dataset:
+    """``dataset`` when it has labels; else its examples labelled by ``victim``'s predictions (arg max), the
+    reference each attack must then change (``Dataset.reference`` is ``"prediction"``)."""
+    if not dataset.unlabelled:
+        return dataset
+    inputs = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in dataset.examples]
+    return dataset.labelled_by(victim(inputs).argmax(1).tolist())
+
+
 def checkpoint_identity(
     victim: Victim, dataset: Dataset, triggers: TriggerSet, settings: AuditSettings, trigger_data: Dataset, lexicon: LabelLexicon
 ) -> dict:
@@ -319,7 +328,9 @@ def run_audit(
     started = time.perf_counter()
     examples = dataset.head(settings.examples).examples
     if any(e.label is None for e in examples) or any(e.label is None for e in trigger_data.examples):
-        raise InputError(f"{dataset.name} {dataset.split} has unlabelled examples; an audit needs gold labels")
+        raise InputError(
+            f"{dataset.name} {dataset.split} has unlabelled examples: label them all (or none, to audit against the model's own predictions)"
+        )
     labels = victim.labels
     if triggers.model.labels != labels:
         raise InputError(f"the patterns were mined on a model with labels {triggers.model.labels}, the audited model has {labels}")

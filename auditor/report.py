@@ -91,6 +91,7 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
         "",
         f"{report.data.count} examples of {report.data.title} ({report.data.source}); query budget {report.settings.budget}, "
         f"at most {report.settings.max_words} words edited by any attack; clean accuracy {percent(report.clean_accuracy)}.",
+        *report.data.notes(),
         f"Validity: every candidate of every attack passed these checks ({lexicon.words} label-carrying words, {source}):",
         *(f"- {check}" for check in report.validity),
     ]

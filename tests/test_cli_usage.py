@@ -229,3 +229,28 @@ def test_package_warns_when_the_configured_workers_exceed_the_machines_memory(tm
     assert lines[0].startswith("wrote ") and lines[1].startswith(f"warning: {many} starts") and "lower the workers per model" in lines[1]
     code, out, err = run_main(["package", "--model", str(SST2), "--name", "x", "--config", str(tmp_path / "none")], capsys)
     assert code == 2 and err.splitlines() == [f"error: --config {tmp_path / 'none'}: not a file"]
+
+
+# (file name, content, extra options, the one line after "error: ", with {path} for the file)
+DATA_ERRORS = [
+    ("a.csv", b"review,sentiment\nok,pos\n", ["--text-column", "text"], "{path}: no column 'text' (--text-column); the columns are 'review', 'sentiment'"),
+    ("a.csv", b"review,sentiment\nok,pos\nfine,meh\n", ["--text-column", "review", "--label-column", "sentiment", "--label-map", "pos=positive"],
+     "{path}:3: label 'meh' is not a label of the model (the model's labels are negative, positive, or a class index); --label-map maps pos"),
+    ("a.csv", b"text,label\nok,1\n\"\",0\n", [], "{path}:3: empty text in column 'text'"),
+    ("a.csv", b"text,label\nok,1\ncaf\xe9,0\n", [], "{path}:3: not UTF-8 (byte 3 of the line: invalid continuation byte)"),
+    ("a.tsv", b"text\tlabel\nok\t1\nx\t0\textra\n", [], "{path}:3: 3 fields, the header has 2"),
+    ("a.jsonl", b'{"text": "ok", "label": 1}\n{"text": "", "label": 0}\n', [], "{path}:2: empty text in column 'text'"),
+    ("a.csv", b"text,label\nok,1\n", ["--label-map", "pos"], "--label-map takes FILE_LABEL=MODEL_LABEL pairs separated by commas, such as pos=positive,neg=negative; got 'pos'"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "options", "message"), DATA_ERRORS)
+def test_data_errors_are_one_line_naming_the_file_and_row(
+    name: str, content: bytes, options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, out, err = run_main(["audit", "--model", str(SST2), "--data", str(path), "--out", str(tmp_path / "out"), *options], capsys)
+    assert code == 2 and out == "", err
+    assert err.splitlines() == [f"error: {message.format(path=path)}"]
+    assert not (tmp_path / "out").exists()

@@ -14,9 +14,9 @@ from auditor.quadrature import MAX_STEPS
 if TYPE_CHECKING:
     from auditor.schemas import AuditSettings
 
-Data = Annotated[str, typer.Option("--data", help="Task name (dev split; 'sst2:train' for another) or a GLUE TSV path.")]
+Data = Annotated[str, typer.Option("--data", help="Task name (dev split; 'sst2:train' for another), or a data file: TSV, CSV, JSONL, Parquet, or a datasets save_to_disk folder.")]
 Patterns = Annotated[Path | None, typer.Option("--patterns", help="Patterns from 'auditor mine' (default: mine the local model).")]
-Examples = Annotated[int, typer.Option("--examples", min=1, help="Examples to attack (the first N).")]
+Examples = Annotated[int, typer.Option("--examples", min=1, help="Examples to attack: the first N rows (or a random sample of N with --sample); no more rows are read than needed.")]
 Budget = Annotated[int, typer.Option("--budget", min=1, help="Model queries per attacked example.")]
 MaxWords = Annotated[int, typer.Option("--max-words", min=1, help="Most words any attack may insert, change or delete.")]
 Transformations = Annotated[

@@ -30,6 +30,7 @@ from auditor.cli.attack_options import (
     attack_settings,
     check_tokenizer,
 )
+from auditor.cli.data_options import LabelColumn, LabelMap, Sample, TextColumn, TextPairColumn, data_mapping, load_data, mapping_for
 from auditor.cli.mine import patterns_for
 from auditor.cli.options import (
     Alpha,
@@ -45,31 +46,52 @@ from auditor.cli.options import (
     output_folder,
     ray_pool,
 )
-from auditor.data import load_dataset
 from auditor.errors import InputError
 
 if TYPE_CHECKING:
-    from auditor.data import Dataset
-    from auditor.schemas import LabelLexicon, RobustnessReport
+    from auditor.data import Dataset, DataMapping
+    from auditor.schemas import AuditSettings, LabelLexicon, RobustnessReport
+    from auditor.victims import Victim
 
 
 def lexicon_for(
-    data: str, dataset: Dataset, labels: list[str], lexicon_data: str | None, label_words: Path | None
+    data: str, dataset: Dataset, labels: list[str], lexicon_data: str | None, label_words: Path | None, mapping: DataMapping | None = None
 ) -> LabelLexicon:
-    """The label-word lexicon: from ``--lexicon-data``, else the task's train split, plus ``--label-words``."""
+    """The label-word lexicon: from ``--lexicon-data`` (a file read through ``mapping``, as ``--data``), else
+    the task's train split, plus ``--label-words``."""
     from auditor.data import TASK_DIRECTORIES
     from auditor.validity import build_lexicon, read_word_list
 
     if lexicon_data is not None:
-        train = load_dataset(lexicon_data, split="train")
-    elif dataset.name in TASK_DIRECTORIES:
-        train = load_dataset(dataset.name, split="train")
+        train = load_data(lexicon_data, "train", mapping and mapping_for(lexicon_data, mapping), labels)
+    elif dataset.name in TASK_DIRECTORIES and dataset.mapping is None:
+        train = load_data(dataset.name, "train")
     elif label_words is None:
         raise InputError(f"{data} is not a known task: pass --lexicon-data (its training data) and/or --label-words")
     else:
         train = None
     user = read_word_list(label_words, labels) if label_words is not None else {}
     return build_lexicon(train, labels, user_words=user)
+
+
+def audit_data(
+    data: str, victim: Victim, mapping: DataMapping, settings: AuditSettings, sample: bool, examples: int
+) -> Dataset:
+    """The rows of ``data`` an audit reads (no more than its examples and trigger-table examples need), read
+    by ``victim``'s labels; without labels, labelled by its predictions (said on stderr)."""
+    from auditor.audit import labelled_by_predictions
+    from auditor.data import RowSelection
+    from auditor.models import check_examples_have_tokens
+
+    needed = None if settings.trigger_examples is None else max(examples, settings.trigger_examples)
+    selection = RowSelection(needed, settings.seed if sample else None)
+    dataset = load_data(data, "dev", mapping_for(data, mapping), victim.labels, selection)
+    settings.examples = min(examples, len(dataset))
+    if victim.tokenizer is not None:  # before mining: a row the model cannot see is a data error
+        check_examples_have_tokens(victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
+    if dataset.unlabelled:
+        console.print(f"{dataset.source} has no labels: each example's reference is the model's own prediction", highlight=False)
+    return labelled_by_predictions(victim, dataset)
 
 
 def progress_printer(name: str, done: int, total: int) -> None:
@@ -107,6 +129,11 @@ def audit(
     label_words: LabelWords = None,
     lexicon_data: LexiconData = None,
     seed: Seed = 0,
+    sample: Sample = False,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
+    label_map: LabelMap = None,
     fail_under: Annotated[
         float | None,
         typer.Option("--fail-under", min=0.0, max=1.0, help="Exit 1 when accuracy under any attack (valid successes only) is below this fraction."),
@@ -136,20 +163,17 @@ def audit(
         top_k, positions, baselines, trigger_top_k, trigger_examples, seed,
     )  # fmt: skip
     check_tokenizer([model or endpoint], tokenizer, settings.transformations)
-    dataset = load_dataset(data, split="dev")
-    settings.examples = min(examples, len(dataset))
+    mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks
     from auditor.checkpoint import Checkpoint
     from auditor.diff import AuditScope, check_comparable
-    from auditor.models import check_examples_have_tokens
     from auditor.victims import open_victim
 
     with pool_context as pool:
         victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
-        if victim.tokenizer is not None:  # before mining: a row the model cannot see is a data error
-            check_examples_have_tokens(victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
+        dataset = audit_data(data, victim, mapping, settings, sample, examples)
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
-        lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words)
+        lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words, mapping)
         if baseline_report is not None:  # before any attack: a baseline of other examples or settings is refused
             scope = AuditScope(dataset.head(settings.examples).identity(), victim.labels, settings, lexicon_summary(lexicon), validity_checks(settings))
             check_comparable(AuditScope.of(baseline_report), scope)
@@ -239,17 +263,22 @@ def compare(
     mine_examples: MineExamples = None,
     label_words: LabelWords = None,
     lexicon_data: LexiconData = None,
+    seed: Seed = 0,
+    sample: Sample = False,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
+    label_map: LabelMap = None,
     junit: JUnit = None,
 ) -> None:
     """Compare a full and a pruned model: agreement, accuracy, robustness to the same attacks (baselines
     and per class included) and triggers, latency."""
     settings = attack_settings(
         examples, budget, max_words, transformations, edits_per_word, sufficient_gain, steps, ranking_layers, sweep_words,
-        top_k, "pattern", baselines, trigger_top_k, trigger_examples, 0,
+        top_k, "pattern", baselines, trigger_top_k, trigger_examples, seed,
     )  # fmt: skip
     check_tokenizer([full, pruned], tokenizer, settings.transformations)
-    dataset = load_dataset(data, split="dev")
-    settings.examples = min(examples, len(dataset))
+    mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     from auditor.ci import comparison_report_suites, write_junit
     from auditor.compare import compare_models
     from auditor.models import check_examples_have_tokens
@@ -260,11 +289,11 @@ def compare(
         open_victim(where, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer if is_endpoint(where) else None)
         for where in (full, pruned)
     )
-    for victim in (full_victim, pruned_victim):
-        if victim.tokenizer is not None:  # before mining: a row a model cannot see is a data error
-            check_examples_have_tokens(victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
+    dataset = audit_data(data, full_victim, mapping, settings, sample, examples)  # unlabelled: the full model's predictions
+    if pruned_victim.tokenizer is not None:
+        check_examples_have_tokens(pruned_victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
     triggers = patterns_for(patterns, full, data, mine_examples, out)
-    lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words)
+    lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words, mapping)
     report = compare_models(full_victim, pruned_victim, dataset, triggers, settings, out, lexicon, progress_printer)
     write_comparison(report, out)
     markdown = render_comparison_markdown(report)

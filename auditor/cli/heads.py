@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from auditor.cli.app import app, console
+from auditor.cli.data_options import LabelColumn, LabelMap, TextColumn, TextPairColumn, data_mapping, load_data, mapping_for
 from auditor.cli.options import AllowEmptyLayers, CacheDir, ModelPath, NoCache, RayAddress, Seed, Steps, Workers, parse_fractions, ray_pool
 from auditor.errors import InputError
 
@@ -44,7 +45,7 @@ def importance_cache(cache_dir: Path | None, no_cache: bool) -> ImportanceCache 
 @app.command()
 def heads(
     model: ModelPath,
-    data: Annotated[str, typer.Option("--data", help="Task (sst2, rte…) or TSV file/folder; train split unless task:split.")],
+    data: Annotated[str, typer.Option("--data", help="Task (sst2, rte…) or data file (TSV, CSV, JSONL, Parquet, save_to_disk folder); train split unless task:split.")],
     out: Annotated[Path, typer.Option("--out", help="JSON file to write (a list of results for --method all).")],
     method: ImportanceMethod = "attribution",
     examples: ImportanceExamples = 200,
@@ -54,16 +55,20 @@ def heads(
     no_cache: NoCache = False,
     ray_address: RayAddress = None,
     workers: Workers = None,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
+    label_map: LabelMap = None,
 ) -> None:
     """Importance of every attention head, target = gold label (higher = more important)."""
-    from auditor.data import load_dataset
     from auditor.heads import compute_importance
     from auditor.models import load_classifier
 
     methods = importance_methods(method)
     pool_context = ray_pool(ray_address, workers)
     classifier = load_classifier(model)
-    dataset = load_dataset(data, split="train")
+    mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
+    dataset = load_data(data, "train", mapping_for(data, mapping), classifier.labels)
     cache = importance_cache(cache_dir, no_cache)
     results = []
     with pool_context as pool:
@@ -115,12 +120,15 @@ def prune(
     onnx: Annotated[bool, typer.Option("--onnx", help="Also export model.onnx (dynamic batch and sequence axes).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write model.int8.onnx (dynamic quantisation); needs --data.")] = False,
     data: Annotated[str | None, typer.Option("--data", help="Evaluation set (dev split unless task:split) for accuracies.")] = None,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
+    label_map: LabelMap = None,
 ) -> None:
     """Remove the least important heads from the weights and save a reloadable model (optionally ONNX).
 
     Every layer keeps at least one head: transformers cannot run a layer without heads (measure that with
     head masks instead: ``auditor curves --allow-empty-layers``)."""
-    from auditor.data import load_dataset
     from auditor.encoders import encoder_for
     from auditor.heads import accuracy, encode_dataset, scores_tensor
     from auditor.models import load_classifier
@@ -148,7 +156,8 @@ def prune(
     pruned = load_classifier(folder, device=classifier.device)
     batches = None
     if data is not None:
-        dataset = load_dataset(data)
+        mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
+        dataset = load_data(data, "dev", mapping_for(data, mapping), classifier.labels)
         batches = encode_dataset(pruned, dataset)
         report["evaluation"] = {"dataset": dataset.name, "split": dataset.split, "examples": len(dataset)}
         report["accuracy"] = {
@@ -196,9 +205,12 @@ def curves(
     seed: Seed = 0,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
+    label_map: LabelMap = None,
 ) -> None:
     """Accuracy after removing the k least important heads (global ranking) for each method, via head masks."""
-    from auditor.data import load_dataset
     from auditor.heads import accuracy, compute_importance, encode_dataset, scores_tensor
     from auditor.models import load_classifier
     from auditor.pruning import heads_for_fraction, plot_curves, pruning_curve
@@ -209,8 +221,10 @@ def curves(
     for f in points:
         heads_for_fraction(f, 1)
     classifier = load_classifier(model)
-    evaluation = load_dataset(data).head(eval_examples)
-    importance_set = load_dataset(importance_data or without_split(data), split="train")
+    mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
+    evaluation = load_data(data, "dev", mapping_for(data, mapping), classifier.labels).head(eval_examples)
+    importance_spec = importance_data or without_split(data)
+    importance_set = load_data(importance_spec, "train", mapping_for(importance_spec, mapping), classifier.labels)
     batches = encode_dataset(classifier, evaluation)
     cache = importance_cache(cache_dir, no_cache)
     keep = 0 if allow_empty_layers else 1

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from auditor.cli.app import app, console
+from auditor.cli.data_options import LabelColumn, LabelMap, TextColumn, TextPairColumn, data_mapping, load_data, mapping_for
 from auditor.cli.options import RayAddress, Steps, Workers, ray_pool
-from auditor.data import load_dataset
 from auditor.errors import InputError
 
 if TYPE_CHECKING:
+    from auditor.data import Dataset
     from auditor.distributed import RayPool
+    from auditor.models import Classifier
     from auditor.schemas import TriggerMiningOptions, TriggerSet
     from auditor.triggers import MiningExecutor
 
@@ -28,7 +30,7 @@ def _tree_threshold(value: float) -> float:
 @app.command()
 def mine(
     model: Annotated[str, typer.Option("--model", help="Model directory to mine attribution patterns from.")],
-    data: Annotated[str, typer.Option("--data", help="Task name (train split; 'sst2:dev' for another) or a GLUE TSV path.")],
+    data: Annotated[str, typer.Option("--data", help="Task name (train split; 'sst2:dev' for another) or a data file (TSV, CSV, JSONL, Parquet, save_to_disk folder).")],
     out: Annotated[Path, typer.Option("--out", help="Patterns JSON file to write (its checkpoint goes beside it: OUT.mining.jsonl).")],
     units: Annotated[
         Literal["sentences", "all"],
@@ -43,17 +45,25 @@ def mine(
     steps: Steps = 1,
     ray_address: RayAddress = None,
     workers: Workers = None,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
+    label_map: LabelMap = None,
 ) -> None:
     """Mine token-pair patterns (two words joined by a high-attribution edge of training examples'
     attribution trees) once, for later audits. Progress goes to a checkpoint beside --out, so a killed run
     resumes. Pairs with a word that carries a label by itself (measured on the training data) are left out."""
+    from auditor.models import load_classifier
     from auditor.schemas import TriggerMiningOptions
 
     options = TriggerMiningOptions(
         units=units, examples=examples, steps=steps, tree_threshold=tree_threshold, batch_size=batch_size, min_support=min_support
     )
+    mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     with ray_pool(ray_address, workers) as pool:
-        triggers = mine_to_file(model, load_dataset(data, split="train"), options, out, pool)
+        classifier = load_classifier(model)
+        train = load_data(data, "train", mapping_for(data, mapping), classifier.labels)
+        triggers = mine_to_file(model, train, options, out, pool, classifier)
     console.print(
         f"{len(triggers.patterns)} label-free patterns with support >= {min_support} from {triggers.data.count} examples of "
         f"{triggers.data.title} in {triggers.seconds:.1f} s -> {out}",
@@ -66,9 +76,12 @@ def checkpoint_path(out: Path) -> Path:
     return out.with_name(out.name + ".mining.jsonl")
 
 
-def mine_to_file(model: str, train, options: TriggerMiningOptions, out: Path, pool: RayPool | None = None) -> TriggerSet:  # noqa: ANN001
-    """Mine ``model``'s patterns from ``train`` (a Dataset) with a progress bar and a checkpoint beside ``out``,
-    leaving out the label-carrying words of ``train`` (``auditor.validity``), and write them to ``out``."""
+def mine_to_file(
+    model: str, train: Dataset, options: TriggerMiningOptions, out: Path, pool: RayPool | None = None, classifier: Classifier | None = None
+) -> TriggerSet:
+    """Mine ``model``'s patterns (``classifier``: the model loaded already) from ``train`` with a progress bar and
+    a checkpoint beside ``out``, leaving out the label-carrying words of ``train`` (``auditor.validity``), and
+    write them to ``out``."""
     import sys
 
     from tqdm import tqdm
@@ -84,7 +97,7 @@ def mine_to_file(model: str, train, options: TriggerMiningOptions, out: Path, po
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot create the folder of {out}: {error.strerror}") from None
-    classifier = load_classifier(model)
+    classifier = classifier or load_classifier(model)
     exclude = set(build_lexicon(train, classifier.labels).words) | NEGATIONS
     total = len(mining_examples(train, options))
     with tqdm(total=total, desc="mining", unit="example", file=sys.stderr, disable=total < 2) as bar:
@@ -115,5 +128,5 @@ def patterns_for(
         raise InputError("an endpoint cannot be mined: pass --patterns (written by 'auditor mine' on the local model)")
     if Path(data).exists():
         raise InputError("--data is a file, so the training data to mine is unknown: pass --patterns from 'auditor mine'")
-    train = load_dataset(data.split(":")[0], split="train")
+    train = load_data(data.split(":")[0], "train")
     return mine_to_file(model, train, TriggerMiningOptions(examples=mine_examples), out / "patterns.json", pool)

@@ -333,9 +333,11 @@ class RobustnessReport(BaseModel):
     attack ran under) and each outcome's ``edits``; version 6 each outcome's ``example_id``, which
     ``auditor diff`` pairs reports by; version 7 token-pair patterns (``TriggerPattern``), the trigger
     table's bootstrap intervals and each attack's ``successes_by_edit``; version 8 ``victim.served``, the
-    model an endpoint's answers named in their identity headers."""
+    model an endpoint's answers named in their identity headers; version 9 the data's ``mapping`` (columns
+    and labels of a team's own file), ``reference`` (gold, or the model's own prediction for a file without
+    labels), ``duplicates`` left out and ``sample_seed``."""
 
-    schema_version: Literal[8] = 8
+    schema_version: Literal[9] = 9
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from auditor.schemas.common import ModelIdentity
 
@@ -14,8 +14,9 @@ IMPORTANCE_METHODS: tuple[str, ...] = ("attribution", "attention", "taylor", "lo
 
 
 class ExamplesUsed(BaseModel):
-    """Which examples a computation used: the dataset, its split and file fingerprint, how many, and a
-    digest of the examples themselves (texts and labels) so that a change in the data is always noticed."""
+    """Which examples a computation used: the dataset, its split and file fingerprint (for a data file, of its
+    bytes and the column and label mapping), how many, and a digest of the examples themselves (texts and
+    gold labels) so that a change in the data is always noticed."""
 
     dataset: str
     split: str
@@ -23,12 +24,38 @@ class ExamplesUsed(BaseModel):
     fingerprint: str
     count: int
     digest: str
+    mapping: str | None = Field(
+        default=None, description="how the file's columns and labels were read (--text-column, --label-map…); null: GLUE's layout"
+    )
+    reference: Literal["gold", "prediction"] = Field(
+        default="gold", description="'prediction': the data has no labels, each example's reference is the model's own prediction"
+    )
+    duplicates: int = Field(default=0, description="rows left out because an earlier row has the same text (and pair)")
+    sample_seed: int | None = Field(default=None, description="the seed of a random sample of the rows (null: the first rows in order)")
 
     @property
     def title(self) -> str:
-        """How reports and plots name the data: ``sst2 dev``, or ``sst2 held-out.tsv`` for a file given by path."""
+        """How reports and plots name the data: ``sst2 dev``, ``sst2 held-out.tsv`` for a file of a task's folder
+        given by path, ``reviews.csv`` for a file of its own, ``reviews dev`` for a ``save_to_disk`` folder."""
         file = self.source.rsplit("/", 1)[-1]
-        return f"{self.dataset} {self.split}" if file == f"{self.split}.tsv" or self.source.startswith("hub:") else f"{self.dataset} {file}"
+        if file in (f"{self.split}.tsv", self.dataset) or self.source.startswith("hub:"):
+            return f"{self.dataset} {self.split}"
+        return file if file.rsplit(".", 1)[0] == self.dataset else f"{self.dataset} {file}"
+
+    def notes(self) -> list[str]:
+        """What a report's header says about how the examples were read: the mapping, a sample, the repeated
+        rows left out, and a reference that is the model's own prediction."""
+        notes = [f"Read as: {self.mapping}."] if self.mapping else []
+        if self.sample_seed is not None:
+            notes.append(f"A random sample of the rows (seed {self.sample_seed}).")
+        if self.duplicates:
+            notes.append(f"{self.duplicates} rows repeating an earlier text were left out.")
+        if self.reference == "prediction":
+            notes.append(
+                "The data has no labels: each example's reference is the model's own prediction, so clean accuracy is "
+                "100 % by construction and an attack succeeds when it changes that prediction."
+            )
+        return notes
 
 
 class HeadImportance(BaseModel):

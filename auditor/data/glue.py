@@ -1,4 +1,5 @@
-"""GLUE-format datasets: tab-separated files with a header row and no quoting.
+"""GLUE-format datasets: tab-separated files with a header row and no quoting (GLUE's sentences hold quote
+characters that quote nothing).
 
 Single-sentence tasks have a ``sentence`` column, pair tasks ``sentence1``/``sentence2`` (or
 ``question``/``sentence``, ``question1``/``question2``); the label is in ``label``. Task names such as
@@ -11,101 +12,22 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from auditor.data.examples import Dataset, Example
 from auditor.errors import DataError
-from auditor.schemas import ExamplesUsed
 
 TASK_DIRECTORIES = {"sst2": "SST-2", "rte": "RTE", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "cola": "CoLA"}
 TASK_LABELS: dict[str, list[str]] = {"rte": ["entailment", "not_entailment"], "qnli": ["entailment", "not_entailment"]}
 TEXT_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("question", "sentence"), ("sentence", None))
 
 
-@dataclass(frozen=True)
-class Example:
-    text: str
-    text_pair: str | None = None
-    label: int | None = None
-
-    @property
-    def id(self) -> str:
-        """A stable name for the example, from its texts alone: the first 16 hex digits of the SHA-256 of
-        ``[text, text_pair]`` as JSON. The same sentence has the same id in every dataset, order and release."""
-        return hashlib.sha256(json.dumps([self.text, self.text_pair], ensure_ascii=False).encode()).hexdigest()[:16]
-
-
-@dataclass
-class Dataset:
-    """Examples of one split, with what identifies the data they came from."""
-
-    name: str
-    split: str
-    source: str
-    examples: list[Example]
-    label_names: list[str] | None = None
-    fingerprint: str = field(default="")
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    @property
-    def is_pair(self) -> bool:
-        return any(e.text_pair is not None for e in self.examples)
-
-    def identity(self) -> ExamplesUsed:
-        """What identifies these examples in artefacts computed from them: the dataset, split and file
-        fingerprint, and a digest of the texts and labels themselves, so that any change is noticed."""
-        digest = hashlib.sha256()
-        for example in self.examples:
-            digest.update(repr((example.text, example.text_pair, example.label)).encode())
-        return ExamplesUsed(
-            dataset=self.name,
-            split=self.split,
-            source=self.source,
-            fingerprint=self.fingerprint,
-            count=len(self.examples),
-            digest=digest.hexdigest()[:16],
-        )
-
-    def sentences(self) -> Dataset:
-        """The examples that no longer example of the split contains, word for word (in their order): for a
-        treebank's phrases (SST-2's training split labels every phrase of every parse tree) the whole
-        sentences; duplicates are dropped. Pair examples are only deduplicated."""
-        if self.is_pair:
-            seen = set()
-            kept = [e for e in self.examples if (e.text, e.text_pair) not in seen and not seen.add((e.text, e.text_pair))]
-        else:
-            normalised = [f" {' '.join(e.text.split())} " for e in self.examples]
-            longest_first = sorted(range(len(self.examples)), key=lambda i: (-len(normalised[i]), i))
-            containing: dict[str, list[int]] = {}  # word -> kept examples holding it
-            chosen: set[int] = set()
-            for i in longest_first:
-                words = set(normalised[i].split())
-                rarest = min(words, key=lambda w: len(containing.get(w, ())), default=None)
-                if rarest is not None and any(normalised[i] in normalised[j] for j in containing.get(rarest, ())):
-                    continue
-                chosen.add(i)
-                for word in words:
-                    containing.setdefault(word, []).append(i)
-            kept = [e for i, e in enumerate(self.examples) if i in chosen]
-        return Dataset(self.name, self.split, self.source, kept, self.label_names, self.fingerprint)
-
-    def head(self, n: int | None) -> Dataset:
-        """The first ``n`` examples (all when ``n`` is None), keeping the identity of the data."""
-        if n is not None and n < 1:
-            raise DataError(f"the number of examples must be positive, got {n}")
-        return Dataset(self.name, self.split, self.source, self.examples[:n], self.label_names, self.fingerprint)
-
-
 def default_data_dir() -> Path:
     if "AUDITOR_DATA_DIR" in os.environ:
         return Path(os.environ["AUDITOR_DATA_DIR"])
-    beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
     return beside_checkout if beside_checkout.is_dir() else Path("../shared/data/glue")
 
 
@@ -113,32 +35,19 @@ def task_key(name: str) -> str:
     return name.lower().replace("-", "").replace("_", "")
 
 
-def load_dataset(
-    spec: str,
-    split: str = "dev",
-    data_dir: str | Path | None = None,
-    source: Literal["auto", "local", "hub"] = "auto",
-) -> Dataset:
-    """Load ``spec``: a TSV file, a folder holding ``<split>.tsv``, or a GLUE task name (``sst2``, ``RTE``…).
-
-    ``spec`` may carry the split after a colon (``sst2:train``).
-    """
-    if ":" in spec and not Path(spec).exists():
-        spec, split = spec.rsplit(":", 1)
-    path = Path(spec)
-    if path.is_file():
-        return read_tsv(path, split=path.stem)  # a file is its own split: "held-out.tsv" is not "dev"
-    if path.is_dir():
-        return read_tsv(path / f"{split}.tsv", split=split)
+def task_path(spec: str, split: str, data_dir: str | Path | None = None) -> tuple[str, Path] | None:
+    """The task key and local file of a GLUE task name (None: ``spec`` names no task)."""
     key = task_key(spec)
     if key not in TASK_DIRECTORIES:
-        raise DataError(f"{spec!r} is neither a file, a folder nor a known task ({', '.join(TASK_DIRECTORIES)})")
-    local = Path(data_dir or default_data_dir()) / TASK_DIRECTORIES[key] / f"{split}.tsv"
-    if source != "hub" and local.is_file():
-        return read_tsv(local, split=split, task=key)
-    if source == "local":
-        raise DataError(f"no local copy of {spec} {split}: {local} does not exist")
-    return load_from_hub(key, split)
+        return None
+    return key, Path(data_dir or default_data_dir()) / TASK_DIRECTORIES[key] / f"{split}.tsv"
+
+
+def is_glue_header(path: Path) -> bool:
+    """Whether the TSV file's header names GLUE's text columns (it is then read as GLUE: no quoting)."""
+    with path.open("rb") as handle:
+        header = handle.readline().decode("utf-8", errors="replace").rstrip("\r\n").split("\t")
+    return any(a in header and (b is None or b in header) for a, b in TEXT_COLUMNS)
 
 
 def read_tsv(path: Path, split: str = "dev", task: str | None = None) -> Dataset:
