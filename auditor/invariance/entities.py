@@ -102,7 +102,7 @@ def place_lists() -> dict[str, dict[str, str]]:
 
 
 def is_place(word: str) -> bool:
-    """``word`` names a place of ``place_lists`` ("Paris" is in faker's first names too: a place wins)."""
+    """``word`` names a place of ``place_lists`` ("Georgia" is in faker's first names too: a place wins)."""
     return any(word.lower() in known for known in place_lists().values())
 
 
@@ -147,10 +147,9 @@ def _uncased(texts: Iterable[str]) -> bool:
 
 class NameSwap(Perturbation):
     """Replaces every person's first name (faker's lists, found as the module docstring says; not a place)
-    with a first
-    name of the other gender (either, for a name of both) from a faker locale the name does not come from,
-    and a last name right after it with a last name of another locale; the same name gets the same
-    replacement in both texts of a pair. Pronouns are left as they are."""
+    with a first name of the other gender (either, for a name of both) that no faker locale of the original
+    name lists, and a last name right after it with a last name no locale of the original lists; the same
+    name gets the same replacement in both texts of a pair. Pronouns are left as they are."""
 
     name = "names"
 
@@ -179,9 +178,22 @@ class NameSwap(Perturbation):
 
     @staticmethod
     def _draw(rng: random.Random, origins: frozenset[str], kinds: list[str]) -> str:
-        pools = [(locale, kind) for locale in NAME_LOCALES if locale not in origins for kind in kinds]
-        pools = [p for p in pools if name_lists().pool[p]] or [p for p in name_lists().pool if p[1] in kinds]
-        return rng.choice(name_lists().pool[rng.choice(pools)])
+        """A name of ``kinds`` ('male', 'female' or 'last') from a locale drawn at random among those whose
+        list has a name no locale of ``origins`` lists."""
+        lists = name_lists()
+
+        def own_origins(name: str, kind: str) -> frozenset[str]:
+            return lists.last[name.lower()] if kind == "last" else lists.first[name.lower()].origins
+
+        pools = {
+            (locale, kind): names
+            for locale in NAME_LOCALES
+            for kind in kinds
+            if (names := [n for n in lists.pool[(locale, kind)] if not own_origins(n, kind) & origins])
+        }
+        if not pools:  # a name every locale lists: any other name of its kind
+            pools = {key: names for key, names in lists.pool.items() if key[1] in kinds and names}
+        return rng.choice(pools[rng.choice(sorted(pools))])
 
 
 class LocationSwap(Perturbation):
