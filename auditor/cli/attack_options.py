@@ -89,9 +89,17 @@ Invariance = Annotated[
         "contractions-expanded, contractions-contracted, names, locations; 'all' or 'none'.",
     ),
 ]
+
+
+def share_of_words(value: float | None) -> float | None:
+    if value is not None and not 0 < value <= 1:
+        raise typer.BadParameter(f"a share of the words in (0, 1], got {value:g}")
+    return value
+
+
 TypoRate = Annotated[
     float | None,
-    typer.Option("--typo-rate", min=0.0, max=1.0, min_open=True, help="Share of eligible words the typos check misspells (default 0.1)."),
+    typer.Option("--typo-rate", callback=share_of_words, help="Share of eligible words the typos check misspells (default 0.1, chosen on training data)."),
 ]
 MaxFlipRate = Annotated[
     str | None,

@@ -313,7 +313,9 @@ class AuditSettings(BaseModel):
     trigger_examples: int | None
     seed: int
     invariance: list[CheckName] = Field(default=[], description="the invariance checks run, in report order")
-    typo_rate: float = Field(default=0.1, gt=0, le=1, description="the share of eligible words the 'typos' check misspells")
+    typo_rate: float = Field(
+        default=0.1, gt=0, le=1, description="the share of eligible words the 'typos' check misspells (chosen on training data, bench/tune_invariance.py)"
+    )
 
 
 class LexiconSummary(BaseModel):
