@@ -177,6 +177,9 @@ def test_names_swap_across_genders_and_origins_alike_in_both_texts() -> None:
         assert first in female and not female[first] & male["John"]  # another gender, another origin
         assert other in male and not male[other] & female["Mary"]
         assert surname in last and not last[surname] & last["Smith"]
+    for seed in range(10):  # "Thomas" is a first and a last name: replaced once, as John's last name
+        first, surname = NameSwap().perturb(("John Thomas",), random.Random(seed))[0].split()
+        assert first in female and surname in last and surname != "Thomas"
     lower = NameSwap().perturb(("jack nicholson and john smith",), random.Random(0))[0]
     assert lower.startswith("jack nicholson and ") and lower == lower.lower() and "john" not in lower  # "jack" is a common word
     assert NameSwap().perturb(("A film set in Georgia.",), random.Random(0)) == ("A film set in Georgia.",)  # a place, not a name

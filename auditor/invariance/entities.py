@@ -159,22 +159,25 @@ class NameSwap(Perturbation):
         spans = []
         for t, text in enumerate(texts):
             words = tokens(text)
-            for i, token in enumerate(words):
+            i = 0
+            while i < len(words):
+                token = words[i]
                 name = lists.first.get(token.text.lower())
+                i += 1
                 if name is None or not _written_as_name(token, uncased) or is_common_word(token.text) or is_place(token.text):
                     continue
                 if token.text.lower() not in chosen:
                     genders = sorted({"male", "female"} - name.genders) or ["male", "female"]
                     chosen[token.text.lower()] = self._draw(rng, name.origins, genders)
                 spans.append((t, token.start, token.end, _written(chosen[token.text.lower()], uncased)))
-                after = _run(text, words, i, 2)
-                surname = words[i + 1] if after is not None else None
+                surname = words[i] if _run(text, words, i - 1, 2) is not None else None
                 if surname is not None and surname.text.lower() in lists.last and _written_as_name(surname, uncased):
                     key = "last:" + surname.text.lower()
                     if key not in chosen:
                         chosen[key] = self._draw(rng, lists.last[surname.text.lower()], ["last"])
                     spans.append((t, surname.start, surname.end, _written(chosen[key], uncased)))
-        return _apply(texts, list(dict.fromkeys(spans)))
+                    i += 1  # a last name is not read again as a first name ("John Thomas")
+        return _apply(texts, spans)
 
     @staticmethod
     def _draw(rng: random.Random, origins: frozenset[str], kinds: list[str]) -> str:
