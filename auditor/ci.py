@@ -106,15 +106,17 @@ def invariance_suite(report: RobustnessReport, limits: dict[str, float]) -> Test
     ``limits`` entry, skipped when it applied to too few examples for a rate, passed otherwise."""
     failures = flip_rate_failures(report, limits)
     cases = []
-    for check in report.invariance:
-        failure = (failures[check.name], "\n".join([failures[check.name], *(flip_text(o, report.victim.labels) for o in check.flip_examples)])) if check.name in failures else None
-        cases.append(TestCase("auditor.invariance", check.name, check.seconds, failure, check.note))
     properties = report_properties(report) | {f"max_flip_rate.{name}": f"{limit:g}" for name, limit in limits.items()}
     for check in report.invariance:
+        failure = None
+        if check.name in failures:
+            flips = [flip_text(o, report.victim.labels) for o in check.flip_examples]
+            failure = (failures[check.name], "\n".join([failures[check.name], *flips]))
+        cases.append(TestCase("auditor.invariance", check.name, check.seconds, failure, check.note))
         properties |= {f"{check.name}.applied": str(check.applied), f"{check.name}.flips": str(check.flips)}
-        if check.flip_rate is not None and check.flip_rate.rate is not None:
-            rate = check.flip_rate
-            properties |= {f"{check.name}.flip_rate": f"{rate.rate:.6f}", f"{check.name}.flip_rate.low": f"{rate.low:.6f}", f"{check.name}.flip_rate.high": f"{rate.high:.6f}"}
+        rate = check.flip_rate
+        if rate is not None and rate.rate is not None:
+            properties |= {f"{check.name}.flip_rate{part}": f"{value:.6f}" for part, value in (("", rate.rate), (".low", rate.low), (".high", rate.high))}
     return TestSuite("invariance", cases, properties)
 
 

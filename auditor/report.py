@@ -445,10 +445,11 @@ def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
             f"| {measure_name(c)} | {percent(c.base_accuracy)} | {percent(c.new_accuracy)} | {points(c.change)} | "
             f"{c.newly_broken} | {c.newly_held} | {c.p_value:.3g}{holm(c, report)} | {verdict(c, report)} |"
         )
-    lines += ["", "| class | examples | " + " | ".join(measure_name(c) for c in report.comparisons) + " |"]
-    lines.append("|---|---|" + "---|" * len(report.comparisons))
-    for row, first in enumerate(report.comparisons[0].per_class):
-        cells = [c.per_class[row] for c in report.comparisons]
+    every_example = [c for c in report.comparisons if not c.measure.startswith("invariance:")]  # the checks' classes are in diff.json
+    lines += ["", "| class | examples | " + " | ".join(measure_name(c) for c in every_example) + " |"]
+    lines.append("|---|---|" + "---|" * len(every_example))
+    for row, first in enumerate(every_example[0].per_class):
+        cells = [c.per_class[row] for c in every_example]
         lines.append(
             f"| {first.name} | {first.examples} | "
             + " | ".join(f"{percent(x.base_accuracy)} → {percent(x.new_accuracy)} ({points(x.change)})" for x in cells)
