@@ -1,7 +1,8 @@
 """Robustness audit: attack every example with the attribution-guided attack and the baselines (random-word
 insertion, DeepWordBug) under one query budget and one set of validity constraints (``auditor.validity``:
-no label-carrying word inserted, substituted or deleted; at most ``max_words`` words edited), build the
-universal-trigger table from label-free patterns, and summarise it all in a ``RobustnessReport``. Each
+no label-carrying word inserted, substituted or deleted; at most ``max_words`` words edited), run the
+everyday perturbations of ``auditor.invariance`` as invariance checks, build the universal-trigger table
+from label-free patterns, and summarise it all in a ``RobustnessReport``. Each
 finished example goes to a checkpoint first, so an interrupted audit resumes without losing or redoing work.
 """
 
@@ -32,6 +33,7 @@ from auditor.data import Dataset, Example
 from auditor.edits import word_edit_distance
 from auditor.errors import InputError
 from auditor.explain import validate_layers
+from auditor.invariance.checks import perturbations, run_checks
 from auditor.schemas import (
     AttackOutcome,
     AttackSummary,
@@ -349,6 +351,7 @@ def run_audit(
     shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
     outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, shown)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
+    invariance = run_checks(victim, examples, perturbations(settings.invariance, settings.typo_rate), settings.seed, progress)
     table_examples = trigger_data.head(settings.trigger_examples).examples
     rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed)
     return RobustnessReport(
@@ -366,5 +369,6 @@ def run_audit(
         baselines=summaries[1:],
         triggers=rows,
         trigger_data=trigger_data.head(settings.trigger_examples).identity(),
+        invariance=invariance,
         seconds=time.perf_counter() - started,
     )

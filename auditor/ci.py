@@ -1,5 +1,6 @@
 """Audits in the formats CI systems read: JUnit XML (``--junit``: one test case per example and attack, a
-failure for each valid successful attack or newly broken example) and, on GitHub Actions, the job summary
+failure for each valid successful attack or newly broken example; one per invariance check, a failure when
+its flip rate exceeds ``--max-flip-rate``) and, on GitHub Actions, the job summary
 (Markdown appended to ``$GITHUB_STEP_SUMMARY``) and workflow annotations (``::error``/``::warning`` lines on
 stdout when ``GITHUB_ACTIONS=true``)."""
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from auditor.report import comparison_summary, edit_text, joined_text, measure_name, verdict, write_atomic
+from auditor.report import comparison_summary, edit_text, flip_summary, flip_text, joined_text, measure_name, percent, verdict, write_atomic
 from auditor.schemas import AttackSummary, ComparisonReport, PairedComparison, RobustnessDiff, RobustnessReport, VictimIdentity
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -88,6 +89,35 @@ def attack_suite(attack: AttackSummary, labels: list[str], properties: dict[str,
         cases.append(TestCase(f"auditor.{prefix}{attack.name}", name, o.seconds, failure, skipped))
     summary = {"accuracy_under_attack": f"{attack.accuracy_under_attack:.6f}", "clean_accuracy": f"{attack.clean_accuracy:.6f}"}
     return TestSuite(f"{prefix}{attack.name}", cases, properties | summary)
+
+
+def flip_rate_failures(report: RobustnessReport, limits: dict[str, float]) -> dict[str, str]:
+    """Check name -> why it fails the gate, for every invariance check whose flip rate exceeds its limit (a
+    check with too few examples for a rate is not gated)."""
+    return {
+        c.name: f"{flip_summary(c)}, above --max-flip-rate {percent(limits[c.name])}"
+        for c in report.invariance
+        if c.name in limits and c.flip_rate is not None and c.flip_rate.rate is not None and c.flip_rate.rate > limits[c.name]
+    }
+
+
+def invariance_suite(report: RobustnessReport, limits: dict[str, float]) -> TestSuite:
+    """One test case per invariance check, named after it: a failure when its flip rate exceeds its
+    ``limits`` entry, skipped when it applied to too few examples for a rate, passed otherwise."""
+    failures = flip_rate_failures(report, limits)
+    cases = []
+    properties = report_properties(report) | {f"max_flip_rate.{name}": f"{limit:g}" for name, limit in limits.items()}
+    for check in report.invariance:
+        failure = None
+        if check.name in failures:
+            flips = [flip_text(o, report.victim.labels) for o in check.flip_examples]
+            failure = (failures[check.name], "\n".join([failures[check.name], *flips]))
+        cases.append(TestCase("auditor.invariance", check.name, check.seconds, failure, check.note))
+        properties |= {f"{check.name}.applied": str(check.applied), f"{check.name}.flips": str(check.flips)}
+        rate = check.flip_rate
+        if rate is not None and rate.rate is not None:
+            properties |= {f"{check.name}.flip_rate{part}": f"{value:.6f}" for part, value in (("", rate.rate), (".low", rate.low), (".high", rate.high))}
+    return TestSuite("invariance", cases, properties)
 
 
 def comparison_suite(comparison: PairedComparison, report: RobustnessDiff) -> TestSuite:

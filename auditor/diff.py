@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import comb
@@ -20,6 +19,7 @@ from auditor.errors import InputError, validation_message
 from auditor.schemas import (
     AttackOutcome,
     AuditSettings,
+    InvarianceOutcome,
     ClassChange,
     DiffSide,
     ExampleChange,
@@ -143,44 +143,69 @@ def load_report(path: Path, role: str = "report") -> RobustnessReport:
         raise InputError(f"{role} report {file} is not a valid audit report: {validation_message(error)}") from None
 
 
-def _keyed(outcomes: list[AttackOutcome]) -> dict[tuple[str, int], AttackOutcome]:
-    """Outcomes by (example id, occurrence), so that a sentence audited twice pairs up in order."""
+@dataclass(frozen=True)
+class Observation:
+    """One example under one measure, as the diff pairs it: whether it ``held`` (the model was right on the
+    clean text; no valid attack succeeded; the perturbation did not flip the prediction), its status, and
+    the text the model was shown last with what it answered."""
+
+    example_id: str
+    index: int
+    label: int
+    text: str
+    text_pair: str | None
+    status: str
+    shown_text: str
+    shown_pair: str | None
+    predicted: int
+    held: bool
+
+
+def attack_observations(outcomes: list[AttackOutcome], clean: bool) -> list[Observation]:
+    """Clean accuracy (``clean``: held when the model was right, shown the original) or accuracy under an
+    attack (held when it failed, shown the last perturbed text)."""
+    return [
+        Observation(
+            o.example_id, o.index, o.label, o.text, o.text_pair, o.status,
+            o.text if clean else o.perturbed_text, o.text_pair if clean else o.perturbed_text_pair,
+            o.original_prediction if clean else o.perturbed_prediction, o.status != "skipped" if clean else o.status == "failed",
+        )  # fmt: skip
+        for o in outcomes
+    ]
+
+
+def invariance_observations(outcomes: list[InvarianceOutcome]) -> list[Observation]:
+    """An invariance check: held when the perturbation kept the prediction."""
+    return [
+        Observation(
+            o.example_id, o.index, o.label, o.text, o.text_pair, "flipped" if o.flipped else "kept",
+            o.perturbed_text, o.perturbed_text_pair, o.perturbed_prediction, not o.flipped,
+        )  # fmt: skip
+        for o in outcomes
+    ]
+
+
+def _keyed(observations: list[Observation]) -> dict[tuple[str, int], Observation]:
+    """Observations by (example id, occurrence), so that a sentence audited twice pairs up in order."""
     seen: Counter[str] = Counter()
     keyed = {}
-    for outcome in outcomes:
-        keyed[(outcome.example_id, seen[outcome.example_id])] = outcome
-        seen[outcome.example_id] += 1
+    for observation in observations:
+        keyed[(observation.example_id, seen[observation.example_id])] = observation
+        seen[observation.example_id] += 1
     return keyed
 
 
-Held = Callable[[AttackOutcome], bool]
-
-
-def _clean_held(outcome: AttackOutcome) -> bool:
-    return outcome.status != "skipped"
-
-
-def _attack_held(outcome: AttackOutcome) -> bool:
-    return outcome.status == "failed"
-
-
-def _tally(pairs: list[tuple[AttackOutcome, AttackOutcome]], held: Held) -> tuple[int, int, int, int]:
-    """Over (base, new) outcome pairs: how many hold in the base report, in the new one, newly broken, newly held."""
+def _tally(pairs: list[tuple[Observation, Observation]]) -> tuple[int, int, int, int]:
+    """Over (base, new) pairs: how many hold in the base report, in the new one, newly broken, newly held."""
     return (
-        sum(held(b) for b, _ in pairs),
-        sum(held(n) for _, n in pairs),
-        sum(held(b) and not held(n) for b, n in pairs),
-        sum(held(n) and not held(b) for b, n in pairs),
+        sum(b.held for b, _ in pairs),
+        sum(n.held for _, n in pairs),
+        sum(b.held and not n.held for b, n in pairs),
+        sum(n.held and not b.held for b, n in pairs),
     )
 
 
-def _change(base: AttackOutcome, new: AttackOutcome, clean: bool) -> ExampleChange:
-    def shown(outcome: AttackOutcome) -> tuple[str, str | None, int]:
-        if clean:
-            return outcome.text, outcome.text_pair, outcome.original_prediction
-        return outcome.perturbed_text, outcome.perturbed_text_pair, outcome.perturbed_prediction
-
-    (base_text, base_pair, base_predicted), (new_text, new_pair, new_predicted) = shown(base), shown(new)
+def _change(base: Observation, new: Observation) -> ExampleChange:
     return ExampleChange(
         example_id=new.example_id,
         index=new.index,
@@ -189,31 +214,37 @@ def _change(base: AttackOutcome, new: AttackOutcome, clean: bool) -> ExampleChan
         text_pair=new.text_pair,
         base_status=base.status,
         new_status=new.status,
-        base_perturbed_text=base_text,
-        base_perturbed_text_pair=base_pair,
-        new_perturbed_text=new_text,
-        new_perturbed_text_pair=new_pair,
-        base_predicted=base_predicted,
-        new_predicted=new_predicted,
+        base_perturbed_text=base.shown_text,
+        base_perturbed_text_pair=base.shown_pair,
+        new_perturbed_text=new.shown_text,
+        new_perturbed_text_pair=new.shown_pair,
+        base_predicted=base.predicted,
+        new_predicted=new.predicted,
     )
 
 
 def paired_comparison(measure: str, base: list[AttackOutcome], new: list[AttackOutcome], labels: list[str]) -> PairedComparison:
     """Clean accuracy (``measure`` 'clean') or accuracy under one attack, example by example, with its exact
     McNemar p-value (not yet gated: ``regression`` False, ``adjusted_p_value`` the p-value; see ``gate``)."""
+    clean = measure == "clean"
+    return paired_observations(measure, attack_observations(base, clean), attack_observations(new, clean), labels)
+
+
+def paired_observations(measure: str, base: list[Observation], new: list[Observation], labels: list[str]) -> PairedComparison:
+    """Any measure's observations of both reports paired by example (``paired_comparison``); an invariance
+    check's ``measure`` is ``invariance:<check>``."""
     base_by_key, new_by_key = _keyed(base), _keyed(new)
     if base_by_key.keys() != new_by_key.keys():
         raise InputError(f"the reports' {measure} outcomes are not of the same examples (example ids differ)")
-    held: Held = _clean_held if measure == "clean" else _attack_held
     pairs = [(base_by_key[key], new_by_key[key]) for key in new_by_key]
-    broken = [_change(b, n, measure == "clean") for b, n in pairs if held(b) and not held(n)]
-    kept = [_change(b, n, measure == "clean") for b, n in pairs if held(n) and not held(b)]
-    base_held, new_held, _, _ = _tally(pairs, held)
+    broken = [_change(b, n) for b, n in pairs if b.held and not n.held]
+    kept = [_change(b, n) for b, n in pairs if n.held and not b.held]
+    base_held, new_held, _, _ = _tally(pairs)
     per_class = []
     for label, name in enumerate(labels):
         members = [(b, n) for b, n in pairs if n.label == label]
         if members:
-            class_base, class_new, class_broken, class_kept = _tally(members, held)
+            class_base, class_new, class_broken, class_kept = _tally(members)
             per_class.append(
                 ClassChange(
                     label=label,
@@ -269,8 +300,8 @@ def diff_reports(
     new_path: str = "new",
     correction: Correction = "none",
 ) -> RobustnessDiff:
-    """Compare clean accuracy and the accuracy under every attack of two audits of the same examples
-    (``check_comparable`` first); see ``PairedComparison``."""
+    """Compare clean accuracy, the accuracy under every attack and the share of predictions every invariance
+    check kept, of two audits of the same examples (``check_comparable`` first); see ``PairedComparison``."""
     if not 0 <= max_drop <= 1 or not 0 < alpha < 1:
         raise InputError(f"max_drop must be in [0, 1] and alpha in (0, 1), got {max_drop} and {alpha}")
     check_comparable(AuditScope.of(base), AuditScope.of(new))
@@ -278,6 +309,12 @@ def diff_reports(
     base_attacks = {a.name: a for a in [base.attack, *base.baselines]}
     comparisons = [paired_comparison("clean", base.attack.outcomes, new.attack.outcomes, labels)]
     comparisons += [paired_comparison(a.name, base_attacks[a.name].outcomes, a.outcomes, labels) for a in [new.attack, *new.baselines]]
+    base_checks = {c.name: c for c in base.invariance}
+    comparisons += [
+        paired_observations(f"invariance:{c.name}", invariance_observations(base_checks[c.name].outcomes), invariance_observations(c.outcomes), labels)
+        for c in new.invariance
+        if c.outcomes or base_checks[c.name].outcomes  # a check that applied to no example has nothing to compare
+    ]
     comparisons = gate(comparisons, max_drop, alpha, correction)
     notes = []
     if not same_examples(base.patterns, new.patterns) or base.patterns_model.weights_sha256 != new.patterns_model.weights_sha256:

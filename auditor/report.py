@@ -21,8 +21,12 @@ from auditor.schemas import (
     AttackOutcome,
     AttackSummary,
     ComparisonReport,
+    MIN_APPLIED,
     ExampleChange,
+    InvarianceCheck,
+    InvarianceOutcome,
     PairedComparison,
+    Rate,
     RobustnessDiff,
     RobustnessReport,
     TriggerRow,
@@ -82,7 +86,7 @@ def number(value: float | None, digits: int = 1) -> str:
 
 def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
     """A short summary: one row per attack (valid successes and every cost), the per-class rows of every
-    attack, the trigger table and a few successful attribution-guided attacks."""
+    attack, one row per invariance check, the trigger table and a few successful attribution-guided attacks."""
     attacks = [report.attack, *report.baselines]
     lexicon = report.lexicon
     source = f"measured on {lexicon.data.count} examples of {lexicon.data.title}" if lexicon.data else "from the user's list"
@@ -107,7 +111,7 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
             f"| {a.name} | {percent(a.accuracy_under_attack)} | {percent(a.success_rate)} | {edit_mix(a)} | {number(a.mean_queries)} | "
             f"{number(a.mean_queries_per_success)} | {a.explanations} | {a.rejected} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
         )
-    lines += ["", class_table(attacks)]
+    lines += ["", class_table(attacks), *invariance_table(report)]
     if report.triggers:
         lines += [
             "",
@@ -130,6 +134,46 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
                 f"({labels[o.label]} → {labels[o.perturbed_prediction]}; {'; '.join(map(edit_text, o.edits))})"
             )
     return "\n".join(lines) + "\n"
+
+
+def rate_interval(rate: Rate | None, note: str | None = None) -> str:
+    """A rate with its interval, ``3.5 % [1.2, 8.0]`` (percent), or why there is none."""
+    if rate is None or rate.rate is None:
+        return f"– ({note})" if note else "–"
+    return f"{percent(rate.rate)} [{100 * rate.low:.1f}, {100 * rate.high:.1f}]"
+
+
+def flip_summary(check: InvarianceCheck) -> str:
+    """One check in a sentence: ``typos: 7 of 180 predictions flipped (3.9 % [1.9, 7.8] at 95 %)``."""
+    if check.flip_rate is None:
+        return f"{check.name}: {check.flips} of {check.applied} predictions flipped ({check.note})"
+    return f"{check.name}: {check.flips} of {check.applied} predictions flipped ({rate_interval(check.flip_rate)} at {100 * check.flip_rate.level:g} %)"
+
+
+def flip_text(outcome: InvarianceOutcome, labels: list[str]) -> str:
+    """One flip: ``'original' → 'perturbed' (positive → negative)``."""
+    original = joined_text(outcome.text, outcome.text_pair)
+    perturbed = joined_text(outcome.perturbed_text, outcome.perturbed_text_pair)
+    return f"{original!r} → {perturbed!r} ({labels[outcome.original_prediction]} → {labels[outcome.perturbed_prediction]})"
+
+
+def invariance_table(report: RobustnessReport) -> list[str]:
+    """Markdown: one row per invariance check (flip rate with its Wilson interval, up to three flips)."""
+    if not report.invariance:
+        return []
+    lines = [
+        "",
+        f"Invariance: the model's prediction on each perturbed example against its prediction on the original "
+        f"(typo rate {report.settings.typo_rate:g}; no rate under {MIN_APPLIED} examples).",
+        "",
+        "| check | applied | flips | flip rate [95 % CI] | flipped, e.g. |",
+        "|---|---|---|---|---|",
+    ]
+    labels = report.victim.labels
+    for c in report.invariance:
+        examples = "; ".join(flip_text(o, labels) for o in c.flip_examples).replace("|", "\\|") or "none"
+        lines.append(f"| {c.name} | {c.applied} | {c.flips} | {rate_interval(c.flip_rate, c.note)} | {examples} |")
+    return lines
 
 
 def edit_mix(attack: AttackSummary) -> str:
@@ -271,6 +315,8 @@ def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
         edit_mix=edit_mix,
         drop_interval=drop_interval,
         trigger_verdict=trigger_verdict,
+        rate_interval=rate_interval,
+        flip_text=flip_text,
     )
 
 
@@ -348,10 +394,18 @@ def comparison_summary(comparison: PairedComparison, report: RobustnessDiff) -> 
 
 
 def measure_name(comparison: PairedComparison) -> str:
+    if comparison.measure.startswith("invariance:"):
+        return f"predictions kept under {comparison.measure.removeprefix('invariance:')}"
     return "clean accuracy" if comparison.measure == "clean" else f"accuracy under {comparison.measure}"
 
 
-STATUS_WORDS = {"succeeded": "broken by the attack", "failed": "held", "skipped": "wrong on the clean text"}
+STATUS_WORDS = {
+    "succeeded": "broken by the attack",
+    "failed": "held",
+    "skipped": "wrong on the clean text",
+    "flipped": "prediction flipped by the perturbation",
+    "kept": "prediction kept",
+}
 
 
 def _change_line(change: ExampleChange, labels: list[str], clean: bool) -> str:
@@ -392,10 +446,11 @@ def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
             f"| {measure_name(c)} | {percent(c.base_accuracy)} | {percent(c.new_accuracy)} | {points(c.change)} | "
             f"{c.newly_broken} | {c.newly_held} | {c.p_value:.3g}{holm(c, report)} | {verdict(c, report)} |"
         )
-    lines += ["", "| class | examples | " + " | ".join(measure_name(c) for c in report.comparisons) + " |"]
-    lines.append("|---|---|" + "---|" * len(report.comparisons))
-    for row, first in enumerate(report.comparisons[0].per_class):
-        cells = [c.per_class[row] for c in report.comparisons]
+    every_example = [c for c in report.comparisons if not c.measure.startswith("invariance:")]  # the checks' classes are in diff.json
+    lines += ["", "| class | examples | " + " | ".join(measure_name(c) for c in every_example) + " |"]
+    lines.append("|---|---|" + "---|" * len(every_example))
+    for row, first in enumerate(every_example[0].per_class):
+        cells = [c.per_class[row] for c in every_example]
         lines.append(
             f"| {first.name} | {first.examples} | "
             + " | ".join(f"{percent(x.base_accuracy)} → {percent(x.new_accuracy)} ({points(x.change)})" for x in cells)

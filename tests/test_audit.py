@@ -129,6 +129,46 @@ def test_report_numbers_recomputed_independently(audited: Path) -> None:
     assert ("No trigger changes the accuracy significantly" in markdown) != any(r.significant for r in report.triggers)
 
 
+def test_invariance_rows_their_gate_junit_cases_and_diff(audited: Path, tmp_path: Path) -> None:
+    """The audit's invariance rows (the originals' predictions against the model run directly), then the gate,
+    JUnit cases and diff on rows of 30 hand-made outcomes: the audit's 8 examples are too few for a rate."""
+    from auditor.cli.audit import publish_audit
+    from auditor.diff import diff_reports
+    from auditor.invariance.checks import perturbations, summarise_check
+    from auditor.schemas import CHECK_NAMES, InvarianceOutcome
+
+    report = RobustnessReport.model_validate_json((audited / "report.json").read_bytes())
+    assert [c.name for c in report.invariance] == report.settings.invariance == list(CHECK_NAMES)  # the default: all
+    clean = hf_probabilities(SST2, [e.text for e in load_dataset("sst2").head(EXAMPLES).examples]).argmax(1)
+    markdown = (audited / "report.md").read_text()
+    for check in report.invariance:
+        assert check.applied == len(check.outcomes) <= EXAMPLES and check.flip_rate is None and "fewer than 20" in check.note
+        assert [o.original_prediction for o in check.outcomes] == [clean[o.index] for o in check.outcomes]
+        assert f"| {check.name} | {check.applied} | {check.flips} | – (applied to {check.applied} examples" in markdown
+
+    def rows(name: str, flips: int):
+        outcomes = [
+            InvarianceOutcome(
+                index=i, example_id=f"{i:016x}", label=0, text=f"text {i}", perturbed_text=f"perturbed {i}", original_prediction=0,
+                perturbed_prediction=int(i < flips),
+            )  # fmt: skip
+            for i in range(30)
+        ]
+        return summarise_check(perturbations([name], 0.1)[0], outcomes, 0.0)
+
+    gated = report.model_copy(update={"invariance": [rows("typos", 6), rows("names", 0)]})
+    junit = tmp_path / "junit.xml"
+    assert publish_audit(gated, tmp_path / "fail", None, {"typos": 0.1, "names": 0.1}, None, "", 0.0, 0.05, "none", junit) == 1
+    [suite] = [s for s in JUnitXml.fromfile(str(junit)) if s.name == "invariance"]
+    cases = {case.name: case for case in suite}
+    assert list(cases) == ["typos", "names"] and suite.failures == 1 and cases["names"].is_passed
+    assert "typos: 6 of 30 predictions flipped (20.0 % [9.5, 37.3] at 95 %), above --max-flip-rate 10.0 %" == cases["typos"].result[0].message
+    assert publish_audit(gated, tmp_path / "pass", None, {"typos": 0.2}, None, "", 0.0, 0.05, "none", junit) == 0  # 20 % is not above 20 %
+    base, new = (report.model_copy(update={"invariance": [rows("typos", flips)]}) for flips in (0, 6))
+    [typos] = [c for c in diff_reports(base, new).comparisons if c.measure.startswith("invariance:")]
+    assert (typos.measure, typos.newly_broken, typos.newly_held, typos.p_value, typos.regression) == ("invariance:typos", 6, 0, 2 / 2**6, True)
+
+
 def test_fail_under_gates_ci(audited: Path, sst2_patterns: Path) -> None:
     report = RobustnessReport.model_validate_json((audited / "report.json").read_bytes())
     worst = min(a.accuracy_under_attack for a in [report.attack, *report.baselines])
@@ -171,6 +211,8 @@ def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: 
             attack.pop("seconds")
             for outcome in attack["outcomes"]:
                 outcome.pop("seconds")
+        for check in data["invariance"]:  # run again on resuming: the same rows, other seconds
+            check.pop("seconds")
         return data
 
     assert "resuming: 5 finished results" in done.stderr + done.stdout and "Resumed: 5 attack outcomes" in done.stdout

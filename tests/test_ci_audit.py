@@ -66,7 +66,8 @@ def test_the_script_gates_a_pruned_candidate_against_the_release(released: tuple
     assert second.returncode == expected_exit(base, new), second.stdout[-3000:] + second.stderr[-3000:]
     diff = json.loads((tmp_path / "release-2" / "audit" / "diff.json").read_text())
     changes = {c["measure"]: c for c in diff["comparisons"]}
-    assert set(changes) == {"clean", "attribution"}
+    checks = {f"invariance:{c['name']}" for c in new["invariance"] if c["outcomes"]}
+    assert set(changes) == {"clean", "attribution", *checks}
     text = summary.read_text()
     for measure, name in (("clean", "clean accuracy"), ("attribution", "accuracy under attribution")):
         change = changes[measure]
@@ -74,7 +75,7 @@ def test_the_script_gates_a_pruned_candidate_against_the_release(released: tuple
         assert row in text and row in second.stdout  # both changes shown, in the job summary and the log
     assert new["victim"]["kind"] == "endpoint" and new["victim"]["location"].endswith("/predictions/pruned")
     xml = JUnitXml.fromfile(str(tmp_path / "release-2" / "junit.xml"))
-    assert [s.name for s in xml] == ["attribution", "diff.clean", "diff.attribution"]
+    assert [s.name for s in xml] == ["attribution", "invariance", "diff.clean", "diff.attribution", *(f"diff.{c['measure']}" for c in diff["comparisons"][2:])]
     assert next(iter(xml)).tests == EXAMPLES
     logs = tmp_path / "release-2" / "server"
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in [*logs.glob("logs/*.log"), logs / "launcher.log"])

@@ -70,8 +70,12 @@ def load(path: Path) -> RobustnessReport:
 
 
 def held(report: dict, measure: str) -> dict[str, bool]:
-    """Per example id, read from the raw JSON: the model right (clean) or right after the attack."""
+    """Per example id, read from the raw JSON: the model right (clean), right after the attack, or its
+    prediction kept under an invariance check ('invariance:<check>', the examples the check applied to)."""
     attacks = {a["name"]: a for a in [report["attack"], *report["baselines"]]}
+    if measure.startswith("invariance:"):
+        check = next(c for c in report["invariance"] if c["name"] == measure.removeprefix("invariance:"))
+        return {o["example_id"]: o["original_prediction"] == o["perturbed_prediction"] for o in check["outcomes"]}
     if measure == "clean":
         return {o["example_id"]: o["status"] != "skipped" for o in report["attack"]["outcomes"]}
     return {o["example_id"]: o["status"] == "failed" for o in attacks[measure]["outcomes"]}
@@ -91,7 +95,8 @@ def holm_rejections(p_values: list[float], alpha: float) -> list[bool]:
 def expected_exit(base: dict, new: dict, max_drop: float = 0.0, alpha: float = 0.05, correction: str = "none") -> int:
     """The gate's rule with SciPy's exact binomial test standing in for McNemar's exact test."""
     drops, p_values = [], []
-    for measure in ["clean", *(a["name"] for a in [base["attack"], *base["baselines"]])]:
+    checks = [f"invariance:{c['name']}" for c in base["invariance"] if c["outcomes"]]
+    for measure in ["clean", *(a["name"] for a in [base["attack"], *base["baselines"]]), *checks]:
         before, after = held(base, measure), held(new, measure)
         broken = sum(before[i] and not after[i] for i in before)
         kept = sum(after[i] and not before[i] for i in before)
@@ -133,8 +138,8 @@ def test_diff_names_a_real_significant_regression(full: Path, candidate: Path, w
         kept = sorted(i for i in before if after[i] and not before[i])
         assert sorted(c.example_id for c in comparison.broken) == broken
         assert sorted(c.example_id for c in comparison.held) == kept
-        assert comparison.base_accuracy == pytest.approx(sum(before.values()) / EXAMPLES)
-        assert comparison.new_accuracy == pytest.approx(sum(after.values()) / EXAMPLES)
+        assert comparison.base_accuracy == pytest.approx(sum(before.values()) / len(before))
+        assert comparison.new_accuracy == pytest.approx(sum(after.values()) / len(before))
         assert comparison.p_value == pytest.approx(binomtest(min(len(broken), len(kept)), len(broken) + len(kept)).pvalue if broken or kept else 1.0)
     attribution = next(c for c in diff.comparisons if c.measure == "attribution")
     assert attribution.regression
@@ -226,7 +231,7 @@ def test_audit_junit_has_a_case_per_example_and_attack(full: Path, workdir: Path
     report = load(full)
     xml = JUnitXml.fromfile(str(workdir / "full.xml"))
     suites = list(xml)
-    assert [s.name for s in suites] == [a.name for a in [report.attack, *report.baselines]]
+    assert [s.name for s in suites] == [a.name for a in [report.attack, *report.baselines]] + ["invariance"]
     for suite, attack in zip(suites, [report.attack, *report.baselines]):
         cases = list(suite)
         assert suite.tests == len(cases) == EXAMPLES
@@ -242,7 +247,8 @@ def test_audit_junit_has_a_case_per_example_and_attack(full: Path, workdir: Path
         properties = {p.name: p.value for p in suite.properties()}
         assert properties["model.weights_sha256"] == report.victim.model.weights_sha256
         assert properties["settings.budget"] == str(BUDGET) and properties["data.digest"] == report.data.digest
-    assert xml.tests == EXAMPLES * len(suites)
+    assert xml.tests == EXAMPLES * (len(suites) - 1) + len(report.invariance)
+    assert [case.name for case in suites[-1]] == [c.name for c in report.invariance]  # one case per check, named after it
 
 
 @pytest.mark.slow  # audits of 60 examples in subprocesses
@@ -267,7 +273,8 @@ def test_audit_with_a_baseline_gates_and_publishes_to_github(full: Path, candida
     assert text.startswith("earlier step\n# Robustness audit: ") and "# Robustness diff: " in text and "**Regression: " in text
     assert (candidate / "diff.md").read_text() in text
     xml = JUnitXml.fromfile(str(workdir / "candidate.xml"))
-    assert [s.name for s in xml] == ["attribution", "random", "diff.clean", "diff.attribution", "diff.random"]
+    checks = [c["measure"] for c in json.loads((candidate / "diff.json").read_text())["comparisons"] if c["measure"].startswith("invariance:")]
+    assert [s.name for s in xml] == ["attribution", "random", "invariance", "diff.clean", "diff.attribution", "diff.random", *(f"diff.{c}" for c in checks)]
     refused = auditor(*arguments[:-len(OPTIONS)], *OPTIONS[:5], str(BUDGET * 2), *OPTIONS[6:], "--baseline", str(full))
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
         f"error: the reports cannot be compared: the settings differ: budget {BUDGET} vs {BUDGET * 2}"

@@ -81,6 +81,72 @@ MineExamples = Annotated[
     int | None, typer.Option("--mine-examples", min=1, help="Training sentences to mine when no --patterns (default: all, as 'auditor mine').")
 ]
 
+Invariance = Annotated[
+    str,
+    typer.Option(
+        "--invariance",
+        help="Invariance checks, comma list of typos, lowercase, uppercase, punctuation-removed, punctuation-added, "
+        "contractions-expanded, contractions-contracted, names, locations; 'all' or 'none'.",
+    ),
+]
+
+
+def share_of_words(value: float | None) -> float | None:
+    if value is not None and not 0 < value <= 1:
+        raise typer.BadParameter(f"a share of the words in (0, 1], got {value:g}")
+    return value
+
+
+TypoRate = Annotated[
+    float | None,
+    typer.Option("--typo-rate", callback=share_of_words, help="Share of eligible words the typos check misspells (default 0.1, chosen on training data)."),
+]
+MaxFlipRate = Annotated[
+    str | None,
+    typer.Option(
+        "--max-flip-rate",
+        help="Exit 1 when an invariance check's flip rate exceeds this fraction: RATE for every check, or a comma list "
+        "of CHECK=RATE (e.g. 0.05,typos=0.1).",
+    ),
+]
+
+
+def parse_invariance(value: str) -> list[str]:
+    from auditor.schemas import CHECK_NAMES
+
+    chosen = [part.strip() for part in value.split(",") if part.strip()]
+    if chosen == ["all"]:
+        return list(CHECK_NAMES)
+    if chosen == ["none"]:
+        return []
+    unknown = [name for name in chosen if name not in CHECK_NAMES]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"a comma list of {', '.join(CHECK_NAMES)}, or all, or none; got {value!r}", param_hint="'--invariance'")
+    return [name for name in CHECK_NAMES if name in chosen]
+
+
+def parse_max_flip_rate(value: str | None, checks: list[str]) -> dict[str, float]:
+    """``RATE`` (every check) and/or ``CHECK=RATE`` entries -> the largest flip rate each check may have."""
+    if value is None:
+        return {}
+    if not checks:
+        raise typer.BadParameter("no invariance check runs (--invariance none) to gate", param_hint="'--max-flip-rate'")
+    limits: dict[str, float] = {}
+    for entry in [part.strip() for part in value.split(",")]:
+        name, _, rate = entry.rpartition("=")
+        try:
+            limit = float(rate)
+        except ValueError:
+            limit = math.nan
+        if not 0 <= limit <= 1:
+            raise typer.BadParameter(f"a rate in [0, 1] or CHECK=RATE, comma-separated; got {entry!r}", param_hint="'--max-flip-rate'")
+        if name and name not in checks:
+            raise typer.BadParameter(
+                f"{name!r} is not among the checks run ({', '.join(checks) or 'none'}; see --invariance)", param_hint="'--max-flip-rate'"
+            )
+        limits |= {name: limit} if name else {check: limit for check in checks if check not in limits}
+    return limits
+
 
 def parse_transformations(value: str | None) -> list[str]:
     from auditor.attack import TRANSFORMATIONS

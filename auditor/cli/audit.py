@@ -14,8 +14,10 @@ from auditor.cli.attack_options import (
     Data,
     EditsPerWord,
     Examples,
+    Invariance,
     LabelWords,
     LexiconData,
+    MaxFlipRate,
     MaxWords,
     MineExamples,
     Patterns,
@@ -27,8 +29,11 @@ from auditor.cli.attack_options import (
     Transformations,
     TriggerExamples,
     TriggerTopK,
+    TypoRate,
     attack_settings,
     check_tokenizer,
+    parse_invariance,
+    parse_max_flip_rate,
 )
 from auditor.cli.data_options import LabelColumn, LabelMap, Sample, TextColumn, TextPairColumn, data_mapping, load_data, mapping_for
 from auditor.cli.mine import patterns_for
@@ -138,6 +143,9 @@ def audit(
         float | None,
         typer.Option("--fail-under", min=0.0, max=1.0, help="Exit 1 when accuracy under any attack (valid successes only) is below this fraction."),
     ] = None,
+    invariance: Invariance = "all",
+    typo_rate: TypoRate = None,
+    max_flip_rate: MaxFlipRate = None,
     baseline: Annotated[
         Path | None,
         typer.Option("--baseline", help="The last release's report (report.json or its folder): exit 1 on a significant drop against it."),
@@ -162,6 +170,9 @@ def audit(
         examples, budget, max_words, transformations, edits_per_word, sufficient_gain, steps, ranking_layers, sweep_words,
         top_k, positions, baselines, trigger_top_k, trigger_examples, seed,
     )  # fmt: skip
+    settings.invariance = parse_invariance(invariance)
+    settings.typo_rate = settings.typo_rate if typo_rate is None else typo_rate
+    max_flip_rates = parse_max_flip_rate(max_flip_rate, settings.invariance)
     check_tokenizer([model or endpoint], tokenizer, settings.transformations)
     mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks
@@ -192,13 +203,14 @@ def audit(
             spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
             executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
         report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
-    raise typer.Exit(publish_audit(report, out, fail_under, baseline_report, str(baseline), max_drop, alpha, correction, junit))
+    raise typer.Exit(publish_audit(report, out, fail_under, max_flip_rates, baseline_report, str(baseline), max_drop, alpha, correction, junit))
 
 
 def publish_audit(
     report: RobustnessReport,
     out: Path,
     fail_under: float | None,
+    max_flip_rates: dict[str, float],
     baseline: RobustnessReport | None,
     baseline_path: str,
     max_drop: float,
@@ -208,8 +220,9 @@ def publish_audit(
 ) -> int:
     """Write and print the report (and its diff against ``baseline``, gated by ``max_drop``, ``alpha`` and
     ``correction`` as in ``diff_reports``), the JUnit file and the GitHub job summary and annotations; the
-    exit status: 1 when the audit fails ``fail_under`` or regressed, else 0."""
-    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, write_junit
+    exit status: 1 when the audit fails ``fail_under``, an invariance check's flip rate exceeds its
+    ``max_flip_rates`` limit, or the audit regressed, else 0."""
+    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, flip_rate_failures, invariance_suite, write_junit
     from auditor.diff import diff_reports
     from auditor.report import percent, render_diff_markdown, render_markdown, write_diff, write_report
 
@@ -225,6 +238,11 @@ def publish_audit(
         )
         markdown += f"\n**Fail:** {message}.\n"
         annotations.append(Annotation("error", "Robustness below --fail-under", message))
+    if report.invariance:
+        suites.append(invariance_suite(report, max_flip_rates))
+    for name, message in flip_rate_failures(report, max_flip_rates).items():
+        markdown += f"\n**Fail:** {message}.\n"
+        annotations.append(Annotation("error", f"Invariance check {name} above --max-flip-rate", message))
     if baseline is not None:
         diff = diff_reports(baseline, report, max_drop, alpha, baseline_path, str(out / "report.json"), correction)
         write_diff(diff, out)

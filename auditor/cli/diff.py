@@ -22,9 +22,9 @@ def diff(
     out: Annotated[Path | None, typer.Option("--out", callback=output_folder, help="Folder to write diff.json and diff.md into.")] = None,
     junit: JUnit = None,
 ) -> None:
-    """Compare two audits example by example: clean accuracy and accuracy under each attack (valid successes
-    only), per class, with the examples that newly break and newly hold, each change tested with the exact
-    McNemar test. Exit 1 when a measure fell by more than --max-drop with p < --alpha, 0 otherwise, 2 on bad
+    """Compare two audits example by example: clean accuracy, accuracy under each attack (valid successes
+    only) and the predictions each invariance check kept, per class, with the examples that newly break and
+    newly hold, each change tested with the exact McNemar test. Exit 1 when a measure fell by more than --max-drop with p < --alpha, 0 otherwise, 2 on bad
     input (a missing file, reports of other examples or settings)."""
     from auditor.ci import diff_annotations, diff_suites, write_junit
     from auditor.diff import diff_reports, load_report

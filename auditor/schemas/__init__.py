@@ -76,6 +76,13 @@ from auditor.schemas.audits import (  # noqa: F401
     VictimIdentity,
     WordEdit,
 )
+from auditor.schemas.invariance import (  # noqa: F401
+    CHECK_NAMES,
+    MIN_APPLIED,
+    CheckName,
+    InvarianceCheck,
+    InvarianceOutcome,
+)
 from auditor.schemas.diffs import (  # noqa: F401
     ClassChange,
     DiffSide,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from auditor.quadrature import QuadratureMethod
 from auditor.schemas.common import ModelIdentity
 from auditor.schemas.importance import ExamplesUsed
+from auditor.schemas.invariance import CheckName, InvarianceCheck
 from auditor.schemas.live import ServedModelRef
 
 
@@ -311,6 +312,10 @@ class AuditSettings(BaseModel):
     trigger_top_k: int
     trigger_examples: int | None
     seed: int
+    invariance: list[CheckName] = Field(default=[], description="the invariance checks run, in report order")
+    typo_rate: float = Field(
+        default=0.1, gt=0, le=1, description="the share of eligible words the 'typos' check misspells (chosen on training data, bench/tune_invariance.py)"
+    )
 
 
 class LexiconSummary(BaseModel):
@@ -335,7 +340,8 @@ class RobustnessReport(BaseModel):
     table's bootstrap intervals and each attack's ``successes_by_edit``; version 8 ``victim.served``, the
     model an endpoint's answers named in their identity headers; version 9 the data's ``mapping`` (columns
     and labels of a team's own file), ``reference`` (gold, or the model's own prediction for a file without
-    labels), ``duplicates`` left out and ``sample_seed``."""
+    labels), ``duplicates`` left out and ``sample_seed``, and the invariance checks (``invariance``,
+    ``settings.invariance`` and ``settings.typo_rate``)."""
 
     schema_version: Literal[9] = 9
     auditor_version: str
@@ -352,6 +358,7 @@ class RobustnessReport(BaseModel):
     baselines: list[AttackSummary]
     triggers: list[TriggerRow]
     trigger_data: ExamplesUsed
+    invariance: list[InvarianceCheck] = Field(default=[], description="one row per invariance check, in settings.invariance order")
     seconds: float
 
 

@@ -12,7 +12,8 @@ from auditor.schemas.importance import ExamplesUsed
 
 class ExampleChange(BaseModel):
     """One example whose outcome changed between the two reports: under an attack, ``held`` means the model
-    was right and the attack found no valid success; for clean accuracy, that the model was right. The
+    was right and the attack found no valid success; for clean accuracy, that the model was right; under an
+    invariance check (status ``flipped`` or ``kept``), that the perturbation kept the prediction. The
     perturbed texts are what each model was shown last (the original when nothing was changed) and
     ``*_predicted`` what it answered."""
 
@@ -21,8 +22,8 @@ class ExampleChange(BaseModel):
     label: int
     text: str
     text_pair: str | None = None
-    base_status: Literal["succeeded", "failed", "skipped"]
-    new_status: Literal["succeeded", "failed", "skipped"]
+    base_status: Literal["succeeded", "failed", "skipped", "flipped", "kept"]
+    new_status: Literal["succeeded", "failed", "skipped", "flipped", "kept"]
     base_perturbed_text: str
     base_perturbed_text_pair: str | None = None
     new_perturbed_text: str
@@ -51,7 +52,7 @@ class PairedComparison(BaseModel):
     ``regression``: accuracy fell by more than the gate's ``max_drop`` and ``adjusted_p_value`` < its ``alpha``
     (``adjusted_p_value`` is ``p_value`` unless the gate corrects for testing several measures)."""
 
-    measure: str = Field(description="'clean' or the attack's name")
+    measure: str = Field(description="'clean', the attack's name, or 'invariance:<check>' (accuracy: the share of predictions kept)")
     examples: int
     base_accuracy: float
     new_accuracy: float
