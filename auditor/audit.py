@@ -40,9 +40,11 @@ from auditor.schemas import (
     ClassBreakdown,
     LabelLexicon,
     LexiconSummary,
+    Rate,
     RobustnessReport,
     TriggerSet,
 )
+from auditor.statistics import wilson
 from auditor.triggers import patterns_identity
 from auditor.universal import top_patterns, trigger_table
 from auditor.validity import VALIDITY_CHECKS, LabelWordConstraint, Reader, ReaderConstraint, adds_content, example_words, word_edits
@@ -156,9 +158,8 @@ def budget_points(budget: int) -> list[int]:
 
 
 def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budget: int) -> AttackSummary:
-    """Accuracy under attack = examples the model got right whose attack failed, over all examples."""
-    def rate(numerator: int, denominator: int) -> float | None:
-        return numerator / denominator if denominator else None
+    """Accuracy under attack = examples the model got right whose attack failed, over all examples; every
+    rate with its 95 % Wilson interval (``auditor.statistics.wilson``)."""
 
     def mean(values: list[float]) -> float | None:
         return float(np.mean(values)) if values else None
@@ -173,27 +174,16 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
             continue
         right = [o for o in members if o.status != "skipped"]
         won = [o for o in right if o.status == "succeeded"]
-        per_class.append(
-            ClassBreakdown(
-                label=label,
-                name=name_,
-                examples=len(members),
-                clean_accuracy=len(right) / len(members),
-                accuracy_under_attack=(len(right) - len(won)) / len(members),
-                success_rate=rate(len(won), len(right)),
-            )
-        )
-    curve = [
-        BudgetPoint(budget=b, accuracy=sum(1 for o in correct if not (o.status == "succeeded" and o.queries <= b)) / total)
-        for b in budget_points(budget)
-    ]
+        per_class.append(ClassBreakdown(label=label, name=name_, examples=len(members), **attack_rates(len(members), len(right), len(won))))
+    curve = []
+    for b in budget_points(budget):
+        held = wilson(sum(1 for o in correct if not (o.status == "succeeded" and o.queries <= b)), total)
+        curve.append(BudgetPoint(budget=b, accuracy=held.rate, accuracy_interval=held))
     return AttackSummary(
         name=name,
         description=DESCRIPTIONS[name],
         examples=total,
-        clean_accuracy=len(correct) / total,
-        accuracy_under_attack=(len(correct) - len(succeeded)) / total,
-        success_rate=rate(len(succeeded), len(correct)),
+        **attack_rates(total, len(correct), len(succeeded)),
         mean_queries=mean([o.queries for o in correct]),
         mean_queries_per_success=mean([o.queries for o in succeeded]),
         mean_word_edits=mean([o.word_edits for o in succeeded]),
@@ -206,6 +196,18 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
         seconds=sum(o.seconds for o in outcomes),
         outcomes=outcomes,
     )
+
+
+def attack_rates(examples: int, correct: int, succeeded: int) -> dict[str, float | Rate | None]:
+    """Clean accuracy (``correct`` of ``examples``), accuracy under attack (``correct − succeeded`` of
+    ``examples``) and success rate (``succeeded`` of ``correct``; None when the model got none right), each
+    with its Wilson interval as the ``*_interval`` field beside it."""
+    rates = {
+        "clean_accuracy": wilson(correct, examples),
+        "accuracy_under_attack": wilson(correct - succeeded, examples),
+        "success_rate": wilson(succeeded, correct),
+    }
+    return {name: r.rate for name, r in rates.items()} | {f"{name}_interval": r for name, r in rates.items()}
 
 
 def validity_constraints(lexicon: LabelLexicon, max_words: int | None) -> list:
@@ -351,6 +353,7 @@ def run_audit(
         patterns_model=triggers.model,
         settings=settings,
         clean_accuracy=summaries[0].clean_accuracy,
+        clean_accuracy_interval=summaries[0].clean_accuracy_interval,
         attack=summaries[0],
         baselines=summaries[1:],
         triggers=rows,

@@ -10,7 +10,7 @@ from auditor.attack import PatternInsertion, attacked_text
 from auditor.checkpoint import Checkpoint
 from auditor.data import Example
 from auditor.schemas import LabelLexicon, TriggerPattern, TriggerRow, TriggerSet
-from auditor.statistics import bootstrap_drop
+from auditor.statistics import bootstrap_drop, wilson
 from auditor.validity import NEGATIONS, adds_content
 from auditor.victims import Victim
 
@@ -75,14 +75,17 @@ def trigger_table(
                 before = [clean[i] == target for i in members]
                 after_correct = [p == target for p in checkpoint[key]]
                 low, high = bootstrap_drop(before, after_correct, seed=seed)
+                accuracy_before, accuracy_after = wilson(sum(before), len(members)), wilson(sum(after_correct), len(members))
                 rows.append(
                     TriggerRow(
                         pattern=pattern.text,
                         pattern_label=labels[pattern_label],
                         target_class=labels[target],
                         examples=len(members),
-                        accuracy_before=sum(before) / len(members),
-                        accuracy_after=sum(after_correct) / len(members),
+                        accuracy_before=accuracy_before.rate,
+                        accuracy_after=accuracy_after.rate,
+                        accuracy_before_interval=accuracy_before,
+                        accuracy_after_interval=accuracy_after,
                         drop_low=low,
                         drop_high=high,
                         support=pattern.support,

@@ -75,7 +75,7 @@ def test_the_script_gates_a_pruned_candidate_against_the_release(released: tuple
     assert new["victim"]["kind"] == "endpoint" and new["victim"]["location"].endswith("/predictions/pruned")
     xml = JUnitXml.fromfile(str(tmp_path / "release-2" / "junit.xml"))
     assert [s.name for s in xml] == ["attribution", "diff.clean", "diff.attribution"]
-    assert next(iter(xml)).tests == EXAMPLES
+    assert xml.tests == 3 and xml.failures == second.returncode  # the gate's checks: the attack and the two measures
     logs = tmp_path / "release-2" / "server"
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in [*logs.glob("logs/*.log"), logs / "launcher.log"])
     assert (logs / "launcher.log").read_text().rstrip().endswith("TorchServe has stopped.")  # stopped on the way out

@@ -185,20 +185,17 @@ def publish_audit(
     """Write and print the report (and its diff against ``baseline``, gated by ``max_drop``, ``alpha`` and
     ``correction`` as in ``diff_reports``), the JUnit file and the GitHub job summary and annotations; the
     exit status: 1 when the audit fails ``fail_under`` or regressed, else 0."""
-    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, write_junit
+    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, fail_under_message, write_junit
     from auditor.diff import diff_reports
-    from auditor.report import percent, render_diff_markdown, render_markdown, write_diff, write_report
+    from auditor.report import render_diff_markdown, render_markdown, write_diff, write_report
 
     write_report(report, out)
     markdown = render_markdown(report)
-    suites = audit_suites(report)
+    suites = audit_suites(report, fail_under)
     annotations: list[Annotation] = []
     worst = min([report.attack, *report.baselines], key=lambda a: a.accuracy_under_attack)
     if fail_under is not None and worst.accuracy_under_attack < fail_under:
-        message = (
-            f"accuracy under the {worst.name} attack (valid successes only) is {percent(worst.accuracy_under_attack)}, "
-            f"below --fail-under {percent(fail_under)}"
-        )
+        message = fail_under_message(worst, fail_under)
         markdown += f"\n**Fail:** {message}.\n"
         annotations.append(Annotation("error", "Robustness below --fail-under", message))
     if baseline is not None:
