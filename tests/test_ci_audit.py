@@ -90,3 +90,15 @@ def test_the_script_refuses_bad_input_with_status_2(released: tuple[Path, Path],
     assert missing_baseline.returncode == 2 and "error: baseline report" in missing_baseline.stderr
     usage = subprocess.run(["bash", str(ROOT / "scripts" / "ci-audit.sh")], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and usage.stderr.startswith("usage: scripts/ci-audit.sh MODEL_DIR OUT_DIR [BASELINE]")
+
+
+def test_bad_input_leaves_no_output_folder(tmp_path: Path) -> None:
+    """Every input is checked before OUT_DIR is created: a refused run leaves nothing behind."""
+    for model, baseline, environment, message in (
+        (tmp_path / "no-model", [], {}, "error: model folder"),
+        (SST2, [tmp_path / "no-report.json"], {}, "error: baseline report"),
+        (SST2, [], {"AUDIT_PATTERNS": str(tmp_path / "no-patterns.json")}, "error: AUDIT_PATTERNS file"),
+    ):
+        done = ci_audit(model, tmp_path / "out", *baseline, **environment)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert not (tmp_path / "out").exists(), message
