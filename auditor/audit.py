@@ -273,6 +273,25 @@ def audit_attacks(
     return attacks
 
 
+def without_unusable_patterns(settings: AuditSettings, triggers: TriggerSet, lexicon: LabelLexicon, pair: bool) -> tuple[AuditSettings, str | None]:
+    """``settings`` without pattern insertion (the ``pattern`` transformation, the ``pattern-only`` baseline) when
+    ``triggers`` hold no label-free pattern that can be inserted into these texts (``top_patterns``; a text
+    pair takes filler words only), and a line saying so; else ``settings`` and None."""
+    uses = "pattern" in settings.transformations or "pattern-only" in settings.baselines
+    if not uses or top_patterns(triggers, None, 1, lexicon, pair):
+        return settings, None
+    transformations = [t for t in settings.transformations if t != "pattern"]
+    if not transformations:
+        raise InputError("the patterns hold no label-free pattern with a word that can be inserted, and --transformations is 'pattern' alone")
+    dropped = "pattern insertion" + (" and the pattern-only baseline" if "pattern-only" in settings.baselines else "")
+    note = (
+        f"note: none of the {len(triggers.patterns)} mined patterns is label-free with a word that can be inserted"
+        f"{' into a text pair (filler words only)' if pair else ''}: the audit goes on without {dropped}"
+    )
+    update = {"transformations": transformations, "baselines": [b for b in settings.baselines if b != "pattern-only"]}
+    return settings.model_copy(update=update), note
+
+
 def validity_checks(settings: AuditSettings) -> list[str]:
     """The checks every candidate of every attack passes, in words (``RobustnessReport.validity``)."""
     return [*VALIDITY_CHECKS, f"at most {settings.max_words} words edited"]
@@ -341,7 +360,7 @@ def run_audit(
     outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, shown)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
     table_examples = trigger_data.head(settings.trigger_examples).examples
-    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed)
+    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed, progress is not None)
     return RobustnessReport(
         auditor_version=__version__,
         victim=victim.identity,

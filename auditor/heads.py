@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from tqdm import tqdm
 from transformers import BatchEncoding
 
 import auditor
@@ -28,6 +27,7 @@ from auditor.data import Dataset
 from auditor.encoders import encoder_for
 from auditor.errors import DataError, InputError
 from auditor.models import Classifier
+from auditor.progress import progress
 from auditor.quadrature import QuadratureMethod
 from auditor.schemas import IMPORTANCE_METHODS, ExamplesUsed, HeadImportance, ImportanceMethod
 
@@ -68,7 +68,7 @@ def model_inputs(encoding: BatchEncoding) -> dict[str, torch.Tensor]:
 
 
 def _progress(items: list, description: str, show: bool) -> Iterator:
-    return iter(tqdm(items, desc=description, leave=False, disable=None if show else True))
+    return progress(items, description, show=show)
 
 
 def head_mask(model: torch.nn.Module, mask: torch.Tensor) -> contextlib.AbstractContextManager[None]:

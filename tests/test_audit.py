@@ -310,3 +310,19 @@ def test_compare_full_and_pruned(sst2_patterns: Path, workdir: Path) -> None:
     assert [t.pattern for t in report.full.triggers] == [t.pattern for t in report.pruned.triggers]
     assert report.full.ms_per_example > 0 and report.pruned.ms_per_example > 0
     assert "| accuracy |" in (out / "comparison.md").read_text() and (out / "comparison.html").is_file()
+
+
+def test_a_mine_without_an_insertable_pattern_says_so_and_audits_with_the_edits(tmp_path: Path) -> None:
+    """``audit --data rte --mine-examples 300`` mined for a minute, then stopped: "the patterns file has no
+    label-free pattern with a word that can be inserted" (a text pair takes filler words only). Now one line
+    says so and the edit attacks run; 8 pairs mined at the default support 5 hold no pattern at all."""
+    out = tmp_path / "rte"
+    done = auditor(
+        "audit", "--model", str(SHARED / "models" / "minilm-rte"), "--data", "rte", "--mine-examples", "8", "--examples", "2",
+        "--budget", "5", "--baselines", "pattern-only", "--trigger-examples", "4", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].endswith("the audit goes on without pattern insertion and the pattern-only baseline"), done.stderr
+    report = RobustnessReport.model_validate_json((out / "report.json").read_bytes())
+    assert report.settings.transformations == ["tokenedit"] and report.settings.baselines == [] and len(report.attack.outcomes) == 2

@@ -9,6 +9,7 @@ import typer
 
 from auditor.cli.app import app, close_gate, console
 from auditor.cli.attack_options import (
+    TRIGGER_EXAMPLES,
     Baselines,
     Budget,
     Data,
@@ -102,7 +103,7 @@ def audit(
     ] = "pattern",
     baselines: Baselines = "random,deepwordbug",
     trigger_top_k: TriggerTopK = 3,
-    trigger_examples: TriggerExamples = None,
+    trigger_examples: TriggerExamples = TRIGGER_EXAMPLES,
     mine_examples: MineExamples = None,
     label_words: LabelWords = None,
     lexicon_data: LexiconData = None,
@@ -138,7 +139,7 @@ def audit(
     check_tokenizer([model or endpoint], tokenizer, settings.transformations)
     dataset = load_dataset(data, split="dev")
     settings.examples = min(examples, len(dataset))
-    from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks
+    from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks, without_unusable_patterns
     from auditor.checkpoint import Checkpoint
     from auditor.diff import AuditScope, check_comparable
     from auditor.models import check_examples_have_tokens
@@ -150,6 +151,9 @@ def audit(
             check_examples_have_tokens(victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
         lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words)
+        settings, note = without_unusable_patterns(settings, triggers, lexicon, dataset.is_pair)
+        if note:
+            console.print(note, highlight=False)
         if baseline_report is not None:  # before any attack: a baseline of other examples or settings is refused
             scope = AuditScope(dataset.head(settings.examples).identity(), victim.labels, settings, lexicon_summary(lexicon), validity_checks(settings))
             check_comparable(AuditScope.of(baseline_report), scope)
@@ -232,7 +236,7 @@ def compare(
     top_k: TopK = None,
     baselines: Baselines = "random,deepwordbug",
     trigger_top_k: TriggerTopK = 3,
-    trigger_examples: TriggerExamples = None,
+    trigger_examples: TriggerExamples = TRIGGER_EXAMPLES,
     mine_examples: MineExamples = None,
     label_words: LabelWords = None,
     lexicon_data: LexiconData = None,
@@ -247,6 +251,7 @@ def compare(
     check_tokenizer([full, pruned], tokenizer, settings.transformations)
     dataset = load_dataset(data, split="dev")
     settings.examples = min(examples, len(dataset))
+    from auditor.audit import without_unusable_patterns
     from auditor.ci import comparison_report_suites, write_junit
     from auditor.compare import compare_models
     from auditor.models import check_examples_have_tokens
@@ -262,6 +267,9 @@ def compare(
             check_examples_have_tokens(victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
     triggers = patterns_for(patterns, full, data, mine_examples, out)
     lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words)
+    settings, note = without_unusable_patterns(settings, triggers, lexicon, dataset.is_pair)
+    if note:
+        console.print(note, highlight=False)
     report = compare_models(full_victim, pruned_victim, dataset, triggers, settings, out, lexicon, progress_printer)
     write_comparison(report, out)
     markdown = render_comparison_markdown(report)

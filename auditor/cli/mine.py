@@ -69,11 +69,8 @@ def checkpoint_path(out: Path) -> Path:
 def mine_to_file(model: str, train, options: TriggerMiningOptions, out: Path, pool: RayPool | None = None) -> TriggerSet:  # noqa: ANN001
     """Mine ``model``'s patterns from ``train`` (a Dataset) with a progress bar and a checkpoint beside ``out``,
     leaving out the label-carrying words of ``train`` (``auditor.validity``), and write them to ``out``."""
-    import sys
-
-    from tqdm import tqdm
-
     from auditor.models import load_classifier
+    from auditor.progress import Progress
     from auditor.report import write_atomic
     from auditor.triggers import mine_triggers, mining_examples
     from auditor.validity import NEGATIONS, build_lexicon
@@ -87,7 +84,7 @@ def mine_to_file(model: str, train, options: TriggerMiningOptions, out: Path, po
     classifier = load_classifier(model)
     exclude = set(build_lexicon(train, classifier.labels).words) | NEGATIONS
     total = len(mining_examples(train, options))
-    with tqdm(total=total, desc="mining", unit="example", file=sys.stderr, disable=total < 2) as bar:
+    with Progress("mining", total, show=total >= 2, unit="example") as bar:
         triggers = mine_triggers(
             classifier, train, options, checkpoint_path(out), mining_executor(pool, model), exclude=exclude, progress=bar.update
         )
