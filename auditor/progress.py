@@ -1,6 +1,7 @@
 """Progress of a long step on stderr: a tqdm bar on a terminal; in a CI log (stderr not a terminal), where a
-bar's carriage returns make one endless line, a plain line ``description: done/total (elapsed s)`` at most
-every ``interval`` seconds and when the step ends, so no step over a few seconds runs silent anywhere."""
+bar's carriage returns make one endless line, plain lines ``description: done/total (elapsed s)``: one when
+the step starts (its size said before it runs), then at most one every ``interval`` seconds, and one when
+it ends. No step over a few seconds runs silent anywhere."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class Progress:
         terminal = self.file.isatty()
         self.bar = tqdm(total=total, desc=description, unit=unit, file=self.file, leave=False) if show and terminal else None
         self.lines = show and not terminal
+        if self.lines:
+            self._line()
 
     def update(self, count: int = 1) -> None:
         self.done += count
@@ -43,8 +46,8 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.lines and time.monotonic() - self.started >= self.interval:
-            self._line()  # the end of a step that printed lines
+        elif self.lines:
+            self._line()
 
     def __enter__(self) -> Progress:
         return self

@@ -326,3 +326,22 @@ def test_a_mine_without_an_insertable_pattern_says_so_and_audits_with_the_edits(
     assert len(notes) == 1 and notes[0].endswith("the audit goes on without pattern insertion and the pattern-only baseline"), done.stderr
     report = RobustnessReport.model_validate_json((out / "report.json").read_bytes())
     assert report.settings.transformations == ["tokenedit"] and report.settings.baselines == [] and len(report.attack.outcomes) == 2
+
+
+def test_an_audit_of_a_train_split_bounds_its_trigger_table_and_shows_its_progress(sst2_patterns: Path, tmp_path: Path) -> None:
+    """``audit --data sst2:train --examples 10`` printed nothing for 13 minutes after its attacks: the trigger
+    table took the whole split (67,349 rows). It takes the first 1000 by default now (TRIGGER_EXAMPLES), and
+    says its size before it starts and how far it is (stderr is no terminal here: plain lines)."""
+    from auditor.cli.attack_options import TRIGGER_EXAMPLES
+
+    out = tmp_path / "train"
+    done = auditor(
+        "audit", "--model", str(SST2), "--data", "sst2:train", "--patterns", str(sst2_patterns), "--examples", "1", "--budget", "2",
+        "--baselines", "none", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = RobustnessReport.model_validate_json((out / "report.json").read_bytes())
+    assert report.settings.trigger_examples == TRIGGER_EXAMPLES == report.trigger_data.count == 1000
+    lines = [line.split(" (")[0] for line in done.stderr.splitlines() if line.startswith("trigger table: examples predicted: ")]
+    total = TRIGGER_EXAMPLES + sum(row.examples for row in report.triggers)
+    assert lines[0] == f"trigger table: examples predicted: 0/{total}" and lines[-1] == f"trigger table: examples predicted: {total}/{total}"
