@@ -305,8 +305,8 @@ def render_comparison_markdown(report: ComparisonReport) -> str:
     ]
     for a, b in zip([full.attack, *full.baselines], [pruned.attack, *pruned.baselines]):
         rows += [
-            (f"accuracy under {a.name}", percent(a.accuracy_under_attack), percent(b.accuracy_under_attack)),
-            (f"{a.name} valid success rate", percent(a.success_rate), percent(b.success_rate)),
+            (f"accuracy under {a.name}", interval(a.accuracy_under_attack_interval), interval(b.accuracy_under_attack_interval)),
+            (f"{a.name} valid success rate", interval(a.success_rate_interval), interval(b.success_rate_interval)),
             (f"{a.name} queries / success", number(a.mean_queries_per_success), number(b.mean_queries_per_success)),
         ]
     lines = [
@@ -448,6 +448,7 @@ def render_comparison_html(report: ComparisonReport) -> str:
         baseline_pairs=list(zip(report.full.baselines, report.pruned.baselines)),
         budget_plot=budget_plot({"full": report.full.attack, "pruned": report.pruned.attack}),
         percent=percent,
+        interval=interval,
         number=number,
         drop_interval=drop_interval,
     )
