@@ -141,7 +141,7 @@ def test_diff_names_a_real_significant_regression(full: Path, candidate: Path, w
     assert attribution.regression
     assert attribution.newly_broken <= 25  # the summary lists up to 25 of each, diff.json all
     for change in attribution.broken:  # every newly broken example is named, with its texts
-        assert change.example_id in out and change.text.strip()[:40] in out.replace("\\'", "'")
+        assert change.example_id in out and change.text.strip()[:40] in out.replace("\\'", "'").replace("\\`", "`")  # repr, Markdown-escaped
         assert change.new_status in ("succeeded", "skipped") and change.base_status == "failed"
     xml = JUnitXml.fromfile(str(workdir / "diff.xml"))
     suites = {suite.name: suite for suite in xml}
