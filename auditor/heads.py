@@ -123,7 +123,7 @@ class BatchSumImportance:
         raise NotImplementedError
 
     def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
-        return self.finish(model, sum_in_order(self.batch_sum(model, b) for b in _progress(batches, self.name, show_progress)), sum(b.size for b in batches))
+        return self.finish(model, sum_in_order(self.batch_sum(model, b) for b in _progress(batches, f"{self.name} importance: batches", show_progress)), sum(b.size for b in batches))
 
 
 def sum_in_order(parts: Iterable[torch.Tensor]) -> torch.Tensor:
