@@ -42,9 +42,11 @@ from auditor.schemas import (
     ClassBreakdown,
     LabelLexicon,
     LexiconSummary,
+    Rate,
     RobustnessReport,
     TriggerSet,
 )
+from auditor.statistics import wilson
 from auditor.triggers import patterns_identity
 from auditor.universal import top_patterns, trigger_table
 from auditor.validity import VALIDITY_CHECKS, LabelWordConstraint, Reader, ReaderConstraint, adds_content, example_words, word_edits
@@ -158,9 +160,8 @@ def budget_points(budget: int) -> list[int]:
 
 
 def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budget: int) -> AttackSummary:
-    """Accuracy under attack = examples the model got right whose attack failed, over all examples."""
-    def rate(numerator: int, denominator: int) -> float | None:
-        return numerator / denominator if denominator else None
+    """Accuracy under attack = examples the model got right whose attack failed, over all examples; every
+    rate with its 95 % Wilson interval (``auditor.statistics.wilson``)."""
 
     def mean(values: list[float]) -> float | None:
         return float(np.mean(values)) if values else None
@@ -175,27 +176,16 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
             continue
         right = [o for o in members if o.status != "skipped"]
         won = [o for o in right if o.status == "succeeded"]
-        per_class.append(
-            ClassBreakdown(
-                label=label,
-                name=name_,
-                examples=len(members),
-                clean_accuracy=len(right) / len(members),
-                accuracy_under_attack=(len(right) - len(won)) / len(members),
-                success_rate=rate(len(won), len(right)),
-            )
-        )
-    curve = [
-        BudgetPoint(budget=b, accuracy=sum(1 for o in correct if not (o.status == "succeeded" and o.queries <= b)) / total)
-        for b in budget_points(budget)
-    ]
+        per_class.append(ClassBreakdown(label=label, name=name_, examples=len(members), **attack_rates(len(members), len(right), len(won))))
+    curve = []
+    for b in budget_points(budget):
+        held = wilson(sum(1 for o in correct if not (o.status == "succeeded" and o.queries <= b)), total)
+        curve.append(BudgetPoint(budget=b, accuracy=held.rate, accuracy_interval=held))
     return AttackSummary(
         name=name,
         description=DESCRIPTIONS[name],
         examples=total,
-        clean_accuracy=len(correct) / total,
-        accuracy_under_attack=(len(correct) - len(succeeded)) / total,
-        success_rate=rate(len(succeeded), len(correct)),
+        **attack_rates(total, len(correct), len(succeeded)),
         mean_queries=mean([o.queries for o in correct]),
         mean_queries_per_success=mean([o.queries for o in succeeded]),
         mean_word_edits=mean([o.word_edits for o in succeeded]),
@@ -208,6 +198,18 @@ def summarise(name: str, outcomes: list[AttackOutcome], labels: list[str], budge
         seconds=sum(o.seconds for o in outcomes),
         outcomes=outcomes,
     )
+
+
+def attack_rates(examples: int, correct: int, succeeded: int) -> dict[str, float | Rate | None]:
+    """Clean accuracy (``correct`` of ``examples``), accuracy under attack (``correct − succeeded`` of
+    ``examples``) and success rate (``succeeded`` of ``correct``; None when the model got none right), each
+    with its Wilson interval as the ``*_interval`` field beside it."""
+    rates = {
+        "clean_accuracy": wilson(correct, examples),
+        "accuracy_under_attack": wilson(correct - succeeded, examples),
+        "success_rate": wilson(succeeded, correct),
+    }
+    return {name: r.rate for name, r in rates.items()} | {f"{name}_interval": r for name, r in rates.items()}
 
 
 def validity_constraints(lexicon: LabelLexicon, max_words: int | None) -> list:
@@ -271,6 +273,25 @@ def audit_attacks(
             ablated = settings.model_copy(update={"transformations": transformations})
             attacks[name] = attribution_attacks(victim, triggers, ablated, lexicon, pair).__getitem__
     return attacks
+
+
+def without_unusable_patterns(settings: AuditSettings, triggers: TriggerSet, lexicon: LabelLexicon, pair: bool) -> tuple[AuditSettings, str | None]:
+    """``settings`` without pattern insertion (the ``pattern`` transformation, the ``pattern-only`` baseline) when
+    ``triggers`` hold no label-free pattern that can be inserted into these texts (``top_patterns``; a text
+    pair takes filler words only), and a line saying so; else ``settings`` and None."""
+    uses = "pattern" in settings.transformations or "pattern-only" in settings.baselines
+    if not uses or top_patterns(triggers, None, 1, lexicon, pair):
+        return settings, None
+    transformations = [t for t in settings.transformations if t != "pattern"]
+    if not transformations:
+        raise InputError("the patterns hold no label-free pattern with a word that can be inserted, and --transformations is 'pattern' alone")
+    dropped = "pattern insertion" + (" and the pattern-only baseline" if "pattern-only" in settings.baselines else "")
+    note = (
+        f"note: none of the {len(triggers.patterns)} mined patterns is label-free with a word that can be inserted"
+        f"{' into a text pair (filler words only)' if pair else ''}: the audit goes on without {dropped}"
+    )
+    update = {"transformations": transformations, "baselines": [b for b in settings.baselines if b != "pattern-only"]}
+    return settings.model_copy(update=update), note
 
 
 def validity_checks(settings: AuditSettings) -> list[str]:
@@ -353,7 +374,7 @@ def run_audit(
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
     invariance = run_checks(victim, examples, perturbations(settings.invariance, settings.typo_rate), settings.seed, progress)
     table_examples = trigger_data.head(settings.trigger_examples).examples
-    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed)
+    rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed, progress is not None)
     return RobustnessReport(
         auditor_version=__version__,
         victim=victim.identity,
@@ -365,6 +386,7 @@ def run_audit(
         patterns_model=triggers.model,
         settings=settings,
         clean_accuracy=summaries[0].clean_accuracy,
+        clean_accuracy_interval=summaries[0].clean_accuracy_interval,
         attack=summaries[0],
         baselines=summaries[1:],
         triggers=rows,

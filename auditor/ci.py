@@ -1,8 +1,14 @@
-"""Audits in the formats CI systems read: JUnit XML (``--junit``: one test case per example and attack, a
-failure for each valid successful attack or newly broken example; one per invariance check, a failure when
-its flip rate exceeds ``--max-flip-rate``) and, on GitHub Actions, the job summary
+"""Audits in the formats CI systems read: JUnit XML (``--junit``) and, on GitHub Actions, the job summary
 (Markdown appended to ``$GITHUB_STEP_SUMMARY``) and workflow annotations (``::error``/``::warning`` lines on
-stdout when ``GITHUB_ACTIONS=true``)."""
+stdout when ``GITHUB_ACTIONS=true``).
+
+In the JUnit file the gate's checks are the test cases, so a CI test tab reads as the job's exit status does:
+per attack one case, ``accuracy under ATTACK >= X (--fail-under)`` (failed when the audit fails that check;
+without ``--fail-under`` it only informs and passes), per invariance check one case named after it (failed when
+its flip rate exceeds ``--max-flip-rate``), and for a diff one case per measure, ``no regression in
+MEASURE`` (failed on a regression). What happened to each example (broken by the attack, held, wrong on the
+clean text; newly broken, newly held) is the case's ``system-out``, and the rates with their Wilson intervals
+are the suite's properties: information, never a failure of its own."""
 
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from auditor.report import comparison_summary, edit_text, flip_summary, flip_text, joined_text, measure_name, percent, verdict, write_atomic
-from auditor.schemas import AttackSummary, ComparisonReport, PairedComparison, RobustnessDiff, RobustnessReport, VictimIdentity
+from auditor.report import comparison_summary, edit_text, flip_summary, flip_text, interval, joined_text, measure_name, percent, verdict, write_atomic
+from auditor.schemas import AttackSummary, ComparisonReport, PairedComparison, Rate, RobustnessDiff, RobustnessReport, VictimIdentity
+from auditor.statistics import wilson
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 """Characters XML 1.0 cannot hold (control characters, lone surrogates): written as U+FFFD."""
@@ -28,13 +35,13 @@ def _xml(text: str) -> str:
 
 @dataclass(frozen=True)
 class TestCase:
-    """One JUnit ``<testcase>``: passed, failed (``failure`` = (message, details)) or skipped (``skipped`` = why)."""
+    """One JUnit ``<testcase>``: passed, or failed (``failure`` = (message, details)); ``output``: its ``<system-out>``."""
 
     classname: str
     name: str
     seconds: float = 0.0
     failure: tuple[str, str] | None = None
-    skipped: str | None = None
+    output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,51 +51,106 @@ class TestSuite:
     properties: dict[str, str]
 
 
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def plain(value: object) -> str | None:
+    """A property value as a person writes it: a list or tuple joined with ``, ``, a dict as ``key: value``
+    pairs, booleans ``true``/``false``, floats in ``%g``; None when there is no value (the property is left out)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(p for p in map(plain, value) if p is not None)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {plain(item)}" for key, item in value.items())
+    return str(value)
+
+
+def properties_of(values: dict[str, object]) -> dict[str, str]:
+    """``values`` as plain property strings (``plain``), those without a value left out."""
+    return {key: text for key, value in values.items() if (text := plain(value)) is not None}
+
+
+def rate_properties(name: str, rate: Rate) -> dict[str, str]:
+    """A rate as properties: ``name`` (the fraction, 6 decimals, as before intervals existed), ``name.low``,
+    ``name.high`` (its Wilson interval at ``name.level``), ``name.count`` and ``name.total``; only the interval
+    when the rate is of nothing (total 0)."""
+    values = {} if rate.rate is None else {name: f"{rate.rate:.6f}"}
+    return values | {
+        f"{name}.low": f"{rate.low:.6f}", f"{name}.high": f"{rate.high:.6f}", f"{name}.level": f"{rate.level:g}",
+        f"{name}.count": str(rate.count), f"{name}.total": str(rate.total),
+    }  # fmt: skip
 
 
 def victim_properties(victim: VictimIdentity, prefix: str = "model") -> dict[str, str]:
     """The model's identity as JUnit properties: location, kind, and for a local model its name and weights."""
-    values = {f"{prefix}.location": victim.location, f"{prefix}.kind": victim.kind, f"{prefix}.labels": ",".join(victim.labels)}
+    values: dict[str, object] = {f"{prefix}.location": victim.location, f"{prefix}.kind": victim.kind, f"{prefix}.labels": victim.labels}
     if victim.model is not None:
         values |= {f"{prefix}.name": victim.model.name, f"{prefix}.weights_sha256": victim.model.weights_sha256}
-        values[f"{prefix}.pruned_heads"] = str(sum(len(heads) for heads in victim.model.pruned_heads.values()))
+        values[f"{prefix}.pruned_heads"] = sum(len(heads) for heads in victim.model.pruned_heads.values())
     if victim.served is not None:
         values |= {f"{prefix}.name": victim.served.name, f"{prefix}.version": victim.served.version, f"{prefix}.weights_sha256": victim.served.weights_sha256}
-    return values
+    return properties_of(values)
 
 
 def report_properties(report: RobustnessReport) -> dict[str, str]:
-    settings = {f"settings.{name}": str(value) for name, value in report.settings.model_dump().items()}
-    return {
-        "auditor.version": report.auditor_version,
-        **victim_properties(report.victim),
-        "data": report.data.title,
-        "data.digest": report.data.digest,
-        **settings,
-    }
+    settings = {f"settings.{name}": value for name, value in report.settings.model_dump().items()}
+    return properties_of({
+        "auditor.version": report.auditor_version, "data": report.data.title, "data.digest": report.data.digest, **settings,
+    }) | victim_properties(report.victim)  # fmt: skip
 
 
-def attack_suite(attack: AttackSummary, labels: list[str], properties: dict[str, str], prefix: str = "") -> TestSuite:
-    """One test case per example: a failure when the attack found a valid success (the original and
-    perturbed texts in the message), skipped when the model is already wrong on the clean example."""
-    cases = []
+def attack_properties(attack: AttackSummary) -> dict[str, str]:
+    """The attack's rates with their intervals, overall and per class (``class.NAME.clean_accuracy``…)."""
+    values = {}
+    for prefix, rates in [("", attack), *((f"class.{c.name}.", c) for c in attack.per_class)]:
+        for name in ("clean_accuracy", "accuracy_under_attack", "success_rate"):
+            values |= rate_properties(prefix + name, getattr(rates, f"{name}_interval"))
+    return values
+
+
+def fail_under_message(attack: AttackSummary, fail_under: float) -> str:
+    """Why an attack fails ``--fail-under``, as the log, the annotation and the JUnit failure say it."""
+    return (
+        f"accuracy under the {attack.name} attack (valid successes only) is {interval(attack.accuracy_under_attack_interval)}, "
+        f"below --fail-under {percent(fail_under)}"
+    )
+
+
+def outcome_lines(attack: AttackSummary, labels: list[str]) -> str:
+    """One line per example: held, broken by the attack (original → perturbed, the edits) or wrong on the clean text."""
+    lines = []
     for o in attack.outcomes:
-        original, perturbed = joined_text(o.text, o.text_pair), joined_text(o.perturbed_text, o.perturbed_text_pair)
-        failure = skipped = None
+        original = joined_text(o.text, o.text_pair)
+        head = f"[{o.index}] {o.example_id} (gold {labels[o.label]})"
         if o.status == "succeeded":
-            predicted = labels[o.perturbed_prediction]
-            failure = (
-                f"valid successful attack, {labels[o.label]} → {predicted}: {original!r} → {perturbed!r}",
-                f"original:  {original}\nperturbed: {perturbed}\nedits: {'; '.join(map(edit_text, o.edits))}\nqueries: {o.queries}",
-            )
+            perturbed = joined_text(o.perturbed_text, o.perturbed_text_pair)
+            edits = "; ".join(map(edit_text, o.edits))
+            lines.append(f"{head} broken, → {labels[o.perturbed_prediction]} in {o.queries} queries: {original!r} → {perturbed!r} ({edits})")
         elif o.status == "skipped":
-            skipped = f"the model is wrong on the clean example (predicts {labels[o.original_prediction]}, gold {labels[o.label]})"
-        name = f"[{o.index}] {_short(original)} ({o.example_id})"
-        cases.append(TestCase(f"auditor.{prefix}{attack.name}", name, o.seconds, failure, skipped))
-    summary = {"accuracy_under_attack": f"{attack.accuracy_under_attack:.6f}", "clean_accuracy": f"{attack.clean_accuracy:.6f}"}
-    return TestSuite(f"{prefix}{attack.name}", cases, properties | summary)
+            lines.append(f"{head} wrong on the clean text (predicts {labels[o.original_prediction]}): {original!r}")
+        else:
+            lines.append(f"{head} held after {o.queries} queries: {original!r}")
+    return "\n".join(lines)
+
+
+def attack_suite(attack: AttackSummary, labels: list[str], properties: dict[str, str], prefix: str = "", fail_under: float | None = None) -> TestSuite:
+    """One case, the gate's check on this attack: ``accuracy under ATTACK >= X (--fail-under)``, failed when
+    the accuracy under attack is below ``fail_under``; with no ``fail_under`` the case ``accuracy under ATTACK``
+    informs and passes. Its output lists every example's outcome (``outcome_lines``); the properties hold
+    the rates and their intervals."""
+    seconds = sum(o.seconds for o in attack.outcomes)
+    accuracy = interval(attack.accuracy_under_attack_interval)
+    summary = f"accuracy under {attack.name} {accuracy} on {attack.examples} examples (valid successes only)"
+    if fail_under is None:
+        name, failure = f"accuracy under {attack.name}", None
+    else:
+        name = f"accuracy under {attack.name} >= {percent(fail_under)} (--fail-under)"
+        failed = attack.accuracy_under_attack < fail_under
+        failure = (fail_under_message(attack, fail_under), outcome_lines(attack, labels)) if failed else None
+    case = TestCase(f"auditor.{prefix}{attack.name}", name, seconds, failure, output=f"{summary}\n{outcome_lines(attack, labels)}")
+    return TestSuite(f"{prefix}{attack.name}", [case], properties | attack_properties(attack))
 
 
 def flip_rate_failures(report: RobustnessReport, limits: dict[str, float]) -> dict[str, str]:
@@ -102,59 +164,62 @@ def flip_rate_failures(report: RobustnessReport, limits: dict[str, float]) -> di
 
 
 def invariance_suite(report: RobustnessReport, limits: dict[str, float]) -> TestSuite:
-    """One test case per invariance check, named after it: a failure when its flip rate exceeds its
-    ``limits`` entry, skipped when it applied to too few examples for a rate, passed otherwise."""
+    """One case per invariance check, named after it (with its limit when ``limits`` has one): failed when its
+    flip rate exceeds the limit; a check that applied to too few examples for a rate passes and says so. Its
+    output lists the check's example flips; the properties hold each flip rate with its interval."""
     failures = flip_rate_failures(report, limits)
     cases = []
-    properties = report_properties(report) | {f"max_flip_rate.{name}": f"{limit:g}" for name, limit in limits.items()}
+    properties = report_properties(report) | properties_of({f"max_flip_rate.{name}": limit for name, limit in limits.items()})
     for check in report.invariance:
-        failure = None
-        if check.name in failures:
-            flips = [flip_text(o, report.victim.labels) for o in check.flip_examples]
-            failure = (failures[check.name], "\n".join([failures[check.name], *flips]))
-        cases.append(TestCase("auditor.invariance", check.name, check.seconds, failure, check.note))
-        properties |= {f"{check.name}.applied": str(check.applied), f"{check.name}.flips": str(check.flips)}
-        rate = check.flip_rate
-        if rate is not None and rate.rate is not None:
-            properties |= {f"{check.name}.flip_rate{part}": f"{value:.6f}" for part, value in (("", rate.rate), (".low", rate.low), (".high", rate.high))}
+        flips = "\n".join(flip_text(o, report.victim.labels) for o in check.flip_examples)
+        name = check.name if check.name not in limits else f"{check.name} flip rate <= {percent(limits[check.name])} (--max-flip-rate)"
+        failure = (failures[check.name], flips) if check.name in failures else None
+        cases.append(TestCase("auditor.invariance", name, check.seconds, failure, output="\n".join(filter(None, [flip_summary(check), flips]))))
+        properties |= properties_of({f"{check.name}.applied": check.applied, f"{check.name}.flips": check.flips})
+        if check.flip_rate is not None:
+            properties |= rate_properties(f"{check.name}.flip_rate", check.flip_rate)
     return TestSuite("invariance", cases, properties)
 
 
-def comparison_suite(comparison: PairedComparison, report: RobustnessDiff) -> TestSuite:
-    """The gate on one measure (a failure when it regressed), then one case per example whose outcome
-    changed: a failure for each newly broken example, a pass for each newly held one."""
+def change_lines(comparison: PairedComparison, report: RobustnessDiff) -> str:
+    """The examples whose outcome changed, one line each: newly broken, then newly held."""
     labels = report.new.victim.labels
-    classname = f"auditor.diff.{comparison.measure}"
+    lines = []
+    for title, changes in (("newly broken", comparison.broken), ("newly held", comparison.held)):
+        for change in changes:
+            original = joined_text(change.text, change.text_pair)
+            new = joined_text(change.new_perturbed_text, change.new_perturbed_text_pair)
+            lines.append(
+                f"{title}: [{change.index}] {change.example_id} (gold {labels[change.label]}), "
+                f"{labels[change.base_predicted]} → {labels[change.new_predicted]}: {original!r} → {new!r}"
+            )
+    return "\n".join(lines)
+
+
+def comparison_suite(comparison: PairedComparison, report: RobustnessDiff) -> TestSuite:
+    """The gate on one measure: the case ``no regression in MEASURE``, failed when it regressed; its output
+    lists the newly broken and newly held examples."""
     gate_message = f"{comparison_summary(comparison, report)}: {verdict(comparison, report)}"
-    cases = [TestCase(classname, "regression gate", failure=(gate_message, gate_message) if comparison.regression else None)]
-    for change in comparison.broken:
-        original = joined_text(change.text, change.text_pair)
-        new = joined_text(change.new_perturbed_text, change.new_perturbed_text_pair)
-        message = f"newly broken, {labels[change.label]} → {labels[change.new_predicted]}: {original!r} → {new!r}"
-        cases.append(TestCase(classname, f"[{change.index}] {_short(original)} ({change.example_id})", failure=(message, message)))
-    cases += [
-        TestCase(classname, f"[{c.index}] {_short(joined_text(c.text, c.text_pair))} ({c.example_id})") for c in comparison.held
-    ]
-    properties = {
-        "auditor.version": report.auditor_version,
-        **victim_properties(report.base.victim, "base"),
-        **victim_properties(report.new.victim, "new"),
-        "data": report.data.title,
-        "data.digest": report.data.digest,
-        "max_drop": f"{report.max_drop:g}",
-        "alpha": f"{report.alpha:g}",
-        "base_accuracy": f"{comparison.base_accuracy:.6f}",
-        "new_accuracy": f"{comparison.new_accuracy:.6f}",
-        "p_value": f"{comparison.p_value:.6g}",
-        "adjusted_p_value": f"{comparison.adjusted_p_value:.6g}",
-        "correction": report.correction,
-    }
-    return TestSuite(f"diff.{comparison.measure}", cases, properties)
+    changes = change_lines(comparison, report)
+    failure = (gate_message, changes) if comparison.regression else None
+    name = f"no regression in {measure_name(comparison)}"
+    case = TestCase(f"auditor.diff.{comparison.measure}", name, failure=failure, output="\n".join(filter(None, [gate_message, changes])))
+    base, new = (wilson(round(accuracy * comparison.examples), comparison.examples) for accuracy in (comparison.base_accuracy, comparison.new_accuracy))
+    properties = properties_of({
+        "auditor.version": report.auditor_version, "data": report.data.title, "data.digest": report.data.digest,
+        "max_drop": report.max_drop, "alpha": report.alpha, "p_value": comparison.p_value,
+        "adjusted_p_value": comparison.adjusted_p_value, "correction": report.correction,
+        "newly_broken": comparison.newly_broken, "newly_held": comparison.newly_held,
+    })  # fmt: skip
+    properties |= victim_properties(report.base.victim, "base") | victim_properties(report.new.victim, "new")
+    properties |= rate_properties("base_accuracy", base) | rate_properties("new_accuracy", new)
+    return TestSuite(f"diff.{comparison.measure}", [case], properties)
 
 
-def audit_suites(report: RobustnessReport) -> list[TestSuite]:
+def audit_suites(report: RobustnessReport, fail_under: float | None = None) -> list[TestSuite]:
+    """The audit's suites, one per attack (``attack_suite``), checked against ``fail_under`` when given."""
     properties = report_properties(report)
-    return [attack_suite(a, report.victim.labels, properties) for a in [report.attack, *report.baselines]]
+    return [attack_suite(a, report.victim.labels, properties, fail_under=fail_under) for a in [report.attack, *report.baselines]]
 
 
 def diff_suites(report: RobustnessDiff) -> list[TestSuite]:
@@ -162,7 +227,8 @@ def diff_suites(report: RobustnessDiff) -> list[TestSuite]:
 
 
 def comparison_report_suites(report: ComparisonReport) -> list[TestSuite]:
-    """``auditor compare``: the attacks of each model, suites named ``full.<attack>`` and ``pruned.<attack>``."""
+    """``auditor compare`` (no gate, so every case passes): the attacks of each model, suites named
+    ``full.<attack>`` and ``pruned.<attack>``."""
     suites = []
     for side, model in (("full", report.full), ("pruned", report.pruned)):
         properties = {"auditor.version": report.auditor_version, **victim_properties(model.victim), "data": report.data.title}
@@ -174,14 +240,13 @@ def junit_xml(name: str, suites: Iterable[TestSuite]) -> str:
     """A JUnit XML document (the ``testsuites``/``testsuite``/``testcase`` schema Jenkins, GitLab, GitHub
     test reporters and Azure read) with the counts on every level."""
     root = ET.Element("testsuites", name=name)
-    totals = {"tests": 0, "failures": 0, "skipped": 0, "time": 0.0}
+    totals = {"tests": 0, "failures": 0, "time": 0.0}
     for suite in suites:
         failures = sum(c.failure is not None for c in suite.cases)
-        skipped = sum(c.skipped is not None for c in suite.cases)
         seconds = sum(c.seconds for c in suite.cases)
         element = ET.SubElement(
             root, "testsuite", name=_xml(suite.name), tests=str(len(suite.cases)), failures=str(failures), errors="0",
-            skipped=str(skipped), time=f"{seconds:.3f}",
+            skipped="0", time=f"{seconds:.3f}",
         )  # fmt: skip
         properties = ET.SubElement(element, "properties")
         for key, value in suite.properties.items():
@@ -191,18 +256,17 @@ def junit_xml(name: str, suites: Iterable[TestSuite]) -> str:
             if case.failure is not None:
                 message, details = case.failure
                 ET.SubElement(node, "failure", message=_xml(message), type="RobustnessFailure").text = _xml(details)
-            elif case.skipped is not None:
-                ET.SubElement(node, "skipped", message=_xml(case.skipped))
+            if case.output:
+                ET.SubElement(node, "system-out").text = _xml(case.output)
         totals = {
             "tests": totals["tests"] + len(suite.cases),
             "failures": totals["failures"] + failures,
-            "skipped": totals["skipped"] + skipped,
             "time": totals["time"] + seconds,
         }
     root.set("tests", str(totals["tests"]))
     root.set("failures", str(totals["failures"]))
     root.set("errors", "0")
-    root.set("skipped", str(totals["skipped"]))
+    root.set("skipped", "0")
     root.set("time", f"{totals['time']:.3f}")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

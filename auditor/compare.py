@@ -48,7 +48,8 @@ def compare_side(
         attack=summaries[0],
         baselines=summaries[1:],
         triggers=trigger_table(
-            victim, triggers, dataset.head(settings.trigger_examples).examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed
+            victim, triggers, dataset.head(settings.trigger_examples).examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed,
+            progress is not None,
         ),
     )
     return entry, predictions

@@ -37,6 +37,18 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.names, inputs))).logits
 
 
+class _WithoutTorchvisionNotice(logging.Filter):
+    """Drops the exporter's ``torchvision is not installed. Skipping torchvision::…`` warnings (four per export):
+    a text classifier's graph holds no torchvision operator, so they tell the user nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+
+REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+"""The logger of the ONNX exporter's operator registry, which warns about torchvision."""
+
+
 def export_onnx(classifier: Classifier, path: Path | str, opset: int = 18) -> Path:
     """Export the classifier to one ONNX file with inputs input_ids, attention_mask (and token_type_ids when
     the tokenizer makes them), output ``logits``, and dynamic batch and sequence axes (torch.export.Dim); the
@@ -47,20 +59,25 @@ def export_onnx(classifier: Classifier, path: Path | str, opset: int = 18) -> Pa
     names = [name for name in INPUT_NAMES if name in sample]
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     wrapper = _LogitsOnly(classifier.model, names).eval()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper,
-            tuple(sample[name] for name in names),
-            str(out),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),  # one entry: the *inputs tuple
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+    registration, notice = logging.getLogger(REGISTRATION_LOGGER), _WithoutTorchvisionNotice()
+    registration.addFilter(notice)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                tuple(sample[name] for name in names),
+                str(out),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),  # one entry: the *inputs tuple
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        registration.removeFilter(notice)
     model = onnx.load(str(out))
     for node in model.graph.node:  # the exporter's provenance (stack traces with this machine's paths, FX names)
         del node.metadata_props[:]

@@ -13,13 +13,12 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
-from tqdm import tqdm
 from transformers import BatchEncoding
 
 import auditor
@@ -28,6 +27,7 @@ from auditor.data import Dataset
 from auditor.encoders import encoder_for
 from auditor.errors import DataError, InputError
 from auditor.models import Classifier
+from auditor.progress import progress
 from auditor.quadrature import QuadratureMethod
 from auditor.schemas import IMPORTANCE_METHODS, ExamplesUsed, HeadImportance, ImportanceMethod
 
@@ -65,10 +65,6 @@ def encode_dataset(classifier: Classifier, dataset: Dataset, batch_size: int = 3
 
 def model_inputs(encoding: BatchEncoding) -> dict[str, torch.Tensor]:
     return {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
-def _progress(items: list, description: str, show: bool) -> Iterator:
-    return iter(tqdm(items, desc=description, leave=False, disable=None if show else True))
 
 
 def head_mask(model: torch.nn.Module, mask: torch.Tensor) -> contextlib.AbstractContextManager[None]:
@@ -123,7 +119,7 @@ class BatchSumImportance:
         raise NotImplementedError
 
     def __call__(self, model: torch.nn.Module, batches: list[LabelledBatch], show_progress: bool = False) -> torch.Tensor:
-        return self.finish(model, sum_in_order(self.batch_sum(model, b) for b in _progress(batches, self.name, show_progress)), sum(b.size for b in batches))
+        return self.finish(model, sum_in_order(self.batch_sum(model, b) for b in progress(batches, f"{self.name} importance: batches", show=show_progress)), sum(b.size for b in batches))
 
 
 def sum_in_order(parts: Iterable[torch.Tensor]) -> torch.Tensor:

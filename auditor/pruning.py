@@ -9,12 +9,12 @@ import math
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from auditor.encoders import UnsupportedModelError, encoder_for
 from auditor.errors import InputError
 from auditor.heads import LabelledBatch, accuracy, full_mask
 from auditor.models import Classifier
+from auditor.progress import progress
 from auditor.schemas import CurvePoint, HeadImportance
 
 HeadSet = dict[int, list[int]]
@@ -96,7 +96,7 @@ def pruning_curve(
     present = int((~scores.isnan()).sum())
     counts = [heads_for_fraction(f, present) for f in fractions]
     points = []
-    for fraction, count in tqdm(list(zip(fractions, counts)), desc=description, leave=False, disable=None if show_progress else True):
+    for fraction, count in progress(list(zip(fractions, counts)), f"{description}: accuracy per fraction pruned", show=show_progress):
         heads = rank_heads(scores, count, keep_per_layer)
         points.append(CurvePoint(fraction=fraction, heads_removed=count, accuracy=accuracy(model, batches, mask_without(model, heads))))
     return points

@@ -32,6 +32,7 @@ from auditor.schemas import (
     TriggerRow,
     WordEdit,
 )
+from auditor.schemas.common import Rate
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_FILES = ("report.json", "report.schema.json", "report.md", "report.html")
@@ -84,6 +85,24 @@ def number(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def interval(rate: Rate | None, note: str | None = None) -> str:
+    """``97.3 % [96.1 %, 98.2 %]``: the rate and its interval; ``–`` for no rate (with ``note``, why: ``– (note)``)."""
+    if rate is None or rate.rate is None:
+        return f"– ({note})" if note else "–"
+    return f"{percent(rate.rate)} [{percent(rate.low)}, {percent(rate.high)}]"
+
+
+def markdown_escaped(text: str) -> str:
+    """User text for Markdown: backticks and pipes escaped, so SST-2's tokenized quotes (two backticks) stay text
+    instead of opening code spans, and a pair pattern ``in | in`` stays in its table cell."""
+    return text.replace("`", "\\`").replace("|", "\\|")
+
+
+def markdown_text(value: str) -> str:
+    """``repr(value)``, escaped for Markdown (``markdown_escaped``)."""
+    return markdown_escaped(repr(value))
+
+
 def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
     """A short summary: one row per attack (valid successes and every cost), the per-class rows of every
     attack, one row per invariance check, the trigger table and a few successful attribution-guided attacks."""
@@ -94,8 +113,9 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
         f"# Robustness audit: {report.victim.title()}",
         "",
         f"{report.data.count} examples of {report.data.title} ({report.data.source}); query budget {report.settings.budget}, "
-        f"at most {report.settings.max_words} words edited by any attack; clean accuracy {percent(report.clean_accuracy)}.",
+        f"at most {report.settings.max_words} words edited by any attack; clean accuracy {interval(report.clean_accuracy_interval)}.",
         *report.data.notes(),
+        "Every rate is followed by its 95 % Wilson interval in brackets.",
         f"Validity: every candidate of every attack passed these checks ({lexicon.words} label-carrying words, {source}):",
         *(f"- {check}" for check in report.validity),
     ]
@@ -108,7 +128,7 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
     ]
     for a in attacks:
         lines.append(
-            f"| {a.name} | {percent(a.accuracy_under_attack)} | {percent(a.success_rate)} | {edit_mix(a)} | {number(a.mean_queries)} | "
+            f"| {a.name} | {interval(a.accuracy_under_attack_interval)} | {interval(a.success_rate_interval)} | {edit_mix(a)} | {number(a.mean_queries)} | "
             f"{number(a.mean_queries_per_success)} | {a.explanations} | {a.rejected} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
         )
     lines += ["", class_table(attacks), *invariance_table(report)]
@@ -119,8 +139,8 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {t.pattern} | {t.pattern_label} | {t.support} | {t.target_class} ({t.examples}) | {percent(t.accuracy_before)} | "
-            f"{percent(t.accuracy_after)} | {drop_interval(t)} |"
+            f"| {markdown_escaped(t.pattern)} | {t.pattern_label} | {t.support} | {t.target_class} ({t.examples}) | {interval(t.accuracy_before_interval)} | "
+            f"{interval(t.accuracy_after_interval)} | {drop_interval(t)} |"
             for t in report.triggers
         ]
         lines += ["", trigger_verdict(report.triggers)]
@@ -130,24 +150,17 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
         labels = report.victim.labels
         for o in successes:
             lines.append(
-                f"- {joined_text(o.text, o.text_pair)!r} → {joined_text(o.perturbed_text, o.perturbed_text_pair)!r} "
+                f"- {markdown_text(joined_text(o.text, o.text_pair))} → {markdown_text(joined_text(o.perturbed_text, o.perturbed_text_pair))} "
                 f"({labels[o.label]} → {labels[o.perturbed_prediction]}; {'; '.join(map(edit_text, o.edits))})"
             )
     return "\n".join(lines) + "\n"
-
-
-def rate_interval(rate: Rate | None, note: str | None = None) -> str:
-    """A rate with its interval, ``3.5 % [1.2, 8.0]`` (percent), or why there is none."""
-    if rate is None or rate.rate is None:
-        return f"– ({note})" if note else "–"
-    return f"{percent(rate.rate)} [{100 * rate.low:.1f}, {100 * rate.high:.1f}]"
 
 
 def flip_summary(check: InvarianceCheck) -> str:
     """One check in a sentence: ``typos: 7 of 180 predictions flipped (3.9 % [1.9, 7.8] at 95 %)``."""
     if check.flip_rate is None:
         return f"{check.name}: {check.flips} of {check.applied} predictions flipped ({check.note})"
-    return f"{check.name}: {check.flips} of {check.applied} predictions flipped ({rate_interval(check.flip_rate)} at {100 * check.flip_rate.level:g} %)"
+    return f"{check.name}: {check.flips} of {check.applied} predictions flipped ({interval(check.flip_rate)} at {100 * check.flip_rate.level:g} %)"
 
 
 def flip_text(outcome: InvarianceOutcome, labels: list[str]) -> str:
@@ -172,7 +185,7 @@ def invariance_table(report: RobustnessReport) -> list[str]:
     labels = report.victim.labels
     for c in report.invariance:
         examples = "; ".join(flip_text(o, labels) for o in c.flip_examples).replace("|", "\\|") or "none"
-        lines.append(f"| {c.name} | {c.applied} | {c.flips} | {rate_interval(c.flip_rate, c.note)} | {examples} |")
+        lines.append(f"| {c.name} | {c.applied} | {c.flips} | {interval(c.flip_rate, c.note)} | {examples} |")
     return lines
 
 
@@ -216,8 +229,8 @@ def class_table(attacks: list[AttackSummary]) -> str:
         "|---|---|---|" + "---|" * len(attacks),
     ]
     for row, c in enumerate(attacks[0].per_class):
-        under = " | ".join(percent(a.per_class[row].accuracy_under_attack) for a in attacks)
-        lines.append(f"| {c.name} | {c.examples} | {percent(c.clean_accuracy)} | {under} |")
+        under = " | ".join(interval(a.per_class[row].accuracy_under_attack_interval) for a in attacks)
+        lines.append(f"| {c.name} | {c.examples} | {interval(c.clean_accuracy_interval)} | {under} |")
     return "\n".join(lines)
 
 
@@ -311,11 +324,11 @@ def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
         class_plot=class_plot(report),
         trigger_plot=trigger_plot(report.triggers),
         percent=percent,
+        interval=interval,
         number=number,
         edit_mix=edit_mix,
         drop_interval=drop_interval,
         trigger_verdict=trigger_verdict,
-        rate_interval=rate_interval,
         flip_text=flip_text,
     )
 
@@ -333,8 +346,8 @@ def render_comparison_markdown(report: ComparisonReport) -> str:
     ]
     for a, b in zip([full.attack, *full.baselines], [pruned.attack, *pruned.baselines]):
         rows += [
-            (f"accuracy under {a.name}", percent(a.accuracy_under_attack), percent(b.accuracy_under_attack)),
-            (f"{a.name} valid success rate", percent(a.success_rate), percent(b.success_rate)),
+            (f"accuracy under {a.name}", interval(a.accuracy_under_attack_interval), interval(b.accuracy_under_attack_interval)),
+            (f"{a.name} valid success rate", interval(a.success_rate_interval), interval(b.success_rate_interval)),
             (f"{a.name} queries / success", number(a.mean_queries_per_success), number(b.mean_queries_per_success)),
         ]
     lines = [
@@ -411,15 +424,15 @@ STATUS_WORDS = {
 def _change_line(change: ExampleChange, labels: list[str], clean: bool) -> str:
     original = joined_text(change.text, change.text_pair)
     if clean:
-        return f"- `{change.example_id}` [{change.index}] {original!r}: {labels[change.base_predicted]} → {labels[change.new_predicted]} (gold {labels[change.label]})"
+        return f"- `{change.example_id}` [{change.index}] {markdown_text(original)}: {labels[change.base_predicted]} → {labels[change.new_predicted]} (gold {labels[change.label]})"
 
     def side(status: str, text: str, pair: str | None, predicted: int) -> str:
-        shown = "" if status == "skipped" else f": {joined_text(text, pair)!r}"
+        shown = "" if status == "skipped" else f": {markdown_text(joined_text(text, pair))}"
         return f"{STATUS_WORDS[status]} ({labels[predicted]}{shown})"
 
     base = side(change.base_status, change.base_perturbed_text, change.base_perturbed_text_pair, change.base_predicted)
     new = side(change.new_status, change.new_perturbed_text, change.new_perturbed_text_pair, change.new_predicted)
-    return f"- `{change.example_id}` [{change.index}] {original!r} (gold {labels[change.label]}): base {base}, new {new}"
+    return f"- `{change.example_id}` [{change.index}] {markdown_text(original)} (gold {labels[change.label]}): base {base}, new {new}"
 
 
 def render_diff_markdown(report: RobustnessDiff, max_examples: int = 25) -> str:
@@ -485,6 +498,7 @@ def render_comparison_html(report: ComparisonReport) -> str:
         baseline_pairs=list(zip(report.full.baselines, report.pruned.baselines)),
         budget_plot=budget_plot({"full": report.full.attack, "pruned": report.pruned.attack}),
         percent=percent,
+        interval=interval,
         number=number,
         drop_interval=drop_interval,
     )

@@ -1,6 +1,6 @@
 """Small statistics shared by the label lexicon, the pattern miner, the trigger table and every rate a report
 prints: a smoothed log-odds association of a feature with a label, a bootstrap interval of an accuracy drop,
-and Wilson's interval of a proportion."""
+Wilson's interval of a proportion, and the examples a paired comparison needs to see a drop."""
 
 from __future__ import annotations
 
@@ -54,3 +54,17 @@ def wilson(count: int, total: int, level: float = 0.95) -> Rate:
     low = 0.0 if count == 0 else max(0.0, (centre - spread) / scale)  # exactly 0 and 1 at the ends, not 0 ± rounding
     high = 1.0 if count == total else min(1.0, (centre + spread) / scale)
     return Rate(count=count, total=total, rate=p, low=low, high=high, level=level)
+
+
+def mcnemar_sample_size(discordant: float, drop: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Examples a paired comparison of two models on the same examples needs for McNemar's test at two-sided
+    level ``alpha`` to detect an accuracy drop of ``drop`` with probability ``power``, when a share
+    ``discordant`` of the examples change outcome between the models (Connor, Biometrics 1987):
+
+        n = (z_{1−α/2}·sqrt(p_d) + z_{power}·sqrt(p_d − δ²))² / δ²,  p_d = ``discordant``, δ = ``drop``.
+
+    The normal approximation; the exact test ``auditor diff`` runs is slightly more conservative."""
+    if not 0 < drop <= discordant <= 1:
+        raise ValueError("need 0 < drop <= discordant <= 1")
+    z = NormalDist().inv_cdf
+    return math.ceil((z(1 - alpha / 2) * math.sqrt(discordant) + z(power) * math.sqrt(discordant - drop * drop)) ** 2 / drop**2)

@@ -10,7 +10,8 @@ from auditor.attack import PatternInsertion, attacked_text
 from auditor.checkpoint import Checkpoint
 from auditor.data import Example
 from auditor.schemas import LabelLexicon, TriggerPattern, TriggerRow, TriggerSet
-from auditor.statistics import bootstrap_drop
+from auditor.statistics import bootstrap_drop, wilson
+from auditor.progress import Progress
 from auditor.validity import NEGATIONS, adds_content
 from auditor.victims import Victim
 
@@ -48,45 +49,64 @@ def trigger_table(
     checkpoint: Checkpoint,
     lexicon: LabelLexicon | None = None,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> list[TriggerRow]:
     """Insert each of the top-``k`` label-free patterns of every label (at its mined position) into every
     example of each other class; the accuracy on that class without and with it, and the 95 % bootstrap
-    interval of the drop (``auditor.statistics.bootstrap_drop``, paired by example, seeded by ``seed``)."""
+    interval of the drop (``auditor.statistics.bootstrap_drop``, paired by example, seeded by ``seed``).
+    ``show_progress``: count the examples predicted (``auditor.progress``)."""
     labels = victim.labels
     pair = any(e.text_pair is not None for e in examples)
     texts = [attacked_text(e) for e in examples]
-    if "triggers:clean" not in checkpoint:
-        checkpoint.put("triggers:clean", victim([t.tokenizer_input for t in texts]).argmax(1).tolist() if texts else [])
+    members_of = {target: [i for i, e in enumerate(examples) if e.label == target] for target in range(len(labels))}
+    rows_to_fill = [
+        (pattern_label, rank, pattern, target)
+        for pattern_label in range(len(labels))
+        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k, lexicon, pair))
+        for target in range(len(labels))
+        if target != pattern_label and members_of[target]
+    ]
+    total = len(texts) + sum(len(members_of[target]) for *_, target in rows_to_fill)
+    with Progress("trigger table: examples predicted", total, show=show_progress, unit="example") as shown:
+        if "triggers:clean" not in checkpoint:
+            checkpoint.put("triggers:clean", victim([t.tokenizer_input for t in texts]).argmax(1).tolist() if texts else [])
+        shown.update(len(texts))
+        return [
+            _trigger_row(victim, pattern, pattern_label, rank, target, members_of[target], texts, checkpoint, seed, shown)
+            for pattern_label, rank, pattern, target in rows_to_fill
+        ]
+
+
+def _trigger_row(
+    victim: Victim, pattern: TriggerPattern, pattern_label: int, rank: int, target: int, members: list[int],
+    texts: list, checkpoint: Checkpoint, seed: int, shown: Progress,
+) -> TriggerRow:  # fmt: skip
+    """One row of ``trigger_table``: ``pattern`` inserted into the examples of class ``target`` (``members``)."""
+    labels = victim.labels
     clean = checkpoint["triggers:clean"]
-    rows = []
-    for pattern_label in range(len(labels)):
-        for rank, pattern in enumerate(insertable_patterns(triggers, pattern_label, k, lexicon, pair)):
-            insertion = PatternInsertion([pattern])
-            for target in range(len(labels)):
-                members = [i for i, e in enumerate(examples) if e.label == target]
-                if target == pattern_label or not members:
-                    continue
-                key = f"triggers:{pattern_label}:{rank}:{target}"
-                if key not in checkpoint:
-                    perturbed = [insertion(texts[i]) for i in members]
-                    applied = [(i, p[0]) for i, p in zip(members, perturbed) if p]
-                    after = dict(zip([i for i, _ in applied], victim([p.tokenizer_input for _, p in applied]).argmax(1).tolist())) if applied else {}
-                    checkpoint.put(key, [after.get(i, clean[i]) for i in members])
-                before = [clean[i] == target for i in members]
-                after_correct = [p == target for p in checkpoint[key]]
-                low, high = bootstrap_drop(before, after_correct, seed=seed)
-                rows.append(
-                    TriggerRow(
-                        pattern=pattern.text,
-                        pattern_label=labels[pattern_label],
-                        target_class=labels[target],
-                        examples=len(members),
-                        accuracy_before=sum(before) / len(members),
-                        accuracy_after=sum(after_correct) / len(members),
-                        drop_low=low,
-                        drop_high=high,
-                        support=pattern.support,
-                        score=pattern.score,
-                    )
-                )
-    return rows
+    insertion = PatternInsertion([pattern])
+    key = f"triggers:{pattern_label}:{rank}:{target}"
+    if key not in checkpoint:
+        perturbed = [insertion(texts[i]) for i in members]
+        applied = [(i, p[0]) for i, p in zip(members, perturbed) if p]
+        after = dict(zip([i for i, _ in applied], victim([p.tokenizer_input for _, p in applied]).argmax(1).tolist())) if applied else {}
+        checkpoint.put(key, [after.get(i, clean[i]) for i in members])
+    shown.update(len(members))
+    before = [clean[i] == target for i in members]
+    after_correct = [p == target for p in checkpoint[key]]
+    low, high = bootstrap_drop(before, after_correct, seed=seed)
+    accuracy_before, accuracy_after = wilson(sum(before), len(members)), wilson(sum(after_correct), len(members))
+    return TriggerRow(
+        pattern=pattern.text,
+        pattern_label=labels[pattern_label],
+        target_class=labels[target],
+        examples=len(members),
+        accuracy_before=accuracy_before.rate,
+        accuracy_after=accuracy_after.rate,
+        accuracy_before_interval=accuracy_before,
+        accuracy_after_interval=accuracy_after,
+        drop_low=low,
+        drop_high=high,
+        support=pattern.support,
+        score=pattern.score,
+    )

@@ -12,7 +12,7 @@ import time
 
 from auditor.data import load_dataset
 from auditor.invariance.checks import perturbations, run_checks
-from auditor.report import rate_interval
+from auditor.report import interval
 from auditor.schemas import CHECK_NAMES, AuditSettings
 from auditor.victims import open_victim
 
@@ -32,7 +32,7 @@ def main() -> None:
     print("| check | applied | flips | flip rate [95 % CI] | seconds |")
     print("|---|---|---|---|---|")
     for check in checks:
-        print(f"| {check.name} | {check.applied} | {check.flips} | {rate_interval(check.flip_rate, check.note)} | {check.seconds:.1f} |")
+        print(f"| {check.name} | {check.applied} | {check.flips} | {interval(check.flip_rate, check.note)} | {check.seconds:.1f} |")
     print()
     for check in checks:
         for flip in check.flip_examples[:1]:

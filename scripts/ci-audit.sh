@@ -28,12 +28,16 @@ usage() { echo "usage: scripts/ci-audit.sh MODEL_DIR OUT_DIR [BASELINE]" >&2; ex
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$root/.venv}
 model=$(cd "$1" 2>/dev/null && pwd) || { echo "error: model folder $1 does not exist" >&2; exit 2; }
-mkdir -p "$2" && out=$(cd "$2" && pwd)
 baseline=()
 if [ $# -eq 3 ]; then
   [ -e "$3" ] || { echo "error: baseline report $3 does not exist" >&2; exit 2; }
   baseline=(--baseline "$3")
 fi
+if [ -n "${AUDIT_PATTERNS:-}" ] && [ ! -f "$AUDIT_PATTERNS" ]; then
+  echo "error: AUDIT_PATTERNS file $AUDIT_PATTERNS does not exist" >&2; exit 2
+fi
+# every input checked: only now is OUT_DIR created
+mkdir -p "$2" && out=$(cd "$2" && pwd)
 name=${MODEL_NAME:-$(basename "$model" | tr -c 'A-Za-z0-9_\n-' '-')}
 inference_port=${INFERENCE_PORT:-8080}
 server="$out/server"

@@ -76,7 +76,9 @@ def test_the_script_gates_a_pruned_candidate_against_the_release(released: tuple
     assert new["victim"]["kind"] == "endpoint" and new["victim"]["location"].endswith("/predictions/pruned")
     xml = JUnitXml.fromfile(str(tmp_path / "release-2" / "junit.xml"))
     assert [s.name for s in xml] == ["attribution", "invariance", "diff.clean", "diff.attribution", *(f"diff.{c['measure']}" for c in diff["comparisons"][2:])]
-    assert next(iter(xml)).tests == EXAMPLES
+    # the gate's checks: the attack, one per invariance check, one per measure of the diff
+    assert xml.tests == 1 + len(new["invariance"]) + len(diff["comparisons"])
+    assert (xml.failures > 0) == (second.returncode == 1)
     logs = tmp_path / "release-2" / "server"
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in [*logs.glob("logs/*.log"), logs / "launcher.log"])
     assert (logs / "launcher.log").read_text().rstrip().endswith("TorchServe has stopped.")  # stopped on the way out
@@ -91,3 +93,15 @@ def test_the_script_refuses_bad_input_with_status_2(released: tuple[Path, Path],
     assert missing_baseline.returncode == 2 and "error: baseline report" in missing_baseline.stderr
     usage = subprocess.run(["bash", str(ROOT / "scripts" / "ci-audit.sh")], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and usage.stderr.startswith("usage: scripts/ci-audit.sh MODEL_DIR OUT_DIR [BASELINE]")
+
+
+def test_bad_input_leaves_no_output_folder(tmp_path: Path) -> None:
+    """Every input is checked before OUT_DIR is created: a refused run leaves nothing behind."""
+    for model, baseline, environment, message in (
+        (tmp_path / "no-model", [], {}, "error: model folder"),
+        (SST2, [tmp_path / "no-report.json"], {}, "error: baseline report"),
+        (SST2, [], {"AUDIT_PATTERNS": str(tmp_path / "no-patterns.json")}, "error: AUDIT_PATTERNS file"),
+    ):
+        done = ci_audit(model, tmp_path / "out", *baseline, **environment)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert not (tmp_path / "out").exists(), message

@@ -78,6 +78,8 @@ def test_curves_writes_json_and_png_and_rejects_bad_fractions(tmp_path):
     assert [p["heads_removed"] for p in points] == [0, 36] and points[0]["accuracy"] == curves["full_accuracy"]
     assert curves["evaluation"]["count"] == 16 and curves["importance_examples"]["split"] == "train"
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    steps = [line.split(" (")[0] for line in done.stderr.splitlines() if line.startswith("random: accuracy per fraction pruned: ")]
+    assert steps[0].endswith(": 0/2") and steps[-1].endswith(": 2/2")  # the step's progress, in a log too (stderr no terminal)
     done = auditor(*args, "--fractions", "0,1", "--out", str(tmp_path / "d.json"), cache=tmp_path)
     assert done.returncode == 2 and "in [0, 1)" in done.stderr and not (tmp_path / "d.json").exists()
     done = auditor(*args[:5], "--method", "magic", "--out", str(tmp_path / "d.json"), cache=tmp_path)

@@ -89,3 +89,11 @@ def test_only_tensors_float16_holds_exactly_are_stored_so():
         i.name: numpy_helper.to_array(i).tobytes() for i in model.graph.initializer
     }
     assert [node.op_type for node in stored.graph.node] == ["Add", "Mul", "Mul"]
+
+
+def test_export_says_nothing_about_torchvision(tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    """``prune --onnx`` printed four "torchvision is not installed" warnings from the exporter: not any more."""
+    with caplog.at_level("WARNING"):
+        export_onnx(load_classifier(SST2, device="cpu"), tmp_path / "model.onnx")
+    assert (tmp_path / "model.onnx").is_file()
+    assert not [r for r in caplog.records if "torchvision" in r.getMessage()] and "torchvision" not in capfd.readouterr().err

@@ -9,6 +9,7 @@ import typer
 
 from auditor.cli.app import app, close_gate, console
 from auditor.cli.attack_options import (
+    TRIGGER_EXAMPLES,
     Baselines,
     Budget,
     Data,
@@ -129,7 +130,7 @@ def audit(
     ] = "pattern",
     baselines: Baselines = "random,deepwordbug",
     trigger_top_k: TriggerTopK = 3,
-    trigger_examples: TriggerExamples = None,
+    trigger_examples: TriggerExamples = TRIGGER_EXAMPLES,
     mine_examples: MineExamples = None,
     label_words: LabelWords = None,
     lexicon_data: LexiconData = None,
@@ -175,7 +176,7 @@ def audit(
     max_flip_rates = parse_max_flip_rate(max_flip_rate, settings.invariance)
     check_tokenizer([model or endpoint], tokenizer, settings.transformations)
     mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
-    from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks
+    from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks, without_unusable_patterns
     from auditor.checkpoint import Checkpoint
     from auditor.diff import AuditScope, check_comparable
     from auditor.victims import open_victim
@@ -185,6 +186,9 @@ def audit(
         dataset = audit_data(data, victim, mapping, settings, sample, examples)
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
         lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words, mapping)
+        settings, note = without_unusable_patterns(settings, triggers, lexicon, dataset.is_pair)
+        if note:
+            console.print(note, highlight=False)
         if baseline_report is not None:  # before any attack: a baseline of other examples or settings is refused
             scope = AuditScope(dataset.head(settings.examples).identity(), victim.labels, settings, lexicon_summary(lexicon), validity_checks(settings))
             check_comparable(AuditScope.of(baseline_report), scope)
@@ -222,20 +226,17 @@ def publish_audit(
     ``correction`` as in ``diff_reports``), the JUnit file and the GitHub job summary and annotations; the
     exit status: 1 when the audit fails ``fail_under``, an invariance check's flip rate exceeds its
     ``max_flip_rates`` limit, or the audit regressed, else 0."""
-    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, flip_rate_failures, invariance_suite, write_junit
+    from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, fail_under_message, flip_rate_failures, invariance_suite, write_junit
     from auditor.diff import diff_reports
-    from auditor.report import percent, render_diff_markdown, render_markdown, write_diff, write_report
+    from auditor.report import render_diff_markdown, render_markdown, write_diff, write_report
 
     write_report(report, out)
     markdown = render_markdown(report)
-    suites = audit_suites(report)
+    suites = audit_suites(report, fail_under)
     annotations: list[Annotation] = []
     worst = min([report.attack, *report.baselines], key=lambda a: a.accuracy_under_attack)
     if fail_under is not None and worst.accuracy_under_attack < fail_under:
-        message = (
-            f"accuracy under the {worst.name} attack (valid successes only) is {percent(worst.accuracy_under_attack)}, "
-            f"below --fail-under {percent(fail_under)}"
-        )
+        message = fail_under_message(worst, fail_under)
         markdown += f"\n**Fail:** {message}.\n"
         annotations.append(Annotation("error", "Robustness below --fail-under", message))
     if report.invariance:
@@ -277,7 +278,7 @@ def compare(
     top_k: TopK = None,
     baselines: Baselines = "random,deepwordbug",
     trigger_top_k: TriggerTopK = 3,
-    trigger_examples: TriggerExamples = None,
+    trigger_examples: TriggerExamples = TRIGGER_EXAMPLES,
     mine_examples: MineExamples = None,
     label_words: LabelWords = None,
     lexicon_data: LexiconData = None,
@@ -297,6 +298,7 @@ def compare(
     )  # fmt: skip
     check_tokenizer([full, pruned], tokenizer, settings.transformations)
     mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
+    from auditor.audit import without_unusable_patterns
     from auditor.ci import comparison_report_suites, write_junit
     from auditor.compare import compare_models
     from auditor.models import check_examples_have_tokens
@@ -312,6 +314,9 @@ def compare(
         check_examples_have_tokens(pruned_victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
     triggers = patterns_for(patterns, full, data, mine_examples, out)
     lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words, mapping)
+    settings, note = without_unusable_patterns(settings, triggers, lexicon, dataset.is_pair)
+    if note:
+        console.print(note, highlight=False)
     report = compare_models(full_victim, pruned_victim, dataset, triggers, settings, out, lexicon, progress_printer)
     write_comparison(report, out)
     markdown = render_comparison_markdown(report)

@@ -41,10 +41,10 @@ def explain(
 ) -> None:
     """Explain predictions with self-attention attribution: top token pairs per layer and the attribution tree."""
     from pydantic import TypeAdapter
-    from tqdm import tqdm
 
     from auditor.explain import explain_batch
     from auditor.models import check_inputs_have_tokens, load_classifier
+    from auditor.progress import Progress
     from auditor.render import render_html
     from auditor.schemas import Explanation
 
@@ -60,7 +60,7 @@ def explain(
     inputs, pairs = gather_inputs(texts or [], pair, input_file)
     classifier = load_classifier(model)
     check_inputs_have_tokens(classifier.tokenizer, inputs, pairs)  # before the progress bar: one line
-    with tqdm(total=len(inputs), unit="input", desc="explaining", disable=len(inputs) < 2, file=sys.stderr) as progress:
+    with Progress("explaining", len(inputs), show=len(inputs) >= 2, unit="input") as progress:
         explanations = explain_batch(classifier, inputs, pairs, options, truncate, batch_size, progress.update)
     for explanation in explanations:
         print_explanation(explanation)

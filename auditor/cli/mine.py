@@ -82,11 +82,8 @@ def mine_to_file(
     """Mine ``model``'s patterns (``classifier``: the model loaded already) from ``train`` with a progress bar and
     a checkpoint beside ``out``, leaving out the label-carrying words of ``train`` (``auditor.validity``), and
     write them to ``out``."""
-    import sys
-
-    from tqdm import tqdm
-
     from auditor.models import load_classifier
+    from auditor.progress import Progress
     from auditor.report import write_atomic
     from auditor.triggers import mine_triggers, mining_examples
     from auditor.validity import NEGATIONS, build_lexicon
@@ -100,7 +97,7 @@ def mine_to_file(
     classifier = classifier or load_classifier(model)
     exclude = set(build_lexicon(train, classifier.labels).words) | NEGATIONS
     total = len(mining_examples(train, options))
-    with tqdm(total=total, desc="mining", unit="example", file=sys.stderr, disable=total < 2) as bar:
+    with Progress("mining", total, show=total >= 2, unit="example") as bar:
         triggers = mine_triggers(
             classifier, train, options, checkpoint_path(out), mining_executor(pool, model), exclude=exclude, progress=bar.update
         )

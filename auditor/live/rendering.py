@@ -10,17 +10,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.figure import Figure
 
 from auditor.render import TEMPLATES, png_data_uri
-from auditor.report import percent, write_files
-from auditor.schemas.common import Rate
+from auditor.report import interval, percent, write_files
 from auditor.schemas.live import LiveReport
 
 def utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def interval(rate: Rate) -> str:
-    """``97.3 % [96.1 %, 98.2 %]``: the rate and its interval."""
-    return f"{percent(rate.rate)} [{percent(rate.low)}, {percent(rate.high)}]"
 
 
 def how_to_read(report: LiveReport) -> str:

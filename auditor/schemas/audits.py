@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from auditor.quadrature import QuadratureMethod
-from auditor.schemas.common import ModelIdentity
+from auditor.schemas.common import ModelIdentity, Rate
 from auditor.schemas.importance import ExamplesUsed
 from auditor.schemas.invariance import CheckName, InvarianceCheck
 from auditor.schemas.live import ServedModelRef
@@ -205,12 +205,17 @@ class AttackOutcome(BaseModel):
 
 
 class ClassBreakdown(BaseModel):
+    """One class's examples under one attack; each rate with its 95 % Wilson interval beside it (``*_interval``)."""
+
     label: int
     name: str
     examples: int
     clean_accuracy: float
     accuracy_under_attack: float
     success_rate: float | None
+    clean_accuracy_interval: Rate
+    accuracy_under_attack_interval: Rate
+    success_rate_interval: Rate
 
 
 class BudgetPoint(BaseModel):
@@ -218,11 +223,13 @@ class BudgetPoint(BaseModel):
 
     budget: int
     accuracy: float
+    accuracy_interval: Rate
 
 
 class AttackSummary(BaseModel):
     """One attack over the audited examples. Rates are fractions; ``success_rate`` is over the examples the
-    model got right; query and edit means are over successful attacks (``None`` when there are none).
+    model got right; query and edit means are over successful attacks (``None`` when there are none). Every
+    rate has its 95 % Wilson interval beside it (``clean_accuracy_interval``…: count, total, bounds).
 
     Every attack of an audit runs under the same validity constraints (``auditor.validity``, listed in
     ``RobustnessReport.validity``): a candidate that inserts, substitutes or deletes a label-carrying word or
@@ -237,6 +244,9 @@ class AttackSummary(BaseModel):
     clean_accuracy: float
     accuracy_under_attack: float
     success_rate: float | None
+    clean_accuracy_interval: Rate
+    accuracy_under_attack_interval: Rate
+    success_rate_interval: Rate
     mean_queries: float | None = Field(description="queries per attacked (not skipped) example")
     mean_queries_per_success: float | None
     mean_word_edits: float | None = Field(description="word-level edit distance per successful attack")
@@ -256,7 +266,8 @@ class AttackSummary(BaseModel):
 class TriggerRow(BaseModel):
     """A mined pattern inserted into every example of another class (``target_class``): the accuracy on that
     class without and with it, and the 95 % percentile-bootstrap interval of the drop (the examples
-    resampled with their pair of outcomes). ``significant``: the interval excludes 0."""
+    resampled with their pair of outcomes). ``significant``: the interval excludes 0. Each accuracy has its
+    95 % Wilson interval beside it (``accuracy_before_interval``, ``accuracy_after_interval``)."""
 
     pattern: str
     pattern_label: str
@@ -264,6 +275,8 @@ class TriggerRow(BaseModel):
     examples: int
     accuracy_before: float
     accuracy_after: float
+    accuracy_before_interval: Rate
+    accuracy_after_interval: Rate
     drop_low: float
     drop_high: float
     support: int
@@ -340,8 +353,10 @@ class RobustnessReport(BaseModel):
     table's bootstrap intervals and each attack's ``successes_by_edit``; version 8 ``victim.served``, the
     model an endpoint's answers named in their identity headers; version 9 the data's ``mapping`` (columns
     and labels of a team's own file), ``reference`` (gold, or the model's own prediction for a file without
-    labels), ``duplicates`` left out and ``sample_seed``, and the invariance checks (``invariance``,
-    ``settings.invariance`` and ``settings.typo_rate``)."""
+    labels), ``duplicates`` left out and ``sample_seed``; the invariance checks (``invariance``,
+    ``settings.invariance`` and ``settings.typo_rate``); and a 95 % Wilson interval beside every rate
+    (``clean_accuracy_interval``, ``accuracy_under_attack_interval``, ``success_rate_interval``, per class, per
+    budget point and per trigger row: ``auditor.schemas.Rate``)."""
 
     schema_version: Literal[9] = 9
     auditor_version: str
@@ -354,6 +369,7 @@ class RobustnessReport(BaseModel):
     patterns_model: ModelIdentity
     settings: AuditSettings
     clean_accuracy: float
+    clean_accuracy_interval: Rate
     attack: AttackSummary
     baselines: list[AttackSummary]
     triggers: list[TriggerRow]
