@@ -22,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from auditor.data import load_dataset
 from auditor.schemas import ComparisonReport, RobustnessReport, json_schemas
+from tests import reports
 from tests.numerics import EPS32, argmax_margins, differences
 
 pytestmark = pytest.mark.slow  # mining and audits in subprocesses
@@ -205,15 +206,7 @@ def test_an_interrupted_audit_resumes_without_losing_finished_examples(audited: 
     assert len(keys) == len(set(keys))  # nothing was done twice
 
     def without_timing(path: Path) -> dict:
-        data = json.loads(path.read_text())
-        data.pop("seconds")
-        for attack in [data["attack"], *data["baselines"]]:
-            attack.pop("seconds")
-            for outcome in attack["outcomes"]:
-                outcome.pop("seconds")
-        for check in data["invariance"]:  # run again on resuming: the same rows, other seconds
-            check.pop("seconds")
-        return data
+        return reports.without_timing(json.loads(path.read_text()))  # the invariance checks run again on resuming
 
     assert "resuming: 5 finished results" in done.stderr + done.stdout and "Resumed: 5 attack outcomes" in done.stdout
     resumed_report, full_report = without_timing(out / "report.json"), without_timing(audited / "report.json")

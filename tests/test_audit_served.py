@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import reports
 from tests.numerics import SERVED_ULPS, assert_close
 from tests.test_audit import SST2, auditor
 
@@ -21,14 +22,7 @@ REMOTE = [*OPTIONS, "--tokenizer", str(SST2)]  # the default 'tokenedit' needs t
 
 def comparable(path: Path) -> dict:
     """The report without what legitimately differs: timing, and where the model was reached."""
-    data = json.loads(path.read_text())
-    for key in ("seconds", "victim"):
-        data.pop(key)
-    for attack in [data["attack"], *data["baselines"]]:
-        attack.pop("seconds")
-        for outcome in attack["outcomes"]:
-            outcome.pop("seconds")
-    return data
+    return reports.without_timing(json.loads(path.read_text()), "victim")
 
 
 @pytest.mark.numerics

@@ -27,6 +27,7 @@ from auditor.models import load_classifier
 from auditor.schemas import AuditSettings, RobustnessReport, TriggerMiningOptions
 from auditor.triggers import mine_triggers
 from auditor.victims import open_victim
+from tests import reports
 from tests.numerics import MINED_ULPS, differences
 from tests.processes import kill_after_records
 
@@ -92,12 +93,7 @@ def outcomes(report: RobustnessReport) -> dict[str, list[dict]]:
 
 def without_timing(report: RobustnessReport) -> dict:
     """The report apart from its timings (and the count of outcomes a resumed run took from its checkpoint)."""
-    data = report.model_dump(mode="json", exclude={"seconds", "resumed"})
-    for attack in [data["attack"], *data["baselines"]]:
-        attack.pop("seconds")
-        for outcome in attack["outcomes"]:
-            outcome.pop("seconds")
-    return data
+    return reports.without_timing(report.model_dump(mode="json"), "resumed")
 
 
 RAY_ULPS = 4

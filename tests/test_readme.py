@@ -34,6 +34,12 @@ FAST = [
     "auditor explain --model ../shared/models/minilm-sst2 --input reviews.txt --layers 4,5 --steps 2 --json out/reviews.json",
     ".venv/bin/auditor package --model ../shared/models/minilm-sst2 --name sst2",
     ".venv/bin/auditor package --model ../shared/models/minilm-rte --name rte --task pair",
+    'mkdir -p out && .venv/bin/python -c "import pandas as pd; dev = pd.read_csv("../shared/data/glue/SST-2/dev.tsv", sep="\\t", quoting=3); '
+    'dev.assign(review=dev.sentence, sentiment=dev.label.map({0: "neg", 1: "pos"}))[["review", "sentiment"]].to_csv("out/reviews.csv", index=False)"',
+    ".venv/bin/auditor mine --model ../shared/models/minilm-sst2 --data sst2 --examples 48 --min-support 2 --out out/sst2-patterns-48.json",
+    ".venv/bin/auditor audit --model ../shared/models/minilm-sst2 --data out/reviews.csv --text-column review --label-column sentiment "
+    "--label-map pos=positive,neg=negative --lexicon-data sst2 --patterns out/sst2-patterns-48.json --examples 20 --sample --budget 30 "
+    "--trigger-examples 20 --out out/audit-csv/",
     ".venv/bin/auditor mine --model ../shared/models/minilm-sst2 --data sst2 --examples 200 --min-support 2 --out out/ci-example/patterns.json",
     ".venv/bin/auditor heads --model ../shared/models/minilm-sst2 --data sst2 --method attention --examples 200 --out out/ci-example/heads.json",
     ".venv/bin/auditor prune --model ../shared/models/minilm-sst2 --importance out/ci-example/heads.json --method attention "

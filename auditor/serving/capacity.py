@@ -203,12 +203,24 @@ class ExplanationSlots:
         now = time.time()
         remaining = []
         for slot in range(self.slots):
+            held = self._held(slot)
+            if held is not None:
+                remaining.append(self._remaining_seconds(int(held["cost"]), now - float(held["started"]), held))
+        return max(1, math.ceil(min(remaining, default=0.0)))
+
+    def _held(self, slot: int, attempts: int = 20) -> dict | None:
+        """What the holder of ``slot`` wrote (cost, start, thread); None when the slot is released. A holder
+        writes its file just after it takes the lock, so an empty file is read again for up to 20 × 5 ms: a
+        request refused at the same moment another took the slot (two sent at once) would else be told 1 s."""
+        for attempt in range(attempts):
             try:
                 held = json.loads(self._path(slot).read_text() or "{}")
-                remaining.append(self._remaining_seconds(int(held["cost"]), now - float(held["started"]), held))
+                int(held["cost"]), float(held["started"])
+                return held
             except (OSError, ValueError, KeyError, TypeError):
-                continue  # being written or released right now: free soon
-        return max(1, math.ceil(min(remaining, default=0.0)))
+                if attempt + 1 < attempts:
+                    time.sleep(0.005)
+        return None  # released meanwhile: free now
 
     def _remaining_seconds(self, cost: int, elapsed: float, held: dict) -> float:
         """Seconds a running explanation still needs: the CPU seconds of work left (``time_model`` less the CPU

@@ -1,0 +1,17 @@
+"""What two runs of the same audit may legitimately differ in: how long each part took."""
+
+from __future__ import annotations
+
+
+def without_timing(data: dict, *keys: str) -> dict:
+    """A report's JSON (``model_dump(mode="json")`` or ``report.json``) without its timings (the report's, each
+    attack's and outcome's, each invariance check's ``seconds``) and without the top-level ``keys`` given."""
+    for key in ("seconds", *keys):
+        data.pop(key, None)
+    for attack in [data["attack"], *data["baselines"]]:
+        attack.pop("seconds")
+        for outcome in attack["outcomes"]:
+            outcome.pop("seconds")
+    for check in data.get("invariance", []):
+        check.pop("seconds")
+    return data
