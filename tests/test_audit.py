@@ -163,7 +163,7 @@ def test_invariance_rows_their_gate_junit_cases_and_diff(audited: Path, tmp_path
     [suite] = [s for s in JUnitXml.fromfile(str(junit)) if s.name == "invariance"]
     cases = {case.name: case for case in suite}
     assert list(cases) == ["typos", "names"] and suite.failures == 1 and cases["names"].is_passed
-    assert "typos: 6 of 30 predictions flipped (20.0 % [9.5, 37.3] at 95 %), above --max-flip-rate 10.0 %" == cases["typos"].result[0].message
+    assert "typos: 6 of 30 predictions flipped (20.0 % [9.5 %, 37.3 %] at 95 %), above --max-flip-rate 10.0 %" == cases["typos"].result[0].message
     assert publish_audit(gated, tmp_path / "pass", None, {"typos": 0.2}, None, "", 0.0, 0.05, "none", junit) == 0  # 20 % is not above 20 %
     base, new = (report.model_copy(update={"invariance": [rows("typos", flips)]}) for flips in (0, 6))
     [typos] = [c for c in diff_reports(base, new).comparisons if c.measure.startswith("invariance:")]
