@@ -67,6 +67,7 @@ from auditor.schemas.audits import (  # noqa: F401
     LexiconSummary,
     MinedExample,
     ModelComparison,
+    PatternRanking,
     RobustnessReport,
     TreePair,
     TriggerMiningOptions,
@@ -76,6 +77,7 @@ from auditor.schemas.audits import (  # noqa: F401
     VictimIdentity,
     WordEdit,
 )
+from auditor.schemas.paper import PaperAttackRow, ProbeKind  # noqa: F401
 from auditor.schemas.diffs import (  # noqa: F401
     ClassChange,
     DiffSide,
