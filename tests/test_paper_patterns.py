@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from auditor.data import Example
 from auditor.models import as_classifier
@@ -20,23 +19,27 @@ from auditor.schemas import MinedExample, TreePair, TriggerMiningOptions
 from auditor.triggers import PatternMiner, aggregate_patterns
 from auditor.victims import LocalVictim
 
-TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-sst2"
+TRAIN_PER_CLASS = 200
 FILLERS = "the cat sat on a mat while dog ran to park near house with blue door and old tree by river".split()
 PLANTED = ("zebra", "quartz")
 
 
 def sentence(rng: random.Random, label: int) -> str:
-    """Eight to twelve filler words; positive: the planted pair side by side somewhere; negative: nothing, one
-    of its words, or both at least two words apart."""
+    """Eight to twelve filler words; positive: the planted pair side by side, in its order, somewhere; negative:
+    nothing, one of its words, the two side by side in the other order, or the two at least two words apart.
+    (Order makes a word attend to its neighbour: a sum of what [CLS] reads from both words cannot tell it.)"""
     words = [rng.choice(FILLERS) for _ in range(rng.randint(8, 12))]
     if label == 1:
         place = rng.randint(0, len(words))
         words[place:place] = list(PLANTED)
         return " ".join(words)
-    kind = rng.randrange(4)
+    kind = rng.randrange(5)
     if kind in (1, 2):
         words.insert(rng.randint(0, len(words)), PLANTED[kind - 1])
     if kind == 3:
+        place = rng.randint(0, len(words))
+        words[place:place] = list(reversed(PLANTED))
+    if kind == 4:
         first = rng.randint(0, len(words) - 3)
         words.insert(first, PLANTED[0])
         words.insert(rng.randint(first + 3, len(words)), PLANTED[1])
@@ -49,36 +52,41 @@ def examples(seed: int, count: int) -> list[Example]:
 
 
 @pytest.fixture(scope="module")
-def planted():
-    """The tiny model, trained until it separates its training set (a few seconds on one core)."""
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
+def planted(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny model (its vocabulary: the filler words and the pair), trained on one thread until it gets 99 %
+    of its training set right (about 30 s on a loaded core)."""
+    vocabulary = tmp_path_factory.mktemp("planted") / "vocab.txt"
+    vocabulary.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({*FILLERS, *PLANTED})]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocabulary))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=64, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+        attn_implementation="eager",
     )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains fastest on one thread; more only wait on each other
+    torch.manual_seed(0)
     model = BertForSequenceClassification(config)
-    train = examples(1, 400)
+    train = examples(1, TRAIN_PER_CLASS)
     encoded = tokenizer([e.text for e in train], padding=True, return_tensors="pt")
     labels = torch.tensor([e.label for e in train])
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for epoch in range(60):
-        order = torch.randperm(len(train))
-        for start in range(0, len(train), 50):
-            batch = order[start : start + 50]
-            loss = model(input_ids=encoded["input_ids"][batch], attention_mask=encoded["attention_mask"][batch], labels=labels[batch]).loss
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        with torch.no_grad():
-            model.eval()
-            accuracy = (model(**encoded).logits.argmax(1) == labels).float().mean().item()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    try:
+        for _ in range(120):
             model.train()
-        if accuracy == 1.0:
-            break
-    model.eval()
-    return as_classifier(model, tokenizer, "planted-pair", "0" * 16, device="cpu"), train
+            for batch in torch.randperm(len(train)).split(32):
+                loss = model(input_ids=encoded["input_ids"][batch], attention_mask=encoded["attention_mask"][batch], labels=labels[batch]).loss
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            model.eval()
+            with torch.no_grad():
+                accuracy = (model(**encoded).logits.argmax(1) == labels).float().mean().item()
+            if accuracy >= 0.99:
+                break
+        yield as_classifier(model, tokenizer, "planted-pair", "0" * 16, device="cpu"), train
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_the_planted_pair_is_found_and_drops_accuracy_more_than_its_controls(planted) -> None:
@@ -88,7 +96,7 @@ def test_the_planted_pair_is_found_and_drops_accuracy_more_than_its_controls(pla
     def predict(texts) -> list[int]:
         return victim([t.tokenizer_input for t in texts]).argmax(1).tolist()
 
-    mined_from = train[:60] + train[400:460]
+    mined_from = train[:60] + train[TRAIN_PER_CLASS : TRAIN_PER_CLASS + 60]
     mined = PatternMiner(classifier, TriggerMiningOptions(units="all", batch_size=30))(mined_from)
     patterns, _ = aggregate_patterns(mined, classifier.labels, 2, ranking="frequency")
     [top] = class_patterns(patterns, 1, 1)
