@@ -97,6 +97,8 @@ def accuracy(dev: Dataset, label: int, predict: Predict) -> str:
 
 
 def table(rows: list[PaperAttackRow]) -> list[str]:
+    if not rows:
+        return [f"  no pattern: no pair inside the first text is joined by {MIN_SUPPORT} or more trees of a class (mine more: --train-examples)"]
     lines = [f"  {'direction':<34} {'kind':<12} {'pattern':<28} {'n':>4} {'before':>6} {'after [95% CI]':>22} {'label word':>10} {'reader ok':>9}"]
     for row in rows:
         after = "-" if row.accuracy_after is None else f"{row.accuracy_after:.1%} [{row.after_low:.1%}, {row.after_high:.1%}]"
