@@ -35,7 +35,7 @@ from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset, Example
 from auditor.errors import InputError
 from auditor.models import Classifier
-from auditor.schemas import MinedExample, TreePair, TriggerMiningOptions, TriggerPattern, TriggerSet
+from auditor.schemas import MinedExample, PatternRanking, TreePair, TriggerMiningOptions, TriggerPattern, TriggerSet
 from auditor.statistics import log_odds
 from auditor.tree import attribution_tree
 
@@ -142,10 +142,19 @@ class MiningExecutor(Protocol):
 
 
 def aggregate_patterns(
-    mined: Sequence[MinedExample], labels: Sequence[str], min_support: int, exclude: set[str] | None = None
+    mined: Sequence[MinedExample],
+    labels: Sequence[str],
+    min_support: int,
+    exclude: set[str] | None = None,
+    ranking: PatternRanking = "excess-mass",
 ) -> tuple[list[TriggerPattern], int]:
     """The patterns of the mined examples (module docstring; see ``TriggerPattern`` for every statistic),
-    sorted by label then best first, and the number of distinct pairs before filtering."""
+    sorted by label then best first, and the number of distinct pairs before filtering.
+
+    ``ranking="frequency"`` is the paper's rule instead: a pair is a pattern of every class whose examples'
+    trees hold it (the class: the gold label, the predicted one for an unlabelled example), its support and
+    ``score`` the number of that class's examples whose tree holds it (its frequency among the trees'
+    edges), every other statistic computed over those examples."""
     excluded = exclude or set()
     predicted = Counter(m.predicted for m in mined)
     share = {label: predicted[label] / max(1, len(mined)) for label in range(len(labels))}
@@ -160,42 +169,64 @@ def aggregate_patterns(
             groups.setdefault(key, []).append((number, example, pair))
     patterns = []
     for (words, segments), occurrences in groups.items():
-        if len(occurrences) < min_support or any(w in excluded or any(c.isdigit() for c in w) or not is_single_word(w) for w in words):
+        if any(w in excluded or any(c.isdigit() for c in w) or not is_single_word(w) for w in words):
             continue
-        mass = {label: 0.0 for label in range(len(labels))}
-        for _, example, pair in occurrences:
-            mass[example.predicted] += pair.score
-        total = sum(mass.values())
-        excess = {label: mass[label] - share[label] * total for label in mass}
-        label = max(excess, key=lambda c: (excess[c], -c))
-        votes = Counter(example.predicted for _, example, _ in occurrences)
-        delta, z = log_odds(votes[label], len(occurrences) - votes[label], predicted[label], len(mined))
-        gaps = Counter(pair.indices[1] - pair.indices[0] for _, _, pair in occurrences if segments[0] == segments[1])
-        first_number, _, first_pair = occurrences[0]
-        patterns.append(
-            TriggerPattern(
-                words=words,
-                segments=segments,
-                gap=max(gaps, key=lambda g: (gaps[g], -g)) if gaps else None,
-                positions=tuple(
-                    sum(pair.indices[k] / max(1, example.lengths[segments[k]]) for _, example, pair in occurrences) / len(occurrences)
-                    for k in range(2)
-                ),
-                label=label,
-                label_name=labels[label],
-                support=len(occurrences),
-                predicted=dict(sorted(votes.items())),
-                gold_labels=dict(sorted(Counter(e.gold for _, e, _ in occurrences if e.gold is not None).items())),
-                mass=total,
-                score=excess[label],
-                log_odds=delta,
-                z=z,
-                example=first_number,
-                layer=first_pair.layer,
-            )
-        )
+        if ranking == "frequency":
+            by_class: dict[int, list] = {}
+            for occurrence in occurrences:
+                example = occurrence[1]
+                by_class.setdefault(example.gold if example.gold is not None else example.predicted, []).append(occurrence)
+            chosen = [(label, found, float(len(found))) for label, found in sorted(by_class.items())]
+        else:
+            mass = {label: 0.0 for label in range(len(labels))}
+            for _, example, pair in occurrences:
+                mass[example.predicted] += pair.score
+            total = sum(mass.values())
+            excess = {label: mass[label] - share[label] * total for label in mass}
+            label = max(excess, key=lambda c: (excess[c], -c))
+            chosen = [(label, occurrences, excess[label])]
+        for label, found, score in chosen:
+            if len(found) >= min_support:
+                patterns.append(_pattern(words, segments, found, label, labels, score, predicted[label], len(mined)))
     patterns.sort(key=lambda p: (p.label, -p.score, -p.support, p.words))
     return patterns, len(groups)
+
+
+def _pattern(
+    words: tuple[str, str],
+    segments: tuple,
+    occurrences: list[tuple[int, MinedExample, TreePair]],
+    label: int,
+    labels: Sequence[str],
+    score: float,
+    label_total: int,
+    total: int,
+) -> TriggerPattern:
+    """The ``TriggerPattern`` of a pair of ``label`` over the examples whose trees hold it (``occurrences``)."""
+    votes = Counter(example.predicted for _, example, _ in occurrences)
+    delta, z = log_odds(votes[label], len(occurrences) - votes[label], label_total, total)
+    gaps = Counter(pair.indices[1] - pair.indices[0] for _, _, pair in occurrences if segments[0] == segments[1])
+    first_number, _, first_pair = occurrences[0]
+    return TriggerPattern(
+        words=words,
+        segments=segments,
+        gap=max(gaps, key=lambda g: (gaps[g], -g)) if gaps else None,
+        positions=tuple(
+            sum(pair.indices[k] / max(1, example.lengths[segments[k]]) for _, example, pair in occurrences) / len(occurrences)
+            for k in range(2)
+        ),
+        label=label,
+        label_name=labels[label],
+        support=len(occurrences),
+        predicted=dict(sorted(votes.items())),
+        gold_labels=dict(sorted(Counter(e.gold for _, e, _ in occurrences if e.gold is not None).items())),
+        mass=sum(pair.score for _, _, pair in occurrences),
+        score=score,
+        log_odds=delta,
+        z=z,
+        example=first_number,
+        layer=first_pair.layer,
+    )
 
 
 def mining_examples(dataset: Dataset, options: TriggerMiningOptions) -> Dataset:
@@ -205,12 +236,13 @@ def mining_examples(dataset: Dataset, options: TriggerMiningOptions) -> Dataset:
 
 
 def mining_identity(classifier: Classifier, used: Dataset, options: TriggerMiningOptions) -> dict:
-    """What a mining checkpoint's records belong to (``min_support`` is left out: it only filters)."""
+    """What a mining checkpoint's records belong to (``min_support`` and ``ranking`` are left out: they only
+    filter and rank the aggregated patterns)."""
     return {
         "mining": __version__,
         "model": classifier.identity.model_dump(mode="json"),
         "data": used.identity().model_dump(mode="json"),
-        "options": options.model_dump(mode="json", exclude={"min_support"}),
+        "options": options.model_dump(mode="json", exclude={"min_support", "ranking"}),
     }
 
 
@@ -222,7 +254,7 @@ def patterns_identity(triggers: TriggerSet) -> str:
     material = {
         "model": triggers.model.model_dump(mode="json"),
         "data": triggers.data.model_dump(mode="json"),
-        "options": triggers.options.model_dump(mode="json"),
+        "options": triggers.options.model_dump(mode="json", exclude={"ranking"} if triggers.options.ranking == "excess-mass" else None),
         "patterns": sorted([list(p.words), list(p.segments), p.label] for p in triggers.patterns),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
@@ -269,7 +301,7 @@ def mine_triggers(
         for index, result in executor.mine(todo, options):
             keep(index, result)
     mined = [MinedExample.model_validate(m) for i in range(len(batches)) for m in records[f"batch:{i}"]]
-    patterns, pairs = aggregate_patterns(mined, classifier.labels, options.min_support, exclude)
+    patterns, pairs = aggregate_patterns(mined, classifier.labels, options.min_support, exclude, options.ranking)
     return TriggerSet(
         model=classifier.identity,
         data=used.identity(),

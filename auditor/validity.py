@@ -349,14 +349,18 @@ class ReaderConstraint(Constraint):
         self.reader = reader or Reader()
         self.rejected = 0
 
-    def _check_constraint(self, transformed_text: AttackedText, reference_text: AttackedText) -> bool:
+    def admits(self, transformed_text: AttackedText, reference_text: AttackedText) -> bool:
+        """Whether a reader still reads ``reference_text`` in ``transformed_text`` (the rule above), uncounted."""
         pair = len(transformed_text.words_per_input) > 1
-        valid = all(
+        return all(
             e.kind in ("misspelling", "insertion", "deletion")
             and not has_digit(e.original or e.edited or "")
             and not (pair and e.kind == "insertion" and adds_content(e.edited or ""))
             for e in word_edits(reference_text.words, transformed_text.words, self.reader)
         )
+
+    def _check_constraint(self, transformed_text: AttackedText, reference_text: AttackedText) -> bool:
+        valid = self.admits(transformed_text, reference_text)
         self.rejected += not valid
         return valid
 

@@ -67,6 +67,7 @@ from auditor.schemas.audits import (  # noqa: F401
     LexiconSummary,
     MinedExample,
     ModelComparison,
+    PatternRanking,
     RobustnessReport,
     TreePair,
     TriggerMiningOptions,
@@ -83,6 +84,7 @@ from auditor.schemas.invariance import (  # noqa: F401
     InvarianceCheck,
     InvarianceOutcome,
 )
+from auditor.schemas.paper import PaperAttackRow, ProbeKind  # noqa: F401
 from auditor.schemas.diffs import (  # noqa: F401
     ClassChange,
     DiffSide,

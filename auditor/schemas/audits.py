@@ -80,11 +80,17 @@ class TriggerPattern(BaseModel):
         return joiner.join(self.words)
 
 
+PatternRanking = Literal["excess-mass", "frequency"]
+
+
 class TriggerMiningOptions(BaseModel):
     """How ``auditor mine`` mined: ``units`` (``sentences``: the examples no longer example contains,
     ``Dataset.sentences``; ``all``: every example), the first ``examples`` of them (None: all), the
     attribution's quadrature (``steps``, ``method``), the tree threshold τ and the batch size (the mining's
-    result depends on these), then ``min_support``, which only filters the aggregated patterns."""
+    result depends on these), then ``min_support``, which only filters the aggregated patterns, and ``ranking``,
+    which only ranks them (``excess-mass``: each pair a pattern of the label whose examples carry the most of its
+    attribution mass beyond their share; ``frequency``: the paper's rule, each pair a pattern of every class
+    whose examples' trees hold it, ranked by how many do; ``auditor.triggers.aggregate_patterns``)."""
 
     units: Literal["sentences", "all"] = "sentences"
     examples: int | None = Field(default=None, ge=1)
@@ -93,6 +99,7 @@ class TriggerMiningOptions(BaseModel):
     tree_threshold: float = Field(default=0.4, gt=0, le=1)
     batch_size: int = Field(default=32, ge=1)
     min_support: int = Field(default=5, ge=1)
+    ranking: PatternRanking = "excess-mass"
 
 
 class TriggerSet(BaseModel):
