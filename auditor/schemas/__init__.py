@@ -55,6 +55,7 @@ from auditor.schemas.importance import (  # noqa: F401
     ImportanceMethod,
     PruningCurves,
 )
+from auditor.schemas.advice import Advice, AdviceMeasure, DefenceName  # noqa: F401
 from auditor.schemas.audits import (  # noqa: F401
     AttackOutcome,
     AttackSummary,
