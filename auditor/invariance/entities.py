@@ -16,7 +16,7 @@ import functools
 import importlib
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from auditor.invariance.perturbations import Perturbation, Texts
@@ -145,6 +145,30 @@ def _uncased(texts: Iterable[str]) -> bool:
     return not any(c.isupper() for text in texts for c in text)
 
 
+Span = tuple[int, int, str]
+"""(start, end, replacement) in one text."""
+Matcher = Callable[[str, list[Token], int, bool, random.Random, dict[str, str]], tuple[int, list[Span]]]
+"""(text, its words, the word at which to look, uncased, rng, replacements chosen so far) -> (words the match
+covers, 0 for none; the spans to replace), drawing a new entity's replacement into the dict."""
+
+
+def swap_entities(texts: Texts, rng: random.Random, match: Matcher) -> Texts:
+    """Every entity ``match`` finds in each text, left to right (a match's words are not read again),
+    replaced; one dict of chosen replacements for all texts, so an entity named in both texts of a pair
+    gets the same replacement in both."""
+    uncased = _uncased(texts)
+    chosen: dict[str, str] = {}
+    spans = []
+    for t, text in enumerate(texts):
+        words = tokens(text)
+        i = 0
+        while i < len(words):
+            size, found = match(text, words, i, uncased, rng, chosen)
+            spans += [(t, *span) for span in found]
+            i += max(size, 1)
+    return _apply(texts, spans)
+
+
 class NameSwap(Perturbation):
     """Replaces every person's first name (faker's lists, found as the module docstring says; not a place)
     with a first name of the other gender (either, for a name of both) that no faker locale of the original
@@ -154,30 +178,25 @@ class NameSwap(Perturbation):
     name = "names"
 
     def perturb(self, texts: Texts, rng: random.Random) -> Texts:
-        lists, uncased = name_lists(), _uncased(texts)
-        chosen: dict[str, str] = {}
-        spans = []
-        for t, text in enumerate(texts):
-            words = tokens(text)
-            i = 0
-            while i < len(words):
-                token = words[i]
-                name = lists.first.get(token.text.lower())
-                i += 1
-                if name is None or not _written_as_name(token, uncased) or is_common_word(token.text) or is_place(token.text):
-                    continue
-                if token.text.lower() not in chosen:
-                    genders = sorted({"male", "female"} - name.genders) or ["male", "female"]
-                    chosen[token.text.lower()] = self._draw(rng, name.origins, genders)
-                spans.append((t, token.start, token.end, _written(chosen[token.text.lower()], uncased)))
-                surname = words[i] if _run(text, words, i - 1, 2) is not None else None
-                if surname is not None and surname.text.lower() in lists.last and _written_as_name(surname, uncased):
-                    key = "last:" + surname.text.lower()
-                    if key not in chosen:
-                        chosen[key] = self._draw(rng, lists.last[surname.text.lower()], ["last"])
-                    spans.append((t, surname.start, surname.end, _written(chosen[key], uncased)))
-                    i += 1  # a last name is not read again as a first name ("John Thomas")
-        return _apply(texts, spans)
+        return swap_entities(texts, rng, self._match)
+
+    def _match(self, text: str, words: list[Token], i: int, uncased: bool, rng: random.Random, chosen: dict[str, str]) -> tuple[int, list[Span]]:
+        """A first name at word ``i``, and a last name right after it (not read again as a first name: "John Thomas")."""
+        lists, token = name_lists(), words[i]
+        name = lists.first.get(token.text.lower())
+        if name is None or not _written_as_name(token, uncased) or is_common_word(token.text) or is_place(token.text):
+            return 0, []
+        if token.text.lower() not in chosen:
+            genders = sorted({"male", "female"} - name.genders) or ["male", "female"]
+            chosen[token.text.lower()] = self._draw(rng, name.origins, genders)
+        spans = [(token.start, token.end, _written(chosen[token.text.lower()], uncased))]
+        surname = words[i + 1] if _run(text, words, i, 2) is not None else None
+        if surname is None or surname.text.lower() not in lists.last or not _written_as_name(surname, uncased):
+            return 1, spans
+        key = "last:" + surname.text.lower()
+        if key not in chosen:
+            chosen[key] = self._draw(rng, lists.last[surname.text.lower()], ["last"])
+        return 2, [*spans, (surname.start, surname.end, _written(chosen[key], uncased))]
 
     @staticmethod
     def _draw(rng: random.Random, origins: frozenset[str], kinds: list[str]) -> str:
@@ -208,24 +227,17 @@ class LocationSwap(Perturbation):
     name = "locations"
 
     def perturb(self, texts: Texts, rng: random.Random) -> Texts:
-        places, uncased = place_lists(), _uncased(texts)
-        chosen: dict[str, str] = {}
-        spans = []
-        for t, text in enumerate(texts):
-            words = tokens(text)
-            i = 0
-            while i < len(words):
-                found = self._place(text, words, i, uncased)
-                if found is None:
-                    i += 1
-                    continue
-                size, kind, place = found
-                if place not in chosen:
-                    candidates = [p for key, p in places[kind].items() if key != place and _is_plain(p) and not is_common_word(p)]
-                    chosen[place] = rng.choice(sorted(candidates))
-                spans.append((t, words[i].start, words[i + size - 1].end, _written(chosen[place], uncased)))
-                i += size
-        return _apply(texts, spans)
+        return swap_entities(texts, rng, self._match)
+
+    def _match(self, text: str, words: list[Token], i: int, uncased: bool, rng: random.Random, chosen: dict[str, str]) -> tuple[int, list[Span]]:
+        found = self._place(text, words, i, uncased)
+        if found is None:
+            return 0, []
+        size, kind, place = found
+        if place not in chosen:
+            candidates = [p for key, p in place_lists()[kind].items() if key != place and _is_plain(p) and not is_common_word(p)]
+            chosen[place] = rng.choice(sorted(candidates))
+        return size, [(words[i].start, words[i + size - 1].end, _written(chosen[place], uncased))]
 
     @staticmethod
     def _place(text: str, words: list[Token], start: int, uncased: bool) -> tuple[int, str, str] | None:
