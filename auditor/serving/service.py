@@ -309,9 +309,11 @@ class Service:
         predictions, or every explanation slot is taken."""
         check_task(self.settings.task, request.text_pair)
         check_chars(self.limits, request.text, request.text_pair)
-        for _, name in tokenless_fields(self.classifier.tokenizer, [request.text], None if request.text_pair is None else [request.text_pair]):
+        pairs = None if request.text_pair is None else [request.text_pair]
+        encoded = self.classifier.tokenizer([request.text], pairs, truncation=False)
+        for _, name in tokenless_fields(self.classifier.tokenizer, [request.text], pairs, encoded):
             raise InputError(f"{name}: {NO_TOKENS}")
-        input_ids = self.classifier.tokenizer(request.text, request.text_pair, truncation=False)["input_ids"]
+        input_ids = encoded["input_ids"][0]
         tokens = len(input_ids)
         self._check_tokens(tokens)
         cost = check_explanation(self.limits, request, tokens, self.classifier.identity.num_layers)
