@@ -136,7 +136,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--top-k", type=int, default=3, help="patterns per direction (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-pair control")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on the shared 2-core machine two threads took 2.5-6x the wall time of one)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: on the shared 2-core machine two threads took 2-6x the wall time of one)"
+    )
     args = parser.parse_args(argv)
     given = [name for name in ("model", "data", "train_data") if getattr(args, name)]
     if given and len(given) < 3:
