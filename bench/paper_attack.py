@@ -1,8 +1,8 @@
 """The paper's adversarial-pattern experiment (Hao et al., AAAI 2021) on the fixtures, with its controls and the
 validity column (``auditor.paper_patterns``).
 
-Per task: the first ``--train-examples`` training examples of each class (SST-2: its whole sentences,
-``Dataset.sentences``, as ``auditor mine`` does; the paper drops SST-2 examples under 15 tokens) are mined
+Per task: the first ``--train-examples`` training examples of each class (SST-2: 150, its whole sentences,
+``Dataset.sentences``, as ``auditor mine`` does, the paper dropping SST-2 examples under 15 tokens; RTE: 250) are mined
 (attribution trees, ``auditor mine``'s quadrature and τ); each class's top ``--top-k`` patterns by the
 frequency of the pair among its trees' edges (inside the premise for a text pair) and the three controls of
 each are inserted into the dev examples of every other class that the model gets right. Prints, per task, the
@@ -38,7 +38,13 @@ from auditor.validity import build_lexicon  # noqa: E402
 from auditor.victims import LocalVictim  # noqa: E402
 
 MODELS = ROOT.parent / "shared" / "models"
-FIXTURES = [("SST-2", MODELS / "minilm-sst2", "sst2:dev", "sst2:train"), ("RTE", MODELS / "minilm-rte", "rte:dev", "rte:train")]
+# RTE's premises average 43 words and a premise's tree joins about 3 pairs inside it, so two trees rarely share one:
+# at 150 per class its classes had 2 and 1 premise patterns, at 250 they have 5 or more (README).
+RTE_PER_CLASS = 250
+FIXTURES = [
+    ("SST-2", MODELS / "minilm-sst2", "sst2:dev", "sst2:train", 150),
+    ("RTE", MODELS / "minilm-rte", "rte:dev", "rte:train", RTE_PER_CLASS),
+]
 MIN_SUPPORT = 2  # a pattern is a pair at least two trees of its class join
 
 
@@ -62,7 +68,9 @@ def mine(classifier: Classifier, examples: list, options: TriggerMiningOptions) 
     return mined
 
 
-def run_task(task: str, model: Path | str, dev_spec: str, train_spec: str, mapping: DataMapping | None, args: argparse.Namespace) -> tuple[list[PaperAttackRow], list[str]]:
+def run_task(
+    task: str, model: Path | str, dev_spec: str, train_spec: str, mapping: DataMapping | None, per_class: int, args: argparse.Namespace
+) -> tuple[list[PaperAttackRow], list[str]]:
     started = time.perf_counter()
     classifier = load_classifier(model, device="cpu")
     labels = classifier.labels
@@ -71,16 +79,20 @@ def run_task(task: str, model: Path | str, dev_spec: str, train_spec: str, mappi
     if train.unlabelled or dev.unlabelled:
         raise AuditorError("the paper's protocol needs gold labels in both --data and --train-data")
     options = TriggerMiningOptions(units="sentences", batch_size=16, min_support=MIN_SUPPORT, ranking="frequency")
-    mined_from = per_class_head(train.sentences(), labels, args.train_examples)
+    mined_from = per_class_head(train.sentences(), labels, per_class)
     print(f"{task}: mining {len(mined_from)} training examples", file=sys.stderr, flush=True)
     mined = mine(classifier, mined_from, options)
     patterns, _ = aggregate_patterns(mined, labels, MIN_SUPPORT, ranking="frequency")
     lexicon = build_lexicon(train, labels)
     matcher = FrequencyMatcher([t for e in train.examples for t in (e.text, e.text_pair) if t is not None])
     victim = LocalVictim(classifier)
+    predicted: dict = {}  # the dev examples are predicted for the header and again by paper_attack: once is enough
 
     def predict(texts) -> list[int]:
-        return victim([t.tokenizer_input for t in texts]).argmax(1).tolist()
+        inputs = [t.tokenizer_input for t in texts]
+        new = list(dict.fromkeys(i for i in inputs if i not in predicted))
+        predicted.update(zip(new, victim(new).argmax(1).tolist()))
+        return [predicted[i] for i in inputs]
 
     rows = paper_attack(task, labels, patterns, mined, dev.examples, predict, matcher, set(lexicon.words), args.top_k, args.seed)
     header = [f"{task}: {len(mined)} training examples mined ({len(mined_from)} asked), {len(dev.examples)} dev examples, {time.perf_counter() - started:.0f} s"]
@@ -119,32 +131,38 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text-pair-column")
     parser.add_argument("--label-column")
     parser.add_argument("--label-map")
-    parser.add_argument("--train-examples", type=int, default=150, help="training examples mined per class (default 150)")
+    parser.add_argument(
+        "--train-examples", type=int, help=f"training examples mined per class (default: SST-2 150, RTE {RTE_PER_CLASS}, else 150)"
+    )
     parser.add_argument("--top-k", type=int, default=3, help="patterns per direction (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-pair control")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: on the shared 2-core machine two threads took 2-6x the wall time of one)"
+    )
     args = parser.parse_args(argv)
     given = [name for name in ("model", "data", "train_data") if getattr(args, name)]
     if given and len(given) < 3:
         parser.error("--model, --data and --train-data go together")
     if not args.model and any((args.text_column, args.text_pair_column, args.label_column, args.label_map, args.task)):
         parser.error("the data options need --model, --data and --train-data")
-    if args.train_examples < 1 or args.top_k < 1:
-        parser.error("--train-examples and --top-k must be positive")
+    if (args.train_examples is not None and args.train_examples < 1) or args.top_k < 1 or args.threads < 1:
+        parser.error("--train-examples, --top-k and --threads must be positive")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
     try:
         if args.model:
             mapping = DataMapping(args.text_column, args.text_pair_column, args.label_column, parse_label_map(args.label_map))
-            runs = [(args.task or Path(args.data.split(":")[0]).stem, args.model, args.data, args.train_data, mapping)]
+            runs = [(args.task or Path(args.data.split(":")[0]).stem, args.model, args.data, args.train_data, mapping, args.train_examples or 150)]
         else:
-            runs = [(task, model, dev, train, None) for task, model, dev, train in FIXTURES]
+            runs = [(task, model, dev, train, None, args.train_examples or per_class) for task, model, dev, train, per_class in FIXTURES]
         rows: list[PaperAttackRow] = []
-        for task, model, dev, train, mapping in runs:
-            task_rows, header = run_task(task, model, dev, train, mapping, args)
+        for task, model, dev, train, mapping, per_class in runs:
+            task_rows, header = run_task(task, model, dev, train, mapping, per_class, args)
             print("\n".join(header + table(task_rows)), flush=True)
             rows += task_rows
     except AuditorError as error:
