@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from auditor.quadrature import QuadratureMethod
 from auditor.schemas.common import ModelIdentity, Rate
+from auditor.schemas.forensics import Forensics, ForensicsSummary
 from auditor.schemas.importance import ExamplesUsed
 from auditor.schemas.invariance import CheckName, InvarianceCheck
 from auditor.schemas.live import ServedModelRef
@@ -199,6 +200,7 @@ class AttackOutcome(BaseModel):
     inserted_words: list[str] = Field(description="words of the perturbed text that are not in the original (edit alignment)")
     edits: list[WordEdit] = Field(description="every word changed, with what a reader makes of it (auditor.validity.word_edits)")
     seconds: float
+    forensics: Forensics | None = Field(default=None, description="a success's forensics (auditor.forensics); None otherwise or with settings.forensics off")
 
     @property
     def original_prediction(self) -> int:
@@ -336,6 +338,7 @@ class AuditSettings(BaseModel):
     typo_rate: float = Field(
         default=0.1, gt=0, le=1, description="the share of eligible words the 'typos' check misspells (chosen on training data, bench/tune_invariance.py)"
     )
+    forensics: bool = Field(default=True, description="the forensics of every success of every attack (auditor.forensics); they change no outcome")
 
 
 class LexiconSummary(BaseModel):
@@ -382,6 +385,9 @@ class RobustnessReport(BaseModel):
     triggers: list[TriggerRow]
     trigger_data: ExamplesUsed
     invariance: list[InvarianceCheck] = Field(default=[], description="one row per invariance check, in settings.invariance order")
+    forensics_summary: list[ForensicsSummary] = Field(
+        default=[], description="per attack, in report order (attack, then baselines), the forensics of its successes; empty with settings.forensics off"
+    )
     seconds: float
 
 
