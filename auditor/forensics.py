@@ -290,17 +290,19 @@ def pair_text(change: PairChange) -> str:
 
 
 def forensic_sentence(fallen: Sequence[PairChange], label: str, before: float, after: float) -> str:
-    """The largest fall in one sentence: the share of its attribution to ``label`` that the flip removed (or
-    its values, when it had none to lose), and the target's probability before and after."""
+    """The largest fall in one sentence: the share of its attribution to ``label`` that the flip removed (its
+    values instead when the attribution turned negative, or was not positive to begin with), and the target's
+    probability before and after."""
     probability = f"the probability of {label!r} went from {before:.2f} to {after:.2f}"
     if not fallen:
         return f"No head carried less attribution to {label!r} between any two words after the flip; {probability}."
     top = fallen[0]
     head = f"layer {top.layer}, head {top.head} (counted from 0)"
-    if top.before > 0:
+    if top.before > 0 and top.after >= 0:
         lost = f"removed {100 * -top.change / top.before:.0f} % of the attribution to {label!r} that {head} carried {pair_text(top)}"
     else:
-        lost = f"lowered the attribution to {label!r} that {head} carried {pair_text(top)} from {top.before:.3g} to {top.after:.3g}"
+        verb = "turned" if top.before > 0 else "lowered"
+        lost = f"{verb} the attribution to {label!r} that {head} carried {pair_text(top)} from {top.before:+.3g} to {top.after:+.3g}"
     return f"The flip {lost} (the largest fall, {top.change:+.3g}); {probability}."
 
 
