@@ -36,7 +36,7 @@ from auditor.schemas import (
     ForensicsSummary,
     HeadChange,
     ImplicatedHead,
-    PairChange,
+    WordPairChange,
 )
 from auditor.statistics import wilson
 from auditor.triggers import token_words, word_spans
@@ -233,10 +233,10 @@ def compare_explanations(before: Explanation, after: Explanation, units: JointUn
     before_values, after_values = pairs_b[:, first, second], pairs_a[:, first, second]
     change = after_values - before_values
 
-    def pair(flat: int) -> PairChange:
+    def pair(flat: int) -> WordPairChange:
         row, column = divmod(flat, len(first))
         a, b = units.units[first[column]], units.units[second[column]]
-        return PairChange(
+        return WordPairChange(
             layer=heads[row][0],
             head=heads[row][1],
             original=(a.original, b.original),
@@ -280,7 +280,7 @@ def unit_text(original: str | None, adversarial: str | None) -> str:
     return f"*{original}*" if original == adversarial else f"*{original}* → *{adversarial}*"
 
 
-def pair_text(change: PairChange) -> str:
+def pair_text(change: WordPairChange) -> str:
     """The two units of a pair for a reader (``unit_text``): ``between *not* and *funny* → *fnuny*``; a word
     with itself: ``within *funny*``; a token with itself: ``from *[CLS]* to itself``."""
     ends = [unit_text(o, a) for o, a in zip(change.original, change.adversarial)]
@@ -289,7 +289,7 @@ def pair_text(change: PairChange) -> str:
     return f"from {ends[0]} to itself" if change.kind.endswith(" with itself") else f"between {ends[0]} and {ends[1]}"
 
 
-def forensic_sentence(fallen: Sequence[PairChange], label: str, before: float, after: float) -> str:
+def forensic_sentence(fallen: Sequence[WordPairChange], label: str, before: float, after: float) -> str:
     """The largest fall in one sentence: the share of its attribution to ``label`` that the flip removed (its
     values instead when the attribution turned negative, or was not positive to begin with), and the target's
     probability before and after."""

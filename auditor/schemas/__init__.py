@@ -62,7 +62,7 @@ from auditor.schemas.forensics import (  # noqa: F401
     ForensicsSummary,
     HeadChange,
     ImplicatedHead,
-    PairChange,
+    WordPairChange,
 )
 from auditor.schemas.audits import (  # noqa: F401
     AttackOutcome,

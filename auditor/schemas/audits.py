@@ -313,7 +313,9 @@ class AuditSettings(BaseModel):
     the random-insertion baseline's words per step (10, as in every earlier audit, whatever ``top_k`` is:
     fewer would weaken the baseline the patterns are compared with); ``patterns_after_edits``: among other transformations,
     pattern insertions are tried only when the search without them fails (``AttributionGreedySearch``'s
-    ``held_back``; chosen like ``transformations``)."""
+    ``held_back``; chosen like ``transformations``); ``forensics``: each success of each attack is explained
+    (``auditor.forensics``: two explanations per success, which change no outcome, so a checkpoint and
+    ``auditor diff`` ignore this setting)."""
 
     examples: int
     budget: int
@@ -366,7 +368,8 @@ class RobustnessReport(BaseModel):
     labels), ``duplicates`` left out and ``sample_seed``; the invariance checks (``invariance``,
     ``settings.invariance`` and ``settings.typo_rate``); and a 95 % Wilson interval beside every rate
     (``clean_accuracy_interval``, ``accuracy_under_attack_interval``, ``success_rate_interval``, per class, per
-    budget point and per trigger row: ``auditor.schemas.Rate``)."""
+    budget point and per trigger row: ``auditor.schemas.Rate``). Each success's ``forensics`` and, per attack,
+    ``forensics_summary`` say which heads and word pairs carried the flips (``auditor.forensics``)."""
 
     schema_version: Literal[9] = 9
     auditor_version: str

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from auditor.schemas.common import Rate
 
 
-class PairChange(BaseModel):
+class WordPairChange(BaseModel):
     """The attribution to the target class that head ``head`` of layer ``layer`` carried between two units
     of the text, before (original text) and after (adversarial text) the attack: for units a and b,
     P = Σ_{i∈a} Σ_{j∈b} Attr_h(A^l)[i, j] + Σ_{i∈b} Σ_{j∈a} Attr_h(A^l)[i, j] over their tokens (both directions;
@@ -59,8 +59,8 @@ class Forensics(BaseModel):
     target_label: str
     probability_before: float
     probability_after: float
-    fallen_pairs: list[PairChange]
-    risen_pairs: list[PairChange]
+    fallen_pairs: list[WordPairChange]
+    risen_pairs: list[WordPairChange]
     head_changes: list[HeadChange]
     sentence: str
     seconds: float
@@ -79,7 +79,7 @@ class ImplicatedHead(BaseModel):
 
 
 class BrokenPairKind(BaseModel):
-    """A kind of pair (``PairChange.kind``) among the first ``ForensicsSummary.broken_per_success`` of a
+    """A kind of pair (``WordPairChange.kind``) among the first ``ForensicsSummary.broken_per_success`` of a
     success's ``fallen_pairs``: in how many successes, and as a rate over the successes with its 95 % Wilson
     interval."""
 
