@@ -122,10 +122,10 @@ def joint_units(
         for i, j in word_alignment(old, new):
             if j is not None:
                 counterpart[("word", segment, j)] = None if i is None else ("word", segment, i)
-    index: dict[Unit, int] = {}
+    index: dict[tuple, int] = {}  # ("before", *unit) or ("after", *unit) -> joint index
     infos: list[UnitInfo] = []
 
-    def add(unit: Unit, original: Unit | None, adversarial: Unit | None) -> int:
+    def add(unit: tuple, original: Unit | None, adversarial: Unit | None) -> int:
         if unit not in index:
             index[unit] = len(infos)
             infos.append(describe(original, adversarial, words_b, words_a, label_words, special_tokens))
@@ -160,19 +160,21 @@ def describe(
             return None
         return words[unit[1]][unit[2]] if unit[0] == "word" else str(unit[1])
 
+    def position(unit: Unit | None) -> tuple[int, int] | None:
+        return (int(unit[1]), unit[2]) if unit is not None and unit[0] == "word" else None
+
     old, new = text(original, words_b), text(adversarial, words_a)
     shown = (old if old is not None else new) or ""
     if (original or adversarial)[0] == "token":
         category = "special token" if shown in special_tokens else "punctuation"
     else:
         category = "negation" if shown.lower() in NEGATIONS else "label word" if shown.lower() in label_words else "word"
-    position = lambda unit: (unit[1], unit[2]) if unit is not None and unit[0] == "word" else None  # noqa: E731
     edited = category not in ("special token", "punctuation") and (old is None or new is None or old != new)
     return UnitInfo(old, new, category, position(original), position(adversarial), edited)
 
 
 def pair_kind(a: UnitInfo, b: UnitInfo) -> str:
-    """What a pair of units is, by the categories of its units (``CATEGORIES``: a negation or intensifier of
+    """What a pair of units is (``a is b``: one unit with itself), by the categories of its units (``CATEGORIES``: a negation or intensifier of
     ``auditor.validity.NEGATIONS``, a word of the audit's label-word lexicon, another word, punctuation, a special
     token), named in that order: ``label word + special token``, ``word + word``…; ``negation + its scope`` when
     the other unit is a word at most ``NEGATION_SCOPE`` words after the negation in the same segment (of the
