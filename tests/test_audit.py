@@ -190,6 +190,7 @@ def test_every_success_carries_its_forensics_and_no_forensics_leaves_them_out(au
     has the same outcomes without them; resumed again with them, they come from the checkpoint."""
     from markupsafe import escape
 
+    from auditor.diff import AuditScope, scope_differences
     from auditor.forensics import forensics_summary
     from auditor.report import markdown_escaped
 
@@ -216,6 +217,7 @@ def test_every_success_carries_its_forensics_and_no_forensics_leaves_them_out(au
     for attack, without in zip(attacks, [plain.attack, *plain.baselines]):
         assert all(o.forensics is None for o in without.outcomes)
         assert [o.model_dump(exclude={"forensics"}) for o in attack.outcomes] == [o.model_dump(exclude={"forensics"}) for o in without.outcomes]
+    assert scope_differences(AuditScope.of(report), AuditScope.of(plain)) == []  # `auditor diff` compares them: no outcome changed
     checkpoint = (out / "checkpoint.jsonl").read_bytes()
     again = auditor(*options, "--forensics")
     assert again.returncode == 0, again.stderr
