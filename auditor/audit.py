@@ -400,6 +400,7 @@ def run_audit(
     if settings.forensics:
         outcomes = attack_forensics(victim, outcomes, checkpoint, lexicon, progress)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
+    forensics = [forensics_summary(s.name, [o.forensics for o in s.outcomes if o.forensics]) for s in summaries] if settings.forensics else []
     invariance = run_checks(victim, examples, perturbations(settings.invariance, settings.typo_rate), settings.seed, progress)
     table_examples = trigger_data.head(settings.trigger_examples).examples
     rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed, progress is not None)
@@ -420,6 +421,6 @@ def run_audit(
         triggers=rows,
         trigger_data=trigger_data.head(settings.trigger_examples).identity(),
         invariance=invariance,
-        forensics_summary=[forensics_summary(s.name, [o.forensics for o in s.outcomes if o.forensics]) for s in summaries] if settings.forensics else [],
+        forensics_summary=forensics,
         seconds=time.perf_counter() - started,
     )
