@@ -1,9 +1,10 @@
 """Robustness audit: attack every example with the attribution-guided attack and the baselines (random-word
 insertion, DeepWordBug) under one query budget and one set of validity constraints (``auditor.validity``:
 no label-carrying word inserted, substituted or deleted; at most ``max_words`` words edited), run the
-everyday perturbations of ``auditor.invariance`` as invariance checks, build the universal-trigger table
-from label-free patterns, and summarise it all in a ``RobustnessReport``. Each
-finished example goes to a checkpoint first, so an interrupted audit resumes without losing or redoing work.
+everyday perturbations of ``auditor.invariance`` as invariance checks, explain every success
+(``auditor.forensics``), build the universal-trigger table from label-free patterns, and summarise it all in a
+``RobustnessReport``. Each finished example, and each success's forensics, goes to a checkpoint first, so an
+interrupted audit resumes without losing or redoing work.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from auditor.data import Dataset, Example
 from auditor.edits import word_edit_distance
 from auditor.errors import InputError
 from auditor.explain import validate_layers
+from auditor.forensics import forensics_summary, success_forensics
 from auditor.invariance.checks import perturbations, run_checks
 from auditor.schemas import (
     AttackOutcome,
@@ -40,6 +42,7 @@ from auditor.schemas import (
     AuditSettings,
     BudgetPoint,
     ClassBreakdown,
+    Forensics,
     LabelLexicon,
     LexiconSummary,
     Rate,
@@ -152,6 +155,29 @@ def attack_examples(
             if progress:
                 progress(name, index + 1, len(examples))
     return {name: [AttackOutcome.model_validate(checkpoint[attack_key(name, i)]) for i in range(len(examples))] for name in attacks}
+
+
+def attack_forensics(
+    victim: Victim, outcomes: dict[str, list[AttackOutcome]], checkpoint: Checkpoint, lexicon: LabelLexicon, progress: Progress | None = None
+) -> dict[str, list[AttackOutcome]]:
+    """Every attack's outcomes, each success with its ``forensics`` (``auditor.forensics.success_forensics``),
+    computed once: each goes to ``checkpoint`` (key ``forensics:NAME:INDEX``) before the next starts."""
+    if victim.tokenizer is None:
+        raise InputError("forensics map the model's tokens to words and need its tokenizer: pass --tokenizer DIR, or --no-forensics")
+    explained: dict[str, list[AttackOutcome]] = {}
+    for name, items in outcomes.items():
+        successes = [o for o in items if o.status == "succeeded"]
+        for done, outcome in enumerate(successes, start=1):
+            key = f"forensics:{name}:{outcome.index}"
+            if key not in checkpoint:
+                checkpoint.put(key, success_forensics(outcome, victim.explain, victim.tokenizer, lexicon.words).model_dump(mode="json"))
+            if progress:
+                progress(f"{name} forensics", done, len(successes))
+        explained[name] = [
+            o.model_copy(update={"forensics": Forensics.model_validate(checkpoint[f"forensics:{name}:{o.index}"])}) if o.status == "succeeded" else o
+            for o in items
+        ]
+    return explained
 
 
 def budget_points(budget: int) -> list[int]:
@@ -331,7 +357,7 @@ def checkpoint_identity(
         "data": dataset.identity().model_dump(mode="json"),
         "trigger_data": trigger_data.identity().model_dump(mode="json"),
         "patterns": patterns_identity(triggers),  # not their scores: another CPU may round those differently
-        "settings": json.loads(settings.model_dump_json()),
+        "settings": json.loads(settings.model_dump_json(exclude={"forensics"})),  # a resumed run may add or drop them
     }
 
 
@@ -371,7 +397,10 @@ def run_audit(
         executor.attack(list(attacks), examples, checkpoint, progress)
     shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
     outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, shown)
+    if settings.forensics:
+        outcomes = attack_forensics(victim, outcomes, checkpoint, lexicon, progress)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
+    forensics = [forensics_summary(s.name, [o.forensics for o in s.outcomes if o.forensics]) for s in summaries] if settings.forensics else []
     invariance = run_checks(victim, examples, perturbations(settings.invariance, settings.typo_rate), settings.seed, progress)
     table_examples = trigger_data.head(settings.trigger_examples).examples
     rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed, progress is not None)
@@ -392,5 +421,6 @@ def run_audit(
         triggers=rows,
         trigger_data=trigger_data.head(settings.trigger_examples).identity(),
         invariance=invariance,
+        forensics_summary=forensics,
         seconds=time.perf_counter() - started,
     )

@@ -131,7 +131,7 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
             f"| {a.name} | {interval(a.accuracy_under_attack_interval)} | {interval(a.success_rate_interval)} | {edit_mix(a)} | {number(a.mean_queries)} | "
             f"{number(a.mean_queries_per_success)} | {a.explanations} | {a.rejected} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
         )
-    lines += ["", class_table(attacks), *invariance_table(report)]
+    lines += ["", class_table(attacks), *invariance_table(report), *forensics_table(report)]
     if report.triggers:
         lines += [
             "",
@@ -153,6 +153,8 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
                 f"- {markdown_text(joined_text(o.text, o.text_pair))} → {markdown_text(joined_text(o.perturbed_text, o.perturbed_text_pair))} "
                 f"({labels[o.label]} → {labels[o.perturbed_prediction]}; {'; '.join(map(edit_text, o.edits))})"
             )
+            if o.forensics is not None:
+                lines.append(f"  - {markdown_escaped(o.forensics.sentence)}")
     return "\n".join(lines) + "\n"
 
 
@@ -186,6 +188,33 @@ def invariance_table(report: RobustnessReport) -> list[str]:
     for c in report.invariance:
         examples = "; ".join(flip_text(o, labels) for o in c.flip_examples).replace("|", "\\|") or "none"
         lines.append(f"| {c.name} | {c.applied} | {c.flips} | {interval(c.flip_rate, c.note)} | {examples} |")
+    return lines
+
+
+def head_name(layer: int, head: int) -> str:
+    """A head as the reports name it, counted from 0: ``L3 H7``."""
+    return f"L{layer} H{head}"
+
+
+def forensics_table(report: RobustnessReport, shown: int = 3) -> list[str]:
+    """Markdown: per attack, the ``shown`` heads most often implicated and kinds of pair most often broken in
+    its successes (``RobustnessReport.forensics_summary``), with counts and Wilson intervals."""
+    if not report.forensics_summary:
+        return []
+    first = report.forensics_summary[0]
+    lines = [
+        "",
+        f"Forensics (layers and heads counted from 0): per attack, the heads most often among the {first.implicated_per_success} whose "
+        f"attribution mass a success changed most, the kinds of word pair most often among its {first.broken_per_success} largest "
+        "falls, and the successes whose largest fall holds an edited word; over its successes.",
+        "",
+        "| attack | successes | heads implicated | pairs broken | largest fall holds an edited word |",
+        "|---|---|---|---|---|",
+    ]
+    for s in report.forensics_summary:
+        heads = ", ".join(f"{head_name(h.layer, h.head)} {h.count} ({interval(h.rate)})" for h in s.heads[:shown]) or "–"
+        kinds = ", ".join(f"{k.kind} {k.count} ({interval(k.rate)})" for k in s.pair_kinds[:shown]) or "–"
+        lines.append(f"| {s.attack} | {s.successes} | {heads} | {kinds} | {interval(s.edited)} |")
     return lines
 
 
@@ -330,6 +359,7 @@ def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
         drop_interval=drop_interval,
         trigger_verdict=trigger_verdict,
         flip_text=flip_text,
+        head_name=head_name,
     )
 
 

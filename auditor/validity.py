@@ -299,21 +299,33 @@ def _pairs(before: Sequence[str], after: Sequence[str]) -> list[tuple[int | None
     return pairs + [(None, j) for j in sorted(free)]
 
 
-def word_edits(original: Sequence[str], perturbed: Sequence[str], reader: Reader) -> list[WordEdit]:
-    """Every word changed between ``original`` and ``perturbed`` (a word alignment), in order: insertions,
-    deletions, and changed words judged by ``reader``."""
+def word_alignment(original: Sequence[str], perturbed: Sequence[str]) -> list[tuple[int | None, int | None]]:
+    """The word alignment of ``original`` and ``perturbed``, in order: ``(i, j)`` for word i kept as, or
+    changed into, word j; ``(i, None)`` for a deletion and ``(None, j)`` for an insertion. Unchanged runs come
+    from a difflib alignment of the words; the words of a changed block are paired by ``_pairs``."""
     lower_a, lower_b = [w.lower() for w in original], [w.lower() for w in perturbed]
-    edits = []
+    aligned: list[tuple[int | None, int | None]] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=list(original), b=list(perturbed), autojunk=False).get_opcodes():
         if tag == "equal":
+            aligned += [(i1 + k, j1 + k) for k in range(i2 - i1)]
             continue
         for i, j in _pairs(lower_a[i1:i2], lower_b[j1:j2]):
-            if j is None:
-                edits.append(WordEdit(kind="deletion", original=original[i1 + i], edited=None))
-            elif i is None:
-                edits.append(WordEdit(kind="insertion", original=None, edited=perturbed[j1 + j]))
-            else:
-                edits.append(reader.edit(original[i1 + i], perturbed[j1 + j]))
+            aligned.append((None if i is None else i1 + i, None if j is None else j1 + j))
+    return aligned
+
+
+def word_edits(original: Sequence[str], perturbed: Sequence[str], reader: Reader) -> list[WordEdit]:
+    """Every word changed between ``original`` and ``perturbed`` (``word_alignment``), in order: insertions,
+    deletions, and changed words judged by ``reader`` (a changed block never pairs two equal words: difflib
+    would have aligned them)."""
+    edits = []
+    for i, j in word_alignment(original, perturbed):
+        if j is None:
+            edits.append(WordEdit(kind="deletion", original=original[i], edited=None))
+        elif i is None:
+            edits.append(WordEdit(kind="insertion", original=None, edited=perturbed[j]))
+        elif original[i] != perturbed[j]:
+            edits.append(reader.edit(original[i], perturbed[j]))
     return edits
 
 

@@ -166,7 +166,7 @@ def main() -> None:
     dataset = load_dataset("sst2", split="dev")
     settings = AuditSettings(
         examples=args.examples, budget=args.budget, max_words=3, top_k=10, positions="pattern",
-        baselines=["random", "deepwordbug"], trigger_top_k=0, trigger_examples=1, seed=0,
+        baselines=["random", "deepwordbug"], trigger_top_k=0, trigger_examples=1, seed=0, forensics=False,  # attack throughput only
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="auditor-scale-") as directory:
         scratch = Path(directory)

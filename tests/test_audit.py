@@ -183,6 +183,49 @@ def test_fail_under_gates_ci(audited: Path, sst2_patterns: Path) -> None:
         assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_every_success_carries_its_forensics_and_no_forensics_leaves_them_out(audited: Path, sst2_patterns: Path, workdir: Path) -> None:
+    """Each success of each attack has its forensics (``tests/test_forensics.py`` checks their numbers), every
+    other outcome none; each attack's summary is the one its successes give; the report round-trips through its
+    schema, and the HTML and Markdown show a success's sentence. The same audit resumed with ``--no-forensics``
+    has the same outcomes without them; resumed again with them, they come from the checkpoint."""
+    from markupsafe import escape
+
+    from auditor.diff import AuditScope, scope_differences
+    from auditor.forensics import forensics_summary
+    from auditor.report import markdown_escaped
+
+    report = RobustnessReport.model_validate_json((audited / "report.json").read_bytes())
+    assert RobustnessReport.model_validate_json(report.model_dump_json()) == report and report.settings.forensics
+    attacks = [report.attack, *report.baselines]
+    assert [s.attack for s in report.forensics_summary] == [a.name for a in attacks]
+    for attack, summary in zip(attacks, report.forensics_summary):
+        assert all((o.forensics is not None) == (o.status == "succeeded") for o in attack.outcomes)
+        explained = [o.forensics for o in attack.outcomes if o.forensics is not None]
+        assert all(o.forensics.target == o.label == o.original_prediction for o in attack.outcomes if o.forensics is not None)
+        assert summary.model_dump(exclude={"seconds"}) == forensics_summary(attack.name, explained).model_dump(exclude={"seconds"})
+    first = next(o.forensics for o in report.attack.outcomes if o.forensics is not None)  # a success both reports list
+    assert str(escape(first.sentence)) in (audited / "report.html").read_text()
+    assert markdown_escaped(first.sentence) in (audited / "report.md").read_text()
+
+    out = workdir / "no-forensics"
+    shutil.copytree(audited, out)
+    options = ["audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(out), *AUDIT_OPTIONS]
+    done = auditor(*options, "--no-forensics")
+    assert done.returncode == 0, done.stderr
+    plain = RobustnessReport.model_validate_json((out / "report.json").read_bytes())
+    assert not plain.settings.forensics and plain.forensics_summary == [] and "Forensics were not computed" in (out / "report.html").read_text()
+    for attack, without in zip(attacks, [plain.attack, *plain.baselines]):
+        assert all(o.forensics is None for o in without.outcomes)
+        assert [o.model_dump(exclude={"forensics"}) for o in attack.outcomes] == [o.model_dump(exclude={"forensics"}) for o in without.outcomes]
+    assert scope_differences(AuditScope.of(report), AuditScope.of(plain)) == []  # `auditor diff` compares them: no outcome changed
+    checkpoint = (out / "checkpoint.jsonl").read_bytes()
+    again = auditor(*options, "--forensics")
+    assert again.returncode == 0, again.stderr
+    assert (out / "checkpoint.jsonl").read_bytes() == checkpoint  # nothing computed twice
+    resumed = RobustnessReport.model_validate_json((out / "report.json").read_bytes())
+    assert [o.forensics for a in [resumed.attack, *resumed.baselines] for o in a.outcomes] == [o.forensics for a in attacks for o in a.outcomes]
+
+
 def test_a_ranking_layer_outside_the_model_is_refused_before_any_attack(sst2_patterns: Path, workdir: Path) -> None:
     out = workdir / "bad-layer"
     done = auditor("audit", "--model", str(SST2), "--patterns", str(sst2_patterns), "--out", str(out), *AUDIT_OPTIONS, "--ranking-layers", "-7")

@@ -87,6 +87,15 @@ MineExamples = Annotated[
     int | None, typer.Option("--mine-examples", min=1, help="Training sentences to mine when no --patterns (default: all, as 'auditor mine').")
 ]
 
+ExplainSuccesses = Annotated[
+    bool,
+    typer.Option(
+        "--forensics/--no-forensics",
+        help="Explain every success of every attack: the heads and word pairs whose attribution the flip changed most "
+        "(two explanations per success; an endpoint needs --tokenizer).",
+    ),
+]
+
 Invariance = Annotated[
     str,
     typer.Option(
@@ -248,8 +257,9 @@ def attack_settings(
     )
 
 
-def check_tokenizer(locations: list[str], tokenizer: str | None, transformations: list[str]) -> None:
-    """``--tokenizer`` goes with an endpoint, and an endpoint needs it for 'tokenedit' (it serves no tokenizer)."""
+def check_tokenizer(locations: list[str], tokenizer: str | None, transformations: list[str], forensics: bool = False) -> None:
+    """``--tokenizer`` goes with an endpoint, and an endpoint needs it for 'tokenedit' and for ``forensics``
+    (it serves no tokenizer)."""
     from auditor.victims import is_endpoint
 
     endpoints = [location for location in locations if is_endpoint(location)]
@@ -259,6 +269,12 @@ def check_tokenizer(locations: list[str], tokenizer: str | None, transformations
         raise typer.BadParameter(
             "the 'tokenedit' transformation needs the endpoint model's tokenizer (an endpoint serves none): "
             "pass --tokenizer DIR, or other --transformations",
+            param_hint="'--tokenizer'",
+        )
+    if endpoints and tokenizer is None and forensics:
+        raise typer.BadParameter(
+            "the forensics map the endpoint model's tokens to words and need its tokenizer (an endpoint serves none): "
+            "pass --tokenizer DIR, or --no-forensics",
             param_hint="'--tokenizer'",
         )
 

@@ -15,6 +15,7 @@ from auditor.cli.attack_options import (
     Data,
     EditsPerWord,
     Examples,
+    ExplainSuccesses,
     Invariance,
     LabelWords,
     LexiconData,
@@ -147,6 +148,7 @@ def audit(
     invariance: Invariance = "all",
     typo_rate: TypoRate = None,
     max_flip_rate: MaxFlipRate = None,
+    forensics: ExplainSuccesses = True,
     baseline: Annotated[
         Path | None,
         typer.Option("--baseline", help="The last release's report (report.json or its folder): exit 1 on a significant drop against it."),
@@ -174,7 +176,8 @@ def audit(
     settings.invariance = parse_invariance(invariance)
     settings.typo_rate = settings.typo_rate if typo_rate is None else typo_rate
     max_flip_rates = parse_max_flip_rate(max_flip_rate, settings.invariance)
-    check_tokenizer([model or endpoint], tokenizer, settings.transformations)
+    settings.forensics = forensics
+    check_tokenizer([model or endpoint], tokenizer, settings.transformations, forensics)
     mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks, without_unusable_patterns
     from auditor.checkpoint import Checkpoint
@@ -296,6 +299,7 @@ def compare(
         examples, budget, max_words, transformations, edits_per_word, sufficient_gain, steps, ranking_layers, sweep_words,
         top_k, "pattern", baselines, trigger_top_k, trigger_examples, seed,
     )  # fmt: skip
+    settings.forensics = False  # a comparison explains no success
     check_tokenizer([full, pruned], tokenizer, settings.transformations)
     mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     from auditor.audit import without_unusable_patterns

@@ -56,6 +56,14 @@ from auditor.schemas.importance import (  # noqa: F401
     PruningCurves,
 )
 from auditor.schemas.advice import Advice, AdviceMeasure, DefenceName  # noqa: F401
+from auditor.schemas.forensics import (  # noqa: F401
+    BrokenPairKind,
+    Forensics,
+    ForensicsSummary,
+    HeadChange,
+    ImplicatedHead,
+    WordPairChange,
+)
 from auditor.schemas.audits import (  # noqa: F401
     AttackOutcome,
     AttackSummary,

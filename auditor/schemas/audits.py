@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from auditor.quadrature import QuadratureMethod
 from auditor.schemas.common import ModelIdentity, Rate
+from auditor.schemas.forensics import Forensics, ForensicsSummary
 from auditor.schemas.importance import ExamplesUsed
 from auditor.schemas.invariance import CheckName, InvarianceCheck
 from auditor.schemas.live import ServedModelRef
@@ -199,6 +200,7 @@ class AttackOutcome(BaseModel):
     inserted_words: list[str] = Field(description="words of the perturbed text that are not in the original (edit alignment)")
     edits: list[WordEdit] = Field(description="every word changed, with what a reader makes of it (auditor.validity.word_edits)")
     seconds: float
+    forensics: Forensics | None = Field(default=None, description="a success's forensics (auditor.forensics); None otherwise or with settings.forensics off")
 
     @property
     def original_prediction(self) -> int:
@@ -311,7 +313,9 @@ class AuditSettings(BaseModel):
     the random-insertion baseline's words per step (10, as in every earlier audit, whatever ``top_k`` is:
     fewer would weaken the baseline the patterns are compared with); ``patterns_after_edits``: among other transformations,
     pattern insertions are tried only when the search without them fails (``AttributionGreedySearch``'s
-    ``held_back``; chosen like ``transformations``)."""
+    ``held_back``; chosen like ``transformations``); ``forensics``: each success of each attack is explained
+    (``auditor.forensics``: two explanations per success, which change no outcome, so a checkpoint and
+    ``auditor diff`` ignore this setting)."""
 
     examples: int
     budget: int
@@ -336,6 +340,7 @@ class AuditSettings(BaseModel):
     typo_rate: float = Field(
         default=0.1, gt=0, le=1, description="the share of eligible words the 'typos' check misspells (chosen on training data, bench/tune_invariance.py)"
     )
+    forensics: bool = Field(default=True, description="the forensics of every success of every attack (auditor.forensics); they change no outcome")
 
 
 class LexiconSummary(BaseModel):
@@ -363,7 +368,8 @@ class RobustnessReport(BaseModel):
     labels), ``duplicates`` left out and ``sample_seed``; the invariance checks (``invariance``,
     ``settings.invariance`` and ``settings.typo_rate``); and a 95 % Wilson interval beside every rate
     (``clean_accuracy_interval``, ``accuracy_under_attack_interval``, ``success_rate_interval``, per class, per
-    budget point and per trigger row: ``auditor.schemas.Rate``)."""
+    budget point and per trigger row: ``auditor.schemas.Rate``). Each success's ``forensics`` and, per attack,
+    ``forensics_summary`` say which heads and word pairs carried the flips (``auditor.forensics``)."""
 
     schema_version: Literal[9] = 9
     auditor_version: str
@@ -382,6 +388,9 @@ class RobustnessReport(BaseModel):
     triggers: list[TriggerRow]
     trigger_data: ExamplesUsed
     invariance: list[InvarianceCheck] = Field(default=[], description="one row per invariance check, in settings.invariance order")
+    forensics_summary: list[ForensicsSummary] = Field(
+        default=[], description="per attack, in report order (attack, then baselines), the forensics of its successes; empty with settings.forensics off"
+    )
     seconds: float
 
 
