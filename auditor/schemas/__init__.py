@@ -56,6 +56,7 @@ from auditor.schemas.importance import (  # noqa: F401
     PruningCurves,
 )
 from auditor.schemas.advice import Advice, AdviceMeasure, DefenceName  # noqa: F401
+from auditor.schemas.causal import CausalCheck, CausalRow, CleanDifference, HeadSelection  # noqa: F401
 from auditor.schemas.audits import (  # noqa: F401
     AttackOutcome,
     AttackSummary,
