@@ -241,16 +241,16 @@ def prune_advice(check: CausalCheck) -> Advice:
     cheap = difference.high <= MAX_CLEAN_COST
     helps = more_undone and cheap
     if helps:
-        verdict = "it helps"
+        verdict = "so it helps"
     elif not more_undone:
-        verdict = "it does not help: its interval of flips undone does not lie above theirs"
+        verdict = "so it does not help (its interval of flips undone does not lie above theirs)"
     else:
-        verdict = f"it does not help: it may cost up to {100 * difference.high:.1f} points more clean accuracy (limit {100 * MAX_CLEAN_COST:.0f})"
+        verdict = f"so it does not help (it may cost up to {100 * difference.high:.1f} points more clean accuracy; limit {100 * MAX_CLEAN_COST:.0f})"
     line = (
         f"Pruning the {check.k} most implicated heads ({head_names(implicated.heads)}) undoes {implicated.undone.count} of "
-        f"{implicated.undone.total} {check.attack} flips ({interval(implicated.undone)}) against {pruned.undone.count} "
+        f"{implicated.undone.total} flips of the {check.attack} attack ({interval(implicated.undone)}) against {pruned.undone.count} "
         f"({interval(pruned.undone)}) for the {check.k} heads attribution pruning removes first, at a clean accuracy of "
-        f"{interval(implicated.clean_accuracy)} against {interval(pruned.clean_accuracy)} (paired difference "
-        f"{100 * difference.value:+.1f} points [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}]): {verdict}."
+        f"{interval(implicated.clean_accuracy)} against {interval(pruned.clean_accuracy)} (it costs "
+        f"{100 * difference.value:+.1f} points more, paired 95 % interval [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}]), {verdict}."
     )
     return Advice(defence="prune-implicated", helps=helps, line=line, measures=measures)

@@ -186,11 +186,11 @@ def synthetic(undone: tuple[int, int], pruned_undone: tuple[int, int], differenc
 def test_the_advice_follows_its_rule():
     helps = prune_advice(synthetic((30, 40), (5, 40), (0.0, -0.01, 0.01)))
     assert helps.helps and helps.defence == "prune-implicated"
-    assert "undoes 30 of 40 attribution flips (75.0 % [" in helps.line and helps.line.endswith("it helps.")
+    assert "undoes 30 of 40 flips of the attribution attack (75.0 % [" in helps.line and helps.line.endswith("so it helps.")
     overlapping = prune_advice(synthetic((12, 40), (8, 40), (0.0, -0.01, 0.01)))
     assert not overlapping.helps and "does not lie above" in overlapping.line
     costly = prune_advice(synthetic((30, 40), (5, 40), (0.05, 0.03, 0.07)))
-    assert not costly.helps and "up to 7.0 points more clean accuracy (limit 2)" in costly.line
+    assert not costly.helps and "up to 7.0 points more clean accuracy; limit 2)" in costly.line
     assert math.isclose(costly.measures[-1].high, 0.07) and MAX_CLEAN_COST == 0.02
     nothing = prune_advice(synthetic((0, 0), (0, 0), (0.0, 0.0, 0.0), reproduced=0))
     assert not nothing.helps and "no success to undo" in nothing.line
