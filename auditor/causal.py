@@ -99,16 +99,16 @@ def pruning_heads(importance: HeadImportance, k: int) -> list[Head]:
     return [(layer, head) for layer, heads in chosen.items() for head in heads]
 
 
-def checked_implicated(implicated: Sequence[Head], present: Sequence[Head], largest: int) -> list[Head]:
-    """The ranking of implicated heads, checked: heads the model has, each once, at least ``largest`` of them."""
+def checked_implicated(implicated: Sequence[Head], present: Sequence[Head], k: int) -> list[Head]:
+    """The ranking of implicated heads, checked: heads the model has, each once, at least ``k`` of them."""
     ranked = [(int(layer), int(head)) for layer, head in implicated]
     missing = [head for head in ranked if head not in set(present)]
     if missing:
         raise InputError(f"implicated head {missing[0]} (layer, head) is not a head of the model")
     if len(set(ranked)) != len(ranked):
         raise InputError("the ranking of implicated heads names a head twice")
-    if len(ranked) < largest:
-        raise InputError(f"the causal check masks up to {largest} implicated heads, but the ranking has {len(ranked)}")
+    if len(ranked) < k:
+        raise InputError(f"the causal check masks {k} implicated heads, but the ranking has {len(ranked)}")
     return ranked
 
 
@@ -130,7 +130,7 @@ def causal_check(
     the clean examples with their reference labels); ``implicated``: (layer, head) pairs, most implicated
     first; ``importance``: the attribution importance of ``classifier``'s heads on training examples
     (``auditor.heads.compute_importance(..., "attribution", ...)``). For each size in ``sizes`` and ``k``,
-    three rows (``CausalRow``): the first k implicated heads, ``draws`` seeded random sets of k (the median
+    three rows (``CausalRow``; sizes beyond the ranking's length are left out): the first k implicated heads, ``draws`` seeded random sets of k (the median
     draw), and the k heads attribution-based pruning removes first. With u_i(ξ) = [arg max f(x̃_i; ξ) = ŷ_i],
     x̃_i a success's adversarial text and ŷ_i the victim's prediction on its original text, a row's
     ``undone`` is Σ_i u_i(ξ) over the successes the unmasked model reproduces (arg max f(x̃_i; 1) ≠ ŷ_i).
@@ -150,11 +150,9 @@ def causal_check(
         raise InputError("head counts to mask must be non-negative")
     if not outcomes:
         raise InputError("the causal check needs the attack's outcomes, got none")
-    all_sizes = sorted({*sizes, k})
     present = present_heads(classifier.model)
-    ranked = checked_implicated(implicated, present, all_sizes[-1])
-    if all_sizes[-1] > len(present):
-        raise InputError(f"cannot mask {all_sizes[-1]} heads: the model has {len(present)}")
+    ranked = checked_implicated(implicated, present, k)
+    all_sizes = sorted({size for size in sizes if size <= len(ranked)} | {k})
 
     successes = [o for o in outcomes if o.status == "succeeded"]
     adversarial = MaskedPredictor(classifier, [o.perturbed_text for o in successes], [o.perturbed_text_pair for o in successes], batch_size)

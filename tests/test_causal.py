@@ -156,8 +156,9 @@ def test_bad_inputs_are_refused(sst2, outcomes, importance):
         causal_check(sst2, outcomes, IMPLICATED, attention, attack="attribution")
     with pytest.raises(InputError, match="not a head of the model"):
         causal_check(sst2, outcomes, [(6, 0), *IMPLICATED], importance, attack="attribution")
-    with pytest.raises(InputError, match="the ranking has 2"):
+    with pytest.raises(InputError, match="masks 3 implicated heads, but the ranking has 2"):
         causal_check(sst2, outcomes, IMPLICATED[:2], importance, attack="attribution", k=3)
+    assert causal_check(sst2, outcomes, IMPLICATED[:1], importance, attack="attribution", k=1, draws=1).sizes == [1]  # 3 and 5 left out
     with pytest.raises(InputError, match="names a head twice"):
         causal_check(sst2, outcomes, [(2, 1), (2, 1), (0, 4)], importance, attack="attribution")
 

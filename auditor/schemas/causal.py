@@ -64,7 +64,7 @@ class CausalCheck(BaseModel):
     examples: int
     clean_accuracy: Rate
     k: int
-    sizes: list[int]
+    sizes: list[int] = Field(description="the head counts run: those asked for that the implicated ranking is long enough for, and k")
     draws: int
     seed: int
     importance: ExamplesUsed
