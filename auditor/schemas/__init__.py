@@ -64,6 +64,7 @@ from auditor.schemas.forensics import (  # noqa: F401
     ImplicatedHead,
     WordPairChange,
 )
+from auditor.schemas.causal import CausalCheck, CausalRow, CleanDifference, HeadSelection  # noqa: F401
 from auditor.schemas.audits import (  # noqa: F401
     AttackOutcome,
     AttackSummary,
