@@ -74,7 +74,7 @@ def data_vocabulary(dataset: Dataset) -> list[str]:
     return sorted(w for w in words if not (dataset.is_pair and adds_content(w)))
 
 
-def _outcome(index: int, example: Example, result, seconds: float, explanations: int, rejected: int) -> AttackOutcome:
+def _outcome(index: int, example: Example, result, seconds: float, explanations: int, rejected: int, reader: Reader) -> AttackOutcome:
     original, perturbed = result.original_result, result.perturbed_result
     before, after = original.attacked_text, perturbed.attacked_text
     columns = [after.tokenizer_input] if isinstance(after.tokenizer_input, str) else list(after.tokenizer_input)
@@ -97,7 +97,7 @@ def _outcome(index: int, example: Example, result, seconds: float, explanations:
         rejected=rejected,
         word_edits=word_edit_distance(before.words, after.words),
         inserted_words=inserted_words(before.words, after.words),
-        edits=word_edits(before.words, after.words, Reader()),
+        edits=word_edits(before.words, after.words, reader),
         seconds=seconds,
     )
 
@@ -117,13 +117,14 @@ def attack_example(name: str, attack_for_label: Callable[[int], Attack], index: 
     attack = attack_for_label(int(example.label))
     attack.clear_cache()
     validity = [c for c in attack.constraints if isinstance(c, LabelWordConstraint | ReaderConstraint)]
+    reader = next((c.reader for c in validity if isinstance(c, ReaderConstraint)), Reader())
     victim = attack.goal_function.model
     explained, rejected = getattr(victim, "explanations", 0), sum(c.rejected for c in validity)
     started = time.perf_counter()
     result = attack.attack(attacked_text(example), int(example.label))
     seconds = time.perf_counter() - started
     explanations = getattr(victim, "explanations", 0) - explained
-    return _outcome(index, example, result, seconds, explanations, sum(c.rejected for c in validity) - rejected)
+    return _outcome(index, example, result, seconds, explanations, sum(c.rejected for c in validity) - rejected, reader)
 
 
 class AttackExecutor(Protocol):
@@ -215,9 +216,10 @@ def attack_rates(examples: int, correct: int, succeeded: int) -> dict[str, float
 def validity_constraints(lexicon: LabelLexicon, max_words: int | None) -> list:
     """The constraints every attack of an audit shares (``VALIDITY_CHECKS``): no label-carrying word or
     negation inserted, substituted or deleted, every changed word a misspelling a reader undoes, no number
-    edited, and at most ``max_words`` words edited (``None``: the attack caps them itself)."""
+    edited, and at most ``max_words`` words edited (``None``: the attack caps them itself). The reader knows
+    the lexicon's training vocabulary (``Reader``)."""
     cap = [] if max_words is None else [MaxInsertedWords(max_words)]
-    return [LabelWordConstraint(lexicon), ReaderConstraint(), *cap]
+    return [LabelWordConstraint(lexicon), ReaderConstraint(Reader(lexicon.vocabulary)), *cap]
 
 
 def attribution_attacks(
@@ -235,7 +237,7 @@ def attribution_attacks(
             settings.steps,
             settings.max_words,
             settings.sufficient_gain,
-            Reader().is_misspelling,
+            Reader(lexicon.vocabulary).is_misspelling,
             ranking,
             settings.layers,
             settings.sweep_words,
@@ -307,6 +309,7 @@ def lexicon_summary(lexicon: LabelLexicon) -> LexiconSummary:
         phrase_words=lexicon.phrase_words,
         associated_words=lexicon.associated_words,
         user_words=lexicon.user_words,
+        vocabulary_words=len(lexicon.vocabulary),
     )
 
 
@@ -331,7 +334,7 @@ def checkpoint_identity(
         "data": dataset.identity().model_dump(mode="json"),
         "trigger_data": trigger_data.identity().model_dump(mode="json"),
         "patterns": patterns_identity(triggers),  # not their scores: another CPU may round those differently
-        "settings": json.loads(settings.model_dump_json()),
+        "settings": json.loads(settings.model_dump_json(exclude={"advice"})),  # advice changes no outcome
     }
 
 
@@ -372,7 +375,8 @@ def run_audit(
     shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
     outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, shown)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
-    invariance = run_checks(victim, examples, perturbations(settings.invariance, settings.typo_rate), settings.seed, progress)
+    typos = perturbations(settings.invariance, settings.typo_rate, Reader(lexicon.vocabulary))
+    invariance = run_checks(victim, examples, typos, settings.seed, progress)
     table_examples = trigger_data.head(settings.trigger_examples).examples
     rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed, progress is not None)
     return RobustnessReport(

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from auditor.quadrature import QuadratureMethod
+from auditor.schemas.advice import Advice
 from auditor.schemas.common import ModelIdentity, Rate
 from auditor.schemas.importance import ExamplesUsed
 from auditor.schemas.invariance import CheckName, InvarianceCheck
@@ -134,7 +135,9 @@ class LexiconOptions(BaseModel):
 
 class LabelLexicon(BaseModel):
     """Words that carry a label by themselves (word -> label index, -1 for a user word of any label), and
-    the training data they were measured on; perturbations adding, substituting or deleting them are invalid."""
+    the training data they were measured on; perturbations adding, substituting or deleting them are invalid.
+    ``vocabulary``: the training data's words that pyspellchecker's English dictionary lacks ("filmgoers"),
+    which count as words for the reader rule and the spell-check front end (``auditor.validity.Reader``)."""
 
     labels: list[str]
     data: ExamplesUsed | None
@@ -143,6 +146,7 @@ class LabelLexicon(BaseModel):
     phrase_words: int
     associated_words: int
     user_words: int
+    vocabulary: list[str] = Field(default=[], description="training-data words the dictionary lacks, sorted: words to the reader rule")
 
 
 class VictimIdentity(BaseModel):
@@ -154,11 +158,15 @@ class VictimIdentity(BaseModel):
     labels: list[str]
     model: ModelIdentity | None = None
     served: ServedModelRef | None = Field(default=None, description="an endpoint's model: name, version and weights digest it answered with")
+    defence: Literal["spellcheck"] | None = Field(
+        default=None, description="the front end every input went through first (auditor.defence.DefendedVictim), None for the bare model"
+    )
 
     def title(self) -> str:
         """``location``, and for an endpoint that named its model ``name/version@weights``: two releases served
         under one name and port are told apart."""
-        return self.location if self.served is None else f"{self.location} ({self.served.label()})"
+        title = self.location if self.served is None else f"{self.location} ({self.served.label()})"
+        return title if self.defence is None else f"{title} behind the {self.defence} front end"
 
 
 class WordEdit(BaseModel):
@@ -336,6 +344,11 @@ class AuditSettings(BaseModel):
     typo_rate: float = Field(
         default=0.1, gt=0, le=1, description="the share of eligible words the 'typos' check misspells (chosen on training data, bench/tune_invariance.py)"
     )
+    advice: bool = Field(
+        default=True,
+        description="measure the defence advice in the same run (RobustnessReport.advice, .defended); it changes no attack outcome, "
+        "so checkpoints and 'auditor diff' ignore it",
+    )
 
 
 class LexiconSummary(BaseModel):
@@ -347,6 +360,7 @@ class LexiconSummary(BaseModel):
     phrase_words: int
     associated_words: int
     user_words: int
+    vocabulary_words: int = Field(default=0, description="training-data words the dictionary lacks, counted as words (LabelLexicon.vocabulary)")
 
 
 class RobustnessReport(BaseModel):
@@ -382,6 +396,10 @@ class RobustnessReport(BaseModel):
     triggers: list[TriggerRow]
     trigger_data: ExamplesUsed
     invariance: list[InvarianceCheck] = Field(default=[], description="one row per invariance check, in settings.invariance order")
+    advice: list[Advice] = Field(default=[], description="each defence tried in the run, one line with its measures (auditor.defence.spellcheck_advice)")
+    defended: list[AttackSummary] | None = Field(
+        default=None, description="the adaptive audit: the same attacks against the spell-check front end plus the model (None: not run)"
+    )
     seconds: float
 
 
