@@ -30,6 +30,7 @@ from auditor.attack import (
 )
 from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset, Example
+from auditor.defence import defend, spellcheck_advice
 from auditor.edits import word_edit_distance
 from auditor.errors import InputError
 from auditor.explain import validate_layers
@@ -102,9 +103,10 @@ def _outcome(index: int, example: Example, result, seconds: float, explanations:
     )
 
 
-def attack_key(name: str, index: int) -> str:
-    """The checkpoint key of attack ``name``'s outcome on example ``index``."""
-    return f"attack:{name}:{index}"
+def attack_key(name: str, index: int, defence: str | None = None) -> str:
+    """The checkpoint key of attack ``name``'s outcome on example ``index`` (against the victim behind the
+    front end ``defence``, in the adaptive audit of the defence advice)."""
+    return f"attack:{name}:{index}" if defence is None else f"attack+{defence}:{name}:{index}"
 
 
 def attack_example(name: str, attack_for_label: Callable[[int], Attack], index: int, example: Example, seed: int) -> AttackOutcome:
@@ -141,18 +143,19 @@ def attack_examples(
     checkpoint: Checkpoint,
     seed: int,
     progress: Progress | None = None,
+    defence: str | None = None,
 ) -> dict[str, list[AttackOutcome]]:
     """Every attack on each example (see ``attack_example``), interleaved: example by example, every attack
     in turn, so their seconds are measured under the same conditions; outcomes already in the checkpoint are
-    reused."""
+    reused (``defence``: the attacks target that front end's victim; their own checkpoint keys)."""
     for index, example in enumerate(examples):
         for name, attack_for_label in attacks.items():
-            key = attack_key(name, index)
+            key = attack_key(name, index, defence)
             if key not in checkpoint:
                 checkpoint.put(key, attack_example(name, attack_for_label, index, example, seed).model_dump(mode="json"))
             if progress:
-                progress(name, index + 1, len(examples))
-    return {name: [AttackOutcome.model_validate(checkpoint[attack_key(name, i)]) for i in range(len(examples))] for name in attacks}
+                progress(name if defence is None else f"{name} against {defence}", index + 1, len(examples))
+    return {name: [AttackOutcome.model_validate(checkpoint[attack_key(name, i, defence)]) for i in range(len(examples))] for name in attacks}
 
 
 def budget_points(budget: int) -> list[int]:
@@ -375,6 +378,12 @@ def run_audit(
     shown = progress if executor is None else None  # the executor reported progress as outcomes arrived
     outcomes = attack_examples(attacks, examples, checkpoint, settings.seed, shown)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
+    advice, defended = [], None
+    if settings.advice and victim.identity.defence is None:  # a defended victim's audit is already the adaptive one
+        front_end = defend(victim, "spellcheck", lexicon)
+        adaptive = attack_examples(audit_attacks(front_end, triggers, settings, lexicon, dataset), examples, checkpoint, settings.seed, progress, "spellcheck")
+        defended = [summarise(name, adaptive[name], labels, settings.budget) for name in adaptive]
+        advice.append(spellcheck_advice(front_end, examples, outcomes, adaptive, defended))
     typos = perturbations(settings.invariance, settings.typo_rate, Reader(lexicon.vocabulary))
     invariance = run_checks(victim, examples, typos, settings.seed, progress)
     table_examples = trigger_data.head(settings.trigger_examples).examples
@@ -396,5 +405,7 @@ def run_audit(
         triggers=rows,
         trigger_data=trigger_data.head(settings.trigger_examples).identity(),
         invariance=invariance,
+        advice=advice,
+        defended=defended,
         seconds=time.perf_counter() - started,
     )

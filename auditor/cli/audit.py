@@ -157,6 +157,20 @@ def audit(
     junit: JUnit = None,
     ray_address: RayAddress = None,
     workers: Workers = None,
+    defence: Annotated[
+        Literal["spellcheck"] | None,
+        typer.Option(
+            "--defence",
+            help="Audit the model behind a front end: 'spellcheck' corrects every word that is no dictionary or training-data word first.",
+        ),
+    ] = None,
+    advice: Annotated[
+        bool,
+        typer.Option(
+            "--advice/--no-advice",
+            help="Measure the spell-check front end's advice in the same run: successes undone, clean cost, and an adaptive audit of front end plus model.",
+        ),
+    ] = True,
 ) -> None:
     """Attack a model with the attribution-guided attack and baselines under the same validity constraints;
     write JSON, Markdown and HTML reports. With --baseline, compare it example by example with an earlier
@@ -173,11 +187,13 @@ def audit(
     )  # fmt: skip
     settings.invariance = parse_invariance(invariance)
     settings.typo_rate = settings.typo_rate if typo_rate is None else typo_rate
+    settings.advice = advice
     max_flip_rates = parse_max_flip_rate(max_flip_rate, settings.invariance)
     check_tokenizer([model or endpoint], tokenizer, settings.transformations)
     mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks, without_unusable_patterns
     from auditor.checkpoint import Checkpoint
+    from auditor.defence import defend
     from auditor.diff import AuditScope, check_comparable
     from auditor.victims import open_victim
 
@@ -186,6 +202,7 @@ def audit(
         dataset = audit_data(data, victim, mapping, settings, sample, examples)
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
         lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words, mapping)
+        victim = defend(victim, defence, lexicon)
         settings, note = without_unusable_patterns(settings, triggers, lexicon, dataset.is_pair)
         if note:
             console.print(note, highlight=False)
@@ -204,7 +221,7 @@ def audit(
         if pool is not None:
             from auditor.distributed import RayAttackExecutor, VictimSpec
 
-            spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
+            spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer, defence=defence)
             executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
         report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
     raise typer.Exit(publish_audit(report, out, fail_under, max_flip_rates, baseline_report, str(baseline), max_drop, alpha, correction, junit))
