@@ -131,7 +131,7 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
             f"| {a.name} | {interval(a.accuracy_under_attack_interval)} | {interval(a.success_rate_interval)} | {edit_mix(a)} | {number(a.mean_queries)} | "
             f"{number(a.mean_queries_per_success)} | {a.explanations} | {a.rejected} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
         )
-    lines += ["", class_table(attacks), *invariance_table(report)]
+    lines += ["", class_table(attacks), *invariance_table(report), *advice_lines(report)]
     if report.triggers:
         lines += [
             "",
@@ -186,6 +186,17 @@ def invariance_table(report: RobustnessReport) -> list[str]:
     for c in report.invariance:
         examples = "; ".join(flip_text(o, labels) for o in c.flip_examples).replace("|", "\\|") or "none"
         lines.append(f"| {c.name} | {c.applied} | {c.flips} | {interval(c.flip_rate, c.note)} | {examples} |")
+    return lines
+
+
+def advice_lines(report: RobustnessReport) -> list[str]:
+    """Markdown: each piece of defence advice in its line, and the adaptive audit's success rates."""
+    if not report.advice:
+        return []
+    lines = ["", "Defence advice:", *(f"- **{a.defence}: {'helps' if a.helps else 'does not help'}.** {a.line}" for a in report.advice)]
+    if report.defended:
+        lines += ["", "| attack against front end + model | accuracy under attack | valid success rate |", "|---|---|---|"]
+        lines += [f"| {a.name} | {interval(a.accuracy_under_attack_interval)} | {interval(a.success_rate_interval)} |" for a in report.defended]
     return lines
 
 

@@ -377,7 +377,11 @@ class RobustnessReport(BaseModel):
     labels), ``duplicates`` left out and ``sample_seed``; the invariance checks (``invariance``,
     ``settings.invariance`` and ``settings.typo_rate``); and a 95 % Wilson interval beside every rate
     (``clean_accuracy_interval``, ``accuracy_under_attack_interval``, ``success_rate_interval``, per class, per
-    budget point and per trigger row: ``auditor.schemas.Rate``)."""
+    budget point and per trigger row: ``auditor.schemas.Rate``). ``advice``: the defences tried in the same run
+    (``auditor.defence.spellcheck_advice``: successes the spell-check front end undoes, its clean cost, the
+    adaptive audit's success rates), and ``defended``: the adaptive audit's summaries, the audit's attacks
+    against the front end plus the model (None when ``settings.advice`` is off or the audited victim is
+    already defended, ``victim.defence``)."""
 
     schema_version: Literal[9] = 9
     auditor_version: str
