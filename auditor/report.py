@@ -190,14 +190,11 @@ def invariance_table(report: RobustnessReport) -> list[str]:
 
 
 def advice_lines(report: RobustnessReport) -> list[str]:
-    """Markdown: each piece of defence advice in its line, and the adaptive audit's success rates."""
+    """Markdown: each piece of defence advice in its line (the adaptive audit's rates are in the line; its
+    table is in the HTML report)."""
     if not report.advice:
         return []
-    lines = ["", "Defence advice:", *(f"- **{a.defence}: {'helps' if a.helps else 'does not help'}.** {a.line}" for a in report.advice)]
-    if report.defended:
-        lines += ["", "| attack against front end + model | accuracy under attack | valid success rate |", "|---|---|---|"]
-        lines += [f"| {a.name} | {interval(a.accuracy_under_attack_interval)} | {interval(a.success_rate_interval)} |" for a in report.defended]
-    return lines
+    return ["", "Defence advice:", *(f"- **{a.defence}: {'helps' if a.helps else 'does not help'}.** {a.line}" for a in report.advice)]
 
 
 def edit_mix(attack: AttackSummary) -> str:
