@@ -4,8 +4,9 @@ front of any model, and the advice an audit draws from it: how many successes it
 the clean examples, and how the same attacks fare against front end plus model (the adaptive audit).
 
 The reader rule admits only edits the spell checker corrects back (``auditor.validity.Reader.restores``),
-so the front end undoes every edited word of a valid success by construction: that figure says nothing
-an attacker who knows the defence would care about. The adaptive audit and the clean cost are the honest
+so the front end undoes every edited dictionary or training word of a valid success by construction (a
+misspelled name, no word of either, has no correction and stays): that figure says nothing an attacker who
+knows the defence would care about. The adaptive audit and the clean cost are the honest
 figures.
 """
 

@@ -23,7 +23,7 @@ from auditor.invariance.perturbations import typo_candidates
 from auditor.models import load_classifier
 from auditor.schemas import LabelLexicon, LexiconOptions, RobustnessDiff, RobustnessReport
 from auditor.triggers import word_spans
-from auditor.validity import Reader, ReaderConstraint, build_lexicon, training_vocabulary, word_edits
+from auditor.validity import Reader, ReaderConstraint, build_lexicon, training_vocabulary
 from auditor.victims import LocalVictim
 from tests.test_audit import SST2, auditor
 
@@ -148,12 +148,25 @@ def test_defended_audit_and_advice(audits: tuple[Path, Path]) -> None:
 
 
 def test_defended_victim_undoes_a_real_misspelling_success(audits: tuple[Path, Path]) -> None:
-    """Each misspelling-only success of the bare audit goes back to the original class through the defended
-    victim, whose probabilities are the bare model's on the corrected text."""
+    """Each misspelling of a dictionary or training word in the bare audit's successes is corrected back by
+    the front end (the reader rule admitted it because the correction restores it), and a success made of
+    such misspellings alone goes back to the original class through the defended victim, whose probabilities
+    are the bare model's on the corrected text. A misspelled name (no word of either: "ex-wife" is not in
+    SST-2 train) has no correction to restore it, so the front end leaves it."""
     bare = report_at(audits[0])
     victim = LocalVictim(load_classifier(SST2))
-    front_end = DefendedVictim(victim, SpellCorrector(Reader(training_vocabulary(load_dataset("sst2", split="train")))))
-    successes = [o for a in [bare.attack, *bare.baselines] for o in a.outcomes if o.status == "succeeded" and {e.kind for e in o.edits} == {"misspelling"}]
+    reader = Reader(training_vocabulary(load_dataset("sst2", split="train")))
+    front_end = DefendedVictim(victim, SpellCorrector(reader))
+    misspellings = [e for a in [bare.attack, *bare.baselines] for o in a.outcomes if o.status == "succeeded" for e in o.edits if e.kind == "misspelling"]
+    for edit in misspellings:
+        expected = edit.original if reader.is_word(edit.original) else edit.edited
+        assert front_end.corrector.correct_word(edit.edited).lower() == expected.lower(), edit
+    successes = [
+        o
+        for a in [bare.attack, *bare.baselines]
+        for o in a.outcomes
+        if o.status == "succeeded" and all(e.kind == "misspelling" and reader.is_word(e.original) for e in o.edits)
+    ]
     assert successes
     for outcome in successes:
         corrected = front_end.corrector.correct(outcome.perturbed_text)
@@ -161,7 +174,6 @@ def test_defended_victim_undoes_a_real_misspelling_success(audits: tuple[Path, P
         probabilities = front_end([outcome.perturbed_text])
         assert np.allclose(probabilities, victim([corrected]), atol=PROBABILITY_ATOL)
         assert int(np.argmax(probabilities)) == outcome.label != outcome.perturbed_prediction
-        assert all(e.kind == "misspelling" for e in word_edits(AttackedText(outcome.text).words, AttackedText(outcome.perturbed_text).words, front_end.corrector.reader))
 
 
 def test_diff_compares_defended_with_undefended(audits: tuple[Path, Path], tmp_path: Path) -> None:
