@@ -170,7 +170,9 @@ def test_defended_victim_undoes_a_real_misspelling_success(audits: tuple[Path, P
     assert successes
     for outcome in successes:
         corrected = front_end.corrector.correct(outcome.perturbed_text)
-        assert corrected == front_end.corrector.correct(outcome.text)  # by construction: each edit corrected back
+        # by construction: each edit corrected back (up to case: a change of case alone is a misspelling, kept by the
+        # front end; the fixture model is uncased)
+        assert corrected.lower() == front_end.corrector.correct(outcome.text).lower()
         probabilities = front_end([outcome.perturbed_text])
         assert np.allclose(probabilities, victim([corrected]), atol=PROBABILITY_ATOL)
         assert int(np.argmax(probabilities)) == outcome.label != outcome.perturbed_prediction
