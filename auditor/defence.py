@@ -126,7 +126,7 @@ def held_under_every_attack(outcomes: dict[str, list[AttackOutcome]], examples: 
 def _paired(name: str, before: Sequence[bool], after: Sequence[bool]) -> AdviceMeasure:
     """mean(after) − mean(before) with its paired bootstrap 95 % interval (``bootstrap_drop``, negated)."""
     low, high = bootstrap_drop(before, after)
-    return AdviceMeasure(name=name, value=float(np.mean(after) - np.mean(before)), low=-high, high=-low)
+    return AdviceMeasure(name=name, value=float(np.mean(after) - np.mean(before)), low=0.0 - high, high=0.0 - low)  # 0.0 - x: no "-0.0"
 
 
 def spellcheck_advice(

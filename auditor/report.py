@@ -194,7 +194,7 @@ def advice_lines(report: RobustnessReport) -> list[str]:
     table is in the HTML report)."""
     if not report.advice:
         return []
-    return ["", "Defence advice:", *(f"- **{a.defence}: {'helps' if a.helps else 'does not help'}.** {a.line}" for a in report.advice)]
+    return ["", "Defence advice:", *(f"- **{a.defence}** ({'helps' if a.helps else 'does not help'}): {a.line}" for a in report.advice)]
 
 
 def edit_mix(attack: AttackSummary) -> str:
