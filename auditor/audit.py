@@ -31,18 +31,20 @@ from auditor.attack import (
 )
 from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset, Example
+from auditor.defence import defend, spellcheck_advice
 from auditor.edits import word_edit_distance
 from auditor.errors import InputError
 from auditor.explain import validate_layers
-from auditor.forensics import forensics_summary, success_forensics
+from auditor.findings import attack_forensics, audit_causal_check
+from auditor.forensics import forensics_summary
 from auditor.invariance.checks import perturbations, run_checks
 from auditor.schemas import (
+    OUTCOME_FREE_SETTINGS,
     AttackOutcome,
     AttackSummary,
     AuditSettings,
     BudgetPoint,
     ClassBreakdown,
-    Forensics,
     LabelLexicon,
     LexiconSummary,
     Rate,
@@ -77,7 +79,7 @@ def data_vocabulary(dataset: Dataset) -> list[str]:
     return sorted(w for w in words if not (dataset.is_pair and adds_content(w)))
 
 
-def _outcome(index: int, example: Example, result, seconds: float, explanations: int, rejected: int) -> AttackOutcome:
+def _outcome(index: int, example: Example, result, seconds: float, explanations: int, rejected: int, reader: Reader) -> AttackOutcome:
     original, perturbed = result.original_result, result.perturbed_result
     before, after = original.attacked_text, perturbed.attacked_text
     columns = [after.tokenizer_input] if isinstance(after.tokenizer_input, str) else list(after.tokenizer_input)
@@ -100,14 +102,15 @@ def _outcome(index: int, example: Example, result, seconds: float, explanations:
         rejected=rejected,
         word_edits=word_edit_distance(before.words, after.words),
         inserted_words=inserted_words(before.words, after.words),
-        edits=word_edits(before.words, after.words, Reader()),
+        edits=word_edits(before.words, after.words, reader),
         seconds=seconds,
     )
 
 
-def attack_key(name: str, index: int) -> str:
-    """The checkpoint key of attack ``name``'s outcome on example ``index``."""
-    return f"attack:{name}:{index}"
+def attack_key(name: str, index: int, defence: str | None = None) -> str:
+    """The checkpoint key of attack ``name``'s outcome on example ``index`` (against the victim behind the
+    front end ``defence``, in the adaptive audit of the defence advice)."""
+    return f"attack:{name}:{index}" if defence is None else f"attack+{defence}:{name}:{index}"
 
 
 def attack_example(name: str, attack_for_label: Callable[[int], Attack], index: int, example: Example, seed: int) -> AttackOutcome:
@@ -120,13 +123,14 @@ def attack_example(name: str, attack_for_label: Callable[[int], Attack], index: 
     attack = attack_for_label(int(example.label))
     attack.clear_cache()
     validity = [c for c in attack.constraints if isinstance(c, LabelWordConstraint | ReaderConstraint)]
+    reader = next((c.reader for c in validity if isinstance(c, ReaderConstraint)), Reader())
     victim = attack.goal_function.model
     explained, rejected = getattr(victim, "explanations", 0), sum(c.rejected for c in validity)
     started = time.perf_counter()
     result = attack.attack(attacked_text(example), int(example.label))
     seconds = time.perf_counter() - started
     explanations = getattr(victim, "explanations", 0) - explained
-    return _outcome(index, example, result, seconds, explanations, sum(c.rejected for c in validity) - rejected)
+    return _outcome(index, example, result, seconds, explanations, sum(c.rejected for c in validity) - rejected, reader)
 
 
 class AttackExecutor(Protocol):
@@ -143,41 +147,19 @@ def attack_examples(
     checkpoint: Checkpoint,
     seed: int,
     progress: Progress | None = None,
+    defence: str | None = None,
 ) -> dict[str, list[AttackOutcome]]:
     """Every attack on each example (see ``attack_example``), interleaved: example by example, every attack
     in turn, so their seconds are measured under the same conditions; outcomes already in the checkpoint are
-    reused."""
+    reused (``defence``: the attacks target that front end's victim; their own checkpoint keys)."""
     for index, example in enumerate(examples):
         for name, attack_for_label in attacks.items():
-            key = attack_key(name, index)
+            key = attack_key(name, index, defence)
             if key not in checkpoint:
                 checkpoint.put(key, attack_example(name, attack_for_label, index, example, seed).model_dump(mode="json"))
             if progress:
-                progress(name, index + 1, len(examples))
-    return {name: [AttackOutcome.model_validate(checkpoint[attack_key(name, i)]) for i in range(len(examples))] for name in attacks}
-
-
-def attack_forensics(
-    victim: Victim, outcomes: dict[str, list[AttackOutcome]], checkpoint: Checkpoint, lexicon: LabelLexicon, progress: Progress | None = None
-) -> dict[str, list[AttackOutcome]]:
-    """Every attack's outcomes, each success with its ``forensics`` (``auditor.forensics.success_forensics``),
-    computed once: each goes to ``checkpoint`` (key ``forensics:NAME:INDEX``) before the next starts."""
-    if victim.tokenizer is None:
-        raise InputError("forensics map the model's tokens to words and need its tokenizer: pass --tokenizer DIR, or --no-forensics")
-    explained: dict[str, list[AttackOutcome]] = {}
-    for name, items in outcomes.items():
-        successes = [o for o in items if o.status == "succeeded"]
-        for done, outcome in enumerate(successes, start=1):
-            key = f"forensics:{name}:{outcome.index}"
-            if key not in checkpoint:
-                checkpoint.put(key, success_forensics(outcome, victim.explain, victim.tokenizer, lexicon.words).model_dump(mode="json"))
-            if progress:
-                progress(f"{name} forensics", done, len(successes))
-        explained[name] = [
-            o.model_copy(update={"forensics": Forensics.model_validate(checkpoint[f"forensics:{name}:{o.index}"])}) if o.status == "succeeded" else o
-            for o in items
-        ]
-    return explained
+                progress(name if defence is None else f"{name} against {defence}", index + 1, len(examples))
+    return {name: [AttackOutcome.model_validate(checkpoint[attack_key(name, i, defence)]) for i in range(len(examples))] for name in attacks}
 
 
 def budget_points(budget: int) -> list[int]:
@@ -241,9 +223,10 @@ def attack_rates(examples: int, correct: int, succeeded: int) -> dict[str, float
 def validity_constraints(lexicon: LabelLexicon, max_words: int | None) -> list:
     """The constraints every attack of an audit shares (``VALIDITY_CHECKS``): no label-carrying word or
     negation inserted, substituted or deleted, every changed word a misspelling a reader undoes, no number
-    edited, and at most ``max_words`` words edited (``None``: the attack caps them itself)."""
+    edited, and at most ``max_words`` words edited (``None``: the attack caps them itself). The reader knows
+    the lexicon's training vocabulary (``Reader``)."""
     cap = [] if max_words is None else [MaxInsertedWords(max_words)]
-    return [LabelWordConstraint(lexicon), ReaderConstraint(), *cap]
+    return [LabelWordConstraint(lexicon), ReaderConstraint(Reader(lexicon.vocabulary)), *cap]
 
 
 def attribution_attacks(
@@ -261,7 +244,7 @@ def attribution_attacks(
             settings.steps,
             settings.max_words,
             settings.sufficient_gain,
-            Reader().is_misspelling,
+            Reader(lexicon.vocabulary).is_misspelling,
             ranking,
             settings.layers,
             settings.sweep_words,
@@ -333,6 +316,7 @@ def lexicon_summary(lexicon: LabelLexicon) -> LexiconSummary:
         phrase_words=lexicon.phrase_words,
         associated_words=lexicon.associated_words,
         user_words=lexicon.user_words,
+        vocabulary_words=len(lexicon.vocabulary),
     )
 
 
@@ -357,7 +341,7 @@ def checkpoint_identity(
         "data": dataset.identity().model_dump(mode="json"),
         "trigger_data": trigger_data.identity().model_dump(mode="json"),
         "patterns": patterns_identity(triggers),  # not their scores: another CPU may round those differently
-        "settings": json.loads(settings.model_dump_json(exclude={"forensics"})),  # a resumed run may add or drop them
+        "settings": json.loads(settings.model_dump_json(exclude=OUTCOME_FREE_SETTINGS)),  # a resumed run may add or drop them
     }
 
 
@@ -371,9 +355,11 @@ def run_audit(
     lexicon: LabelLexicon,
     progress: Progress | None = None,
     executor: AttackExecutor | None = None,
+    training: Dataset | None = None,
 ) -> RobustnessReport:
     """Audit ``victim`` on the first ``settings.examples`` examples of ``dataset`` (the attacks run in this
-    process, or by ``executor``; the report is the same)."""
+    process, or by ``executor``; the report is the same). ``training``: the task's training data, which orders
+    the causal check's attribution-pruned heads (``auditor.findings``); without it the check does not run."""
     started = time.perf_counter()
     examples = dataset.head(settings.examples).examples
     if any(e.label is None for e in examples) or any(e.label is None for e in trigger_data.examples):
@@ -401,7 +387,18 @@ def run_audit(
         outcomes = attack_forensics(victim, outcomes, checkpoint, lexicon, progress)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
     forensics = [forensics_summary(s.name, [o.forensics for o in s.outcomes if o.forensics]) for s in summaries] if settings.forensics else []
-    invariance = run_checks(victim, examples, perturbations(settings.invariance, settings.typo_rate), settings.seed, progress)
+    causal, advice, causal_note = None, [], None
+    if settings.forensics and settings.causal_check:
+        causal, pruning_advice, causal_note = audit_causal_check(victim, summaries[0], forensics[0], training, settings.seed)
+        advice += [pruning_advice] if pruning_advice is not None else []
+    defended = None
+    if settings.advice and victim.identity.defence is None:  # a defended victim's audit is already the adaptive one
+        front_end = defend(victim, "spellcheck", lexicon)
+        adaptive = attack_examples(audit_attacks(front_end, triggers, settings, lexicon, dataset), examples, checkpoint, settings.seed, progress, "spellcheck")
+        defended = [summarise(name, adaptive[name], labels, settings.budget) for name in adaptive]
+        advice.insert(0, spellcheck_advice(front_end, examples, outcomes, adaptive, defended))
+    typos = perturbations(settings.invariance, settings.typo_rate, Reader(lexicon.vocabulary))
+    invariance = run_checks(victim, examples, typos, settings.seed, progress)
     table_examples = trigger_data.head(settings.trigger_examples).examples
     rows = trigger_table(victim, triggers, table_examples, settings.trigger_top_k, checkpoint, lexicon, settings.seed, progress is not None)
     return RobustnessReport(
@@ -422,5 +419,9 @@ def run_audit(
         trigger_data=trigger_data.head(settings.trigger_examples).identity(),
         invariance=invariance,
         forensics_summary=forensics,
+        causal_check=causal,
+        causal_check_note=causal_note,
+        advice=advice,
+        defended=defended,
         seconds=time.perf_counter() - started,
     )

@@ -20,7 +20,7 @@ from auditor.errors import InputError
 from auditor.heads import full_mask, model_inputs, scores_tensor
 from auditor.models import Classifier
 from auditor.pruning import check_importance_matches, rank_heads
-from auditor.report import interval
+from auditor.report import head_names, interval
 from auditor.schemas import Advice, AdviceMeasure, AttackOutcome, CausalCheck, CausalRow, CleanDifference, HeadImportance, HeadSelection
 from auditor.statistics import bootstrap_drop, wilson
 
@@ -208,11 +208,6 @@ def causal_check(
         clean_difference=CleanDifference(k=k, value=float(pruned.mean() - kept.mean()), low=low, high=high),
         seconds=round(time.perf_counter() - started, 3),
     )
-
-
-def head_names(heads: Sequence[Head]) -> str:
-    """``L4 h7, L2 h1``: heads as the head-importance plots name them."""
-    return ", ".join(f"L{layer} h{head}" for layer, head in heads)
 
 
 def prune_advice(check: CausalCheck) -> Advice:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from auditor import __version__
 from auditor.errors import InputError, validation_message
 from auditor.schemas import (
+    OUTCOME_FREE_SETTINGS,
     AttackOutcome,
     AuditSettings,
     InvarianceOutcome,
@@ -94,7 +95,7 @@ def scope_differences(base: AuditScope, new: AuditScope) -> list[str]:
         )
     if base.labels != new.labels:
         problems.append(f"the models have different labels: base {base.labels}, new {new.labels}")
-    base_settings, new_settings = (side.settings.model_dump(exclude={"forensics"}) for side in (base, new))  # forensics change no outcome
+    base_settings, new_settings = (side.settings.model_dump(exclude=OUTCOME_FREE_SETTINGS) for side in (base, new))  # they change no outcome
     changed = [f"{name} {base_settings[name]} vs {new_settings[name]}" for name in base_settings if base_settings[name] != new_settings[name]]
     if changed:
         problems.append("the settings differ: " + ", ".join(changed))

@@ -206,7 +206,8 @@ def _last_line(message: str) -> str:
 
 @dataclass(frozen=True)
 class VictimSpec:
-    """How an actor opens its own victim (``auditor.victims.open_victim``)."""
+    """How an actor opens its own victim (``auditor.victims.open_victim``), behind the front end ``defence``
+    (``auditor.defence.defend``) when it is set."""
 
     location: str
     token: str | None = None
@@ -214,6 +215,7 @@ class VictimSpec:
     threads: int = 1
     inputs_per_request: int = 8
     tokenizer: str | None = None
+    defence: str | None = None
 
     def open(self):  # noqa: ANN201 (a Victim)
         from auditor.victims import open_victim
@@ -241,8 +243,10 @@ class AuditJob:
 
     def build(self) -> Callable[[tuple[str, int]], dict]:
         from auditor.audit import attack_example, audit_attacks
+        from auditor.defence import defend
 
-        attacks = audit_attacks(self.victim.open(), self.triggers, self.settings, self.lexicon, self.dataset)
+        victim = defend(self.victim.open(), self.victim.defence, self.lexicon)
+        attacks = audit_attacks(victim, self.triggers, self.settings, self.lexicon, self.dataset)
 
         def run(item: tuple[str, int]) -> dict:
             name, index = item

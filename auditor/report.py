@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -32,7 +33,6 @@ from auditor.schemas import (
     TriggerRow,
     WordEdit,
 )
-from auditor.schemas.common import Rate
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_FILES = ("report.json", "report.schema.json", "report.md", "report.html")
@@ -131,7 +131,7 @@ def render_markdown(report: RobustnessReport, max_examples: int = 3) -> str:
             f"| {a.name} | {interval(a.accuracy_under_attack_interval)} | {interval(a.success_rate_interval)} | {edit_mix(a)} | {number(a.mean_queries)} | "
             f"{number(a.mean_queries_per_success)} | {a.explanations} | {a.rejected} | {number(a.mean_word_edits, 2)} | {a.seconds:.1f} |"
         )
-    lines += ["", class_table(attacks), *invariance_table(report), *forensics_table(report)]
+    lines += ["", class_table(attacks), *invariance_table(report), *forensics_table(report), *causal_table(report), *advice_lines(report)]
     if report.triggers:
         lines += [
             "",
@@ -196,6 +196,11 @@ def head_name(layer: int, head: int) -> str:
     return f"L{layer} H{head}"
 
 
+def head_names(heads: Sequence[tuple[int, int]]) -> str:
+    """``L4 H7, L2 H1``: (layer, head) pairs as ``head_name`` names them."""
+    return ", ".join(head_name(layer, head) for layer, head in heads)
+
+
 def forensics_table(report: RobustnessReport, shown: int = 3) -> list[str]:
     """Markdown: per attack, the ``shown`` heads most often implicated and kinds of pair most often broken in
     its successes (``RobustnessReport.forensics_summary``), with counts and Wilson intervals."""
@@ -216,6 +221,34 @@ def forensics_table(report: RobustnessReport, shown: int = 3) -> list[str]:
         kinds = ", ".join(f"{k.kind} {k.count} ({interval(k.rate)})" for k in s.pair_kinds[:shown]) or "–"
         lines.append(f"| {s.attack} | {s.successes} | {heads} | {kinds} | {interval(s.edited)} |")
     return lines
+
+
+def causal_table(report: RobustnessReport) -> list[str]:
+    """Markdown: the causal check's rows (``RobustnessReport.causal_check``), or why it did not run."""
+    check = report.causal_check
+    if check is None:
+        return ["", f"Causal check: {report.causal_check_note}."] if report.causal_check_note else []
+    lines = [
+        "",
+        f"Causal check ({check.attack}: {check.reproduced} successes re-run with heads masked; a flip is undone when the masked model "
+        f"predicts the original class again; clean: {check.examples} examples, unmasked accuracy {interval(check.clean_accuracy)}):",
+        "",
+        "| heads masked | k | heads | flips undone | clean examples broken | clean accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in check.rows:
+        lines.append(
+            f"| {row.selection} | {row.k} | {head_names(row.heads)} | {interval(row.undone)} | {interval(row.clean_broken)} | {interval(row.clean_accuracy)} |"
+        )
+    return lines
+
+
+def advice_lines(report: RobustnessReport) -> list[str]:
+    """Markdown: each piece of defence advice in its line (the adaptive audit's rates are in the line; its
+    table is in the HTML report)."""
+    if not report.advice:
+        return []
+    return ["", "Defence advice:", *(f"- **{a.defence}** ({'helps' if a.helps else 'does not help'}): {a.line}" for a in report.advice)]
 
 
 def edit_mix(attack: AttackSummary) -> str:
@@ -360,6 +393,7 @@ def render_html(report: RobustnessReport, max_examples: int = 10) -> str:
         trigger_verdict=trigger_verdict,
         flip_text=flip_text,
         head_name=head_name,
+        head_names=head_names,
     )
 
 

@@ -28,8 +28,10 @@ it back to the original (``Reader``); "good" → "hood" (a word), "charm" → "c
 are other words, "great" → "graet" is a misspelling. Every dictionary word counts as a word, however rare:
 on SST-2 train 5.5 % of the dictionary words reviewers used (693 of 12,506: "overlong", "blandness",
 "youthful") have the dictionary's lowest count, so any frequency threshold above it would let an edit turn a
-word into a word that this task's own writers use. Words with a digit are facts: never edited, deleted or
-inserted.
+word into a word that this task's own writers use. The words of the task's training data that the dictionary
+lacks ("filmgoers", ``training_vocabulary``, kept in ``LabelLexicon.vocabulary``) count as words too: editing a word
+into one of them is a substitution, and the spell checker may correct an edit back to one. Words with a digit
+are facts: never edited, deleted or inserted.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ def build_lexicon(
     user = dict(user_words or {})
     words = {**associated, **phrases, **user}
     return LabelLexicon(
+        vocabulary=training_vocabulary(train) if train is not None else [],
         labels=list(labels),
         data=None if train is None else train.identity(),
         options=options,
@@ -229,40 +232,62 @@ def english_dictionary() -> SpellChecker:
     return SpellChecker(language="en", distance=1)
 
 
-@functools.lru_cache(maxsize=1 << 17)
-def _restores(original: str, edited: str) -> bool:
-    """``Reader.restores`` on lower-case words (cached per process: the dictionary is one)."""
-    if original == edited:
-        return True  # a change of case alone
+def training_vocabulary(dataset: Dataset) -> list[str]:
+    """The lower-cased words of ``dataset`` (with a letter and no digit) that pyspellchecker's English
+    dictionary lacks, sorted: "filmgoers", "actioner", and the writers' own misspellings ("accomodates"),
+    which a reader of this task has seen as written."""
     dictionary = english_dictionary()
-    candidates = dictionary.edit_distance_1(edited)
-    if original not in candidates:
-        return False
-    counts = dictionary.word_frequency.dictionary
-    own = counts.get(original, 0)
-    nearby = [counts[w] for w in candidates if w in counts and w != original]
-    return all(count < own for count in nearby) if own else not nearby
+    words = set().union(*(example_words(example) for example in dataset.examples))
+    return sorted(w for w in words if w not in dictionary and any(c.isalpha() for c in w) and not has_digit(w))
 
 
 class Reader:
-    """What a reader makes of a changed word, judged with pyspellchecker's English dictionary.
+    """What a reader makes of a changed word, judged with pyspellchecker's English dictionary and the words
+    of the task's training data that it lacks (``vocabulary``, ``training_vocabulary``): both are words.
 
-    ``is_word(w)``: w is a word of the dictionary (any count: see the module docstring). ``restores(o, e)``:
-    the spell checker corrects e back to o, i.e. among the dictionary words one character edit away from e
-    (a swap, deletion, substitution or insertion, pyspellchecker's candidates), o is the most frequent; an
-    original the dictionary lacks (a name) counts as the reader's only choice when no dictionary word is that
-    close. ``is_misspelling(o, e)``: e differs from o, neither holds a digit, e is no other word (a change of
-    case alone is a misspelling), and it restores o.
+    ``is_word(w)``: w is a word of the dictionary (any count: see the module docstring) or of ``vocabulary``.
+    ``correction(e)``: the spell checker's correction of e, the most frequent word one character edit away
+    (a swap, deletion, substitution or insertion, pyspellchecker's candidates), a ``vocabulary`` word ranking
+    below every dictionary word; None when no word is that close or two share the top count.
+    ``restores(o, e)``: e is one edit from o and its correction is o, or, for an original that is no word (a
+    name), no word is that close (the reader's only choice). ``is_misspelling(o, e)``: e differs from o,
+    neither holds a digit, e is no other word (a change of case alone is a misspelling), and it restores o.
+    Corrections are cached per reader.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, vocabulary: Iterable[str] = ()) -> None:
         self.dictionary = english_dictionary()
+        self.vocabulary = frozenset(w.lower() for w in vocabulary)
+        self._nearby: dict[str, list[tuple[int, str]]] = {}
+        self._restored: dict[tuple[str, str], bool] = {}
 
     def is_word(self, word: str) -> bool:
-        return word.lower() in self.dictionary
+        word = word.lower()
+        return word in self.dictionary or word in self.vocabulary
+
+    def nearby_words(self, word: str) -> list[tuple[int, str]]:
+        """(dictionary count, word) of every word one character edit from ``word`` (0 for a ``vocabulary`` word)."""
+        word = word.lower()
+        if word not in self._nearby:
+            counts = self.dictionary.word_frequency.dictionary
+            self._nearby[word] = sorted((counts.get(w, 0), w) for w in self.dictionary.edit_distance_1(word) if self.is_word(w))
+        return self._nearby[word]
+
+    def correction(self, word: str) -> str | None:
+        nearby = self.nearby_words(word)
+        if not nearby or (len(nearby) > 1 and nearby[-2][0] == nearby[-1][0]):
+            return None
+        return nearby[-1][1]
 
     def restores(self, original: str, edited: str) -> bool:
-        return _restores(original.lower(), edited.lower())
+        original, edited = original.lower(), edited.lower()
+        if original == edited:
+            return True  # a change of case alone
+        key = (original, edited)
+        if key not in self._restored:
+            close = original in self.dictionary.edit_distance_1(edited)
+            self._restored[key] = close and (self.correction(edited) == original if self.is_word(original) else not self.nearby_words(edited))
+        return self._restored[key]
 
     def is_other_word(self, original: str, edited: str) -> bool:
         return edited.lower() != original.lower() and self.is_word(edited)
@@ -349,7 +374,7 @@ def adds_content(word: str) -> bool:
 
 class ReaderConstraint(Constraint):
     """Keeps a transformed text only when a reader still reads the original in it: every changed word is a
-    misspelling that ``Reader`` undoes (no word of the dictionary, corrected back to the original), no word
+    misspelling that ``Reader`` undoes (no word of the dictionary or training data, corrected back to the original), no word
     with a digit is changed, deleted or inserted, and in a text pair (premise and hypothesis) no inserted word
     adds content (``adds_content``): "Steve Jobs worked for north korea Apple" no longer follows from its
     premise, so the model's new answer would be right. Other whole-word insertions and deletions are left to
@@ -382,8 +407,8 @@ class ReaderConstraint(Constraint):
 
 VALIDITY_CHECKS = [
     "no word of the label-word lexicon, and no negation or intensifier, inserted, deleted or replaced by a word",
-    "every changed word is a misspelling a reader undoes: no word of pyspellchecker's English dictionary, and "
-    "the spell checker corrects it back to the original word",
+    "every changed word is a misspelling a reader undoes: no word of pyspellchecker's English dictionary or of the "
+    "training data, and the spell checker corrects it back to the original word",
     "no word with a digit edited, deleted or inserted",
     "in a text pair (premise and hypothesis), no inserted word but a filler word (an article, a form of be, have or do, "
     "a plain preposition, a pronoun): any other states or restricts something the other text must support",

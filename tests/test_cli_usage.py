@@ -58,6 +58,7 @@ USAGE_ERRORS = [
     ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--unknown"], "No such option: --unknown"),
     ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--fail-under", "70"], "'--fail-under'"),
     ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--positions", "middle"], "'--positions'"),
+    ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--defence", "spelling"], "'--defence'"),
     ("audit", ["--out", "o", "--data", "sst2", "--model", str(SST2), "--tokenizer", str(SST2)], "--tokenizer is for an endpoint"),
     ("audit", ["--out", "o", "--data", "sst2", "--endpoint", "http://127.0.0.1:9/predictions/x"], "needs the endpoint model's tokenizer"),
     ("audit", ["--out", "o", "--data", "sst2", "--endpoint", "http://127.0.0.1:9/predictions/x", "--transformations", "charedit"],

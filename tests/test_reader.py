@@ -165,6 +165,7 @@ def test_no_default_audit_success_on_sst2_dev_edits_a_word_into_another(victim: 
     lexicon = build_lexicon(train, victim.labels)
     defaults = {name: field.default for name, field in AuditSettings.model_fields.items() if not field.is_required()}
     defaults["forensics"] = False  # they change no outcome (tests/test_forensics.py); the suite's time is short
+    defaults["advice"] = False  # the defence advice has its own tests (tests/test_defence.py)
     settings = AuditSettings(
         **defaults, examples=16, budget=100, max_words=3, positions="pattern",
         baselines=["random", "deepwordbug", "leave-one-out", "pattern-only"], trigger_top_k=0, trigger_examples=1, seed=0,
@@ -175,7 +176,7 @@ def test_no_default_audit_success_on_sst2_dev_edits_a_word_into_another(victim: 
     for name, outcome in successes:
         before = AttackedText(outcome.text).words
         after = AttackedText(outcome.perturbed_text).words
-        assert outcome.edits == word_edits(before, after, Reader())
+        assert outcome.edits == word_edits(before, after, Reader(lexicon.vocabulary))
         for edit in outcome.edits:
             if edit.kind == "deletion":
                 assert edit.original.lower() not in NEGATIONS and not any(c.isdigit() for c in edit.original)

@@ -61,22 +61,27 @@ if TYPE_CHECKING:
     from auditor.victims import Victim
 
 
-def lexicon_for(
+def training_data(
     data: str, dataset: Dataset, labels: list[str], lexicon_data: str | None, label_words: Path | None, mapping: DataMapping | None = None
-) -> LabelLexicon:
-    """The label-word lexicon: from ``--lexicon-data`` (a file read through ``mapping``, as ``--data``), else
-    the task's train split, plus ``--label-words``."""
+) -> Dataset | None:
+    """The training data of an audit (its label-word lexicon, and the head importance of the causal check):
+    ``--lexicon-data`` (a file read through ``mapping``, as ``--data``), else the task's train split; None when
+    ``--label-words`` alone gives the lexicon."""
     from auditor.data import TASK_DIRECTORIES
-    from auditor.validity import build_lexicon, read_word_list
 
     if lexicon_data is not None:
-        train = load_data(lexicon_data, "train", mapping and mapping_for(lexicon_data, mapping), labels)
-    elif dataset.name in TASK_DIRECTORIES and dataset.mapping is None:
-        train = load_data(dataset.name, "train")
-    elif label_words is None:
+        return load_data(lexicon_data, "train", mapping and mapping_for(lexicon_data, mapping), labels)
+    if dataset.name in TASK_DIRECTORIES and dataset.mapping is None:
+        return load_data(dataset.name, "train")
+    if label_words is None:
         raise InputError(f"{data} is not a known task: pass --lexicon-data (its training data) and/or --label-words")
-    else:
-        train = None
+    return None
+
+
+def lexicon_for(train: Dataset | None, labels: list[str], label_words: Path | None) -> LabelLexicon:
+    """The label-word lexicon: from the training data, plus ``--label-words``."""
+    from auditor.validity import build_lexicon, read_word_list
+
     user = read_word_list(label_words, labels) if label_words is not None else {}
     return build_lexicon(train, labels, user_words=user)
 
@@ -159,6 +164,28 @@ def audit(
     junit: JUnit = None,
     ray_address: RayAddress = None,
     workers: Workers = None,
+    defence: Annotated[
+        Literal["spellcheck"] | None,
+        typer.Option(
+            "--defence",
+            help="Audit the model behind a front end: 'spellcheck' corrects every word that is no dictionary or training-data word first.",
+        ),
+    ] = None,
+    advice: Annotated[
+        bool,
+        typer.Option(
+            "--advice/--no-advice",
+            help="Measure the spell-check front end's advice in the same run: successes undone, clean cost, and an adaptive audit of front end plus model.",
+        ),
+    ] = True,
+    causal_check: Annotated[
+        bool,
+        typer.Option(
+            "--causal-check/--no-causal-check",
+            help="Mask the heads the forensics implicate most, beside random and attribution-pruned ones, and re-run the successes "
+            "(needs --forensics and the model's PyTorch weights).",
+        ),
+    ] = True,
 ) -> None:
     """Attack a model with the attribution-guided attack and baselines under the same validity constraints;
     write JSON, Markdown and HTML reports. With --baseline, compare it example by example with an earlier
@@ -175,12 +202,15 @@ def audit(
     )  # fmt: skip
     settings.invariance = parse_invariance(invariance)
     settings.typo_rate = settings.typo_rate if typo_rate is None else typo_rate
+    settings.advice = advice
     max_flip_rates = parse_max_flip_rate(max_flip_rate, settings.invariance)
     settings.forensics = forensics
+    settings.causal_check = causal_check
     check_tokenizer([model or endpoint], tokenizer, settings.transformations, forensics)
     mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     from auditor.audit import checkpoint_identity, lexicon_summary, run_audit, validity_checks, without_unusable_patterns
     from auditor.checkpoint import Checkpoint
+    from auditor.defence import defend
     from auditor.diff import AuditScope, check_comparable
     from auditor.victims import open_victim
 
@@ -188,7 +218,9 @@ def audit(
         victim = open_victim(model or endpoint, token=token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
         dataset = audit_data(data, victim, mapping, settings, sample, examples)
         triggers = patterns_for(patterns, model, data, mine_examples, out, pool)
-        lexicon = lexicon_for(data, dataset, victim.labels, lexicon_data, label_words, mapping)
+        train = training_data(data, dataset, victim.labels, lexicon_data, label_words, mapping)
+        lexicon = lexicon_for(train, victim.labels, label_words)
+        victim = defend(victim, defence, lexicon)
         settings, note = without_unusable_patterns(settings, triggers, lexicon, dataset.is_pair)
         if note:
             console.print(note, highlight=False)
@@ -207,9 +239,9 @@ def audit(
         if pool is not None:
             from auditor.distributed import RayAttackExecutor, VictimSpec
 
-            spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer)
+            spec = VictimSpec(model or endpoint, token, inputs_per_request=inputs_per_request, tokenizer=tokenizer, defence=defence)
             executor = RayAttackExecutor(pool, spec, dataset, triggers, settings, lexicon)
-        report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor)
+        report = run_audit(victim, dataset, triggers, settings, checkpoint, dataset, lexicon, progress_printer, executor, train)
     raise typer.Exit(publish_audit(report, out, fail_under, max_flip_rates, baseline_report, str(baseline), max_drop, alpha, correction, junit))
 
 
@@ -299,7 +331,7 @@ def compare(
         examples, budget, max_words, transformations, edits_per_word, sufficient_gain, steps, ranking_layers, sweep_words,
         top_k, "pattern", baselines, trigger_top_k, trigger_examples, seed,
     )  # fmt: skip
-    settings.forensics = False  # a comparison explains no success
+    settings.forensics = settings.causal_check = settings.advice = False  # a comparison explains no success and advises nothing
     check_tokenizer([full, pruned], tokenizer, settings.transformations)
     mapping = data_mapping(text_column, text_pair_column, label_column, label_map)
     from auditor.audit import without_unusable_patterns
@@ -317,7 +349,7 @@ def compare(
     if pruned_victim.tokenizer is not None:
         check_examples_have_tokens(pruned_victim.tokenizer, dataset.head(settings.examples).examples, dataset.source)
     triggers = patterns_for(patterns, full, data, mine_examples, out)
-    lexicon = lexicon_for(data, dataset, full_victim.labels, lexicon_data, label_words, mapping)
+    lexicon = lexicon_for(training_data(data, dataset, full_victim.labels, lexicon_data, label_words, mapping), full_victim.labels, label_words)
     settings, note = without_unusable_patterns(settings, triggers, lexicon, dataset.is_pair)
     if note:
         console.print(note, highlight=False)

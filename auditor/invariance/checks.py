@@ -17,6 +17,7 @@ from auditor.invariance.entities import LocationSwap, NameSwap
 from auditor.invariance.perturbations import LowerCase, Perturbation, PunctuationAdded, PunctuationRemoved, Typos, UpperCase
 from auditor.schemas.invariance import MIN_APPLIED, CheckName, InvarianceCheck, InvarianceOutcome
 from auditor.statistics import wilson
+from auditor.validity import Reader
 
 TextInput = str | tuple[str, ...]
 Predict = Callable[[Sequence[TextInput]], np.ndarray]
@@ -38,9 +39,10 @@ CHECKS: dict[CheckName, Callable[[float], Perturbation]] = {
 FLIP_EXAMPLES = 3
 
 
-def perturbations(names: Sequence[str], typo_rate: float) -> list[Perturbation]:
-    """The perturbations of the checks ``names`` (keys of ``CHECKS``), in that order."""
-    return [CHECKS[name](typo_rate) for name in names]
+def perturbations(names: Sequence[str], typo_rate: float, reader: Reader | None = None) -> list[Perturbation]:
+    """The perturbations of the checks ``names`` (keys of ``CHECKS``), in that order; ``reader`` judges the
+    typos (the audit's, with its training vocabulary)."""
+    return [Typos(typo_rate, reader) if name == "typos" else CHECKS[name](typo_rate) for name in names]
 
 
 def example_rng(seed: int, check: str, example: Example) -> random.Random:

@@ -68,6 +68,7 @@ from auditor.schemas.causal import CausalCheck, CausalRow, CleanDifference, Head
 from auditor.schemas.audits import (  # noqa: F401
     AttackOutcome,
     AttackSummary,
+    OUTCOME_FREE_SETTINGS,
     AuditSettings,
     BudgetPoint,
     ClassBreakdown,

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from auditor.quadrature import QuadratureMethod
+from auditor.schemas.advice import Advice
+from auditor.schemas.causal import CausalCheck
 from auditor.schemas.common import ModelIdentity, Rate
 from auditor.schemas.forensics import Forensics, ForensicsSummary
 from auditor.schemas.importance import ExamplesUsed
@@ -135,7 +137,9 @@ class LexiconOptions(BaseModel):
 
 class LabelLexicon(BaseModel):
     """Words that carry a label by themselves (word -> label index, -1 for a user word of any label), and
-    the training data they were measured on; perturbations adding, substituting or deleting them are invalid."""
+    the training data they were measured on; perturbations adding, substituting or deleting them are invalid.
+    ``vocabulary``: the training data's words that pyspellchecker's English dictionary lacks ("filmgoers"),
+    which count as words for the reader rule and the spell-check front end (``auditor.validity.Reader``)."""
 
     labels: list[str]
     data: ExamplesUsed | None
@@ -144,6 +148,7 @@ class LabelLexicon(BaseModel):
     phrase_words: int
     associated_words: int
     user_words: int
+    vocabulary: list[str] = Field(default=[], description="training-data words the dictionary lacks, sorted: words to the reader rule")
 
 
 class VictimIdentity(BaseModel):
@@ -155,11 +160,15 @@ class VictimIdentity(BaseModel):
     labels: list[str]
     model: ModelIdentity | None = None
     served: ServedModelRef | None = Field(default=None, description="an endpoint's model: name, version and weights digest it answered with")
+    defence: Literal["spellcheck"] | None = Field(
+        default=None, description="the front end every input went through first (auditor.defence.DefendedVictim), None for the bare model"
+    )
 
     def title(self) -> str:
         """``location``, and for an endpoint that named its model ``name/version@weights``: two releases served
         under one name and port are told apart."""
-        return self.location if self.served is None else f"{self.location} ({self.served.label()})"
+        title = self.location if self.served is None else f"{self.location} ({self.served.label()})"
+        return title if self.defence is None else f"{title} behind the {self.defence} front end"
 
 
 class WordEdit(BaseModel):
@@ -300,6 +309,11 @@ class TriggerRow(BaseModel):
         return self.drop_low > 0 or self.drop_high < 0
 
 
+OUTCOME_FREE_SETTINGS = frozenset({"forensics", "causal_check", "advice"})
+"""Settings that change no attack outcome: checkpoints and ``auditor diff`` ignore them, so a resumed run may
+add or drop the steps they name."""
+
+
 class AuditSettings(BaseModel):
     """What an audit ran. ``transformations``: the edits the attribution-guided attack tries on each ranked
     word (chosen on training examples only, ``bench/tune_audit.py``); ``max_words``: the most words any
@@ -341,6 +355,14 @@ class AuditSettings(BaseModel):
         default=0.1, gt=0, le=1, description="the share of eligible words the 'typos' check misspells (chosen on training data, bench/tune_invariance.py)"
     )
     forensics: bool = Field(default=True, description="the forensics of every success of every attack (auditor.forensics); they change no outcome")
+    advice: bool = Field(
+        default=True,
+        description="measure the defence advice in the same run (RobustnessReport.advice, .defended); it changes no attack outcome, "
+        "so checkpoints and 'auditor diff' ignore it",
+    )
+    causal_check: bool = Field(
+        default=True, description="mask the heads the forensics implicate most and re-run the successes (auditor.causal; needs forensics and the PyTorch weights)"
+    )
 
 
 class LexiconSummary(BaseModel):
@@ -352,6 +374,7 @@ class LexiconSummary(BaseModel):
     phrase_words: int
     associated_words: int
     user_words: int
+    vocabulary_words: int = Field(default=0, description="training-data words the dictionary lacks, counted as words (LabelLexicon.vocabulary)")
 
 
 class RobustnessReport(BaseModel):
@@ -369,9 +392,16 @@ class RobustnessReport(BaseModel):
     ``settings.invariance`` and ``settings.typo_rate``); and a 95 % Wilson interval beside every rate
     (``clean_accuracy_interval``, ``accuracy_under_attack_interval``, ``success_rate_interval``, per class, per
     budget point and per trigger row: ``auditor.schemas.Rate``). Each success's ``forensics`` and, per attack,
-    ``forensics_summary`` say which heads and word pairs carried the flips (``auditor.forensics``)."""
+    ``forensics_summary`` say which heads and word pairs carried the flips (``auditor.forensics``).
+    ``advice``: the defences tried in the same run
+    (``auditor.defence.spellcheck_advice``: successes the spell-check front end undoes, its clean cost, the
+    adaptive audit's success rates), and ``defended``: the adaptive audit's summaries, the audit's attacks
+    against the front end plus the model (None when ``settings.advice`` is off or the audited victim is
+    already defended, ``victim.defence``). Version 10 added ``forensics``, ``forensics_summary``,
+    ``causal_check``, ``advice``, ``defended``, ``victim.defence``, the lexicon's training ``vocabulary`` and the
+    settings ``forensics``, ``causal_check`` and ``advice``."""
 
-    schema_version: Literal[9] = 9
+    schema_version: Literal[10] = 10
     auditor_version: str
     victim: VictimIdentity
     data: ExamplesUsed
@@ -390,6 +420,14 @@ class RobustnessReport(BaseModel):
     invariance: list[InvarianceCheck] = Field(default=[], description="one row per invariance check, in settings.invariance order")
     forensics_summary: list[ForensicsSummary] = Field(
         default=[], description="per attack, in report order (attack, then baselines), the forensics of its successes; empty with settings.forensics off"
+    )
+    causal_check: CausalCheck | None = Field(
+        default=None, description="the main attack's implicated heads masked, beside random and attribution-pruned ones (auditor.causal); None: not run"
+    )
+    causal_check_note: str | None = Field(default=None, description="why the causal check did not run, when it did not")
+    advice: list[Advice] = Field(default=[], description="each defence tried in the run, one line with its measures (auditor.defence.spellcheck_advice)")
+    defended: list[AttackSummary] | None = Field(
+        default=None, description="the adaptive audit: the same attacks against the spell-check front end plus the model (None: not run)"
     )
     seconds: float
 
