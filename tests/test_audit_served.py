@@ -16,7 +16,8 @@ from tests.test_audit import SST2, auditor
 
 pytestmark = pytest.mark.slow  # a real TorchServe and audits in subprocesses
 
-OPTIONS = ["--data", "sst2", "--examples", "6", "--budget", "15", "--trigger-examples", "16", "--trigger-top-k", "1"]
+OPTIONS = ["--data", "sst2", "--examples", "6", "--budget", "15", "--trigger-examples", "16", "--trigger-top-k", "1",
+           "--no-advice", "--no-causal-check"]  # an endpoint has no weights to mask; the advice has its own tests
 REMOTE = [*OPTIONS, "--tokenizer", str(SST2)]  # the default 'tokenedit' needs the served model's tokenizer
 
 

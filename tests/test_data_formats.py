@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow  # five audits in subprocesses
 
 AUDIT = ["--examples", "5", "--budget", "8", "--trigger-examples", "5", "--trigger-top-k", "1", "--baselines", "random", "--seed", "3"]
 AUDIT += ["--lexicon-data", "sst2"]  # a file is no task: its label-word lexicon comes from SST-2's training split
+AUDIT += ["--no-advice", "--no-causal-check"]  # the same for every format; they have their own tests
 REVIEWS = ["--text-column", "review", "--label-column", "sentiment", "--label-map", "pos=positive,neg=negative"]
 PROBABILITY_ULPS = 8
 """Each audit runs in its own process on this machine: the same computation, which one process repeats bit for

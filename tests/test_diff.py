@@ -23,7 +23,7 @@ from tests.test_cli_usage import run_main
 
 EXAMPLES, BUDGET = 60, 40
 OPTIONS = ["--data", "sst2", "--examples", str(EXAMPLES), "--budget", str(BUDGET), "--baselines", "random",
-           "--trigger-examples", "16", "--trigger-top-k", "1"]  # fmt: skip
+           "--trigger-examples", "16", "--trigger-top-k", "1", "--no-advice", "--no-causal-check"]  # fmt: skip
 
 
 def build_less_robust_candidate(directory: Path) -> Path:

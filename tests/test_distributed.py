@@ -43,7 +43,7 @@ EXAMPLES = 20
 def settings(examples: int) -> AuditSettings:
     return AuditSettings(
         examples=examples, budget=8, max_words=3, top_k=5, positions="pattern", baselines=["random", "deepwordbug"],
-        trigger_top_k=1, trigger_examples=8, seed=3,
+        trigger_top_k=1, trigger_examples=8, seed=3, advice=False,  # the advice runs in the driver (tests/test_defence.py)
     )
 
 

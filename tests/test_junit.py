@@ -22,7 +22,7 @@ EXAMPLES = 8
 pytestmark = pytest.mark.slow  # an audit of 8 examples, then resumed runs of it
 
 OPTIONS = ["--data", "sst2", "--examples", str(EXAMPLES), "--budget", "20", "--baselines", "random",
-           "--trigger-examples", "16", "--trigger-top-k", "1"]  # fmt: skip
+           "--trigger-examples", "16", "--trigger-top-k", "1", "--no-advice", "--no-causal-check"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
