@@ -169,6 +169,9 @@ def main() -> None:
             trigger_top_k=3,
             trigger_examples=args.trigger_examples,
             seed=0,
+            forensics=False,  # this bench measures the attacks; 'auditor audit' adds the forensics, causal check and advice
+            causal_check=False,
+            advice=False,
         )
         identity = checkpoint_identity(victim, dev, triggers, settings, dev, lexicon)
         digest = hashlib.sha256(settings.model_dump_json().encode()).hexdigest()[:12]
