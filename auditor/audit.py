@@ -386,7 +386,7 @@ def run_audit(
     if settings.forensics:
         outcomes = attack_forensics(victim, outcomes, checkpoint, lexicon, progress)
     summaries = [summarise(name, outcomes[name], labels, settings.budget) for name in attacks]
-    forensics = [forensics_summary(s.name, [o.forensics for o in s.outcomes if o.forensics]) for s in summaries] if settings.forensics else []
+    forensics = [forensics_summary(s.name, [o.forensics for o in s.outcomes if o.status == "succeeded"]) for s in summaries] if settings.forensics else []
     causal, advice, causal_note = None, [], None
     if settings.forensics and settings.causal_check:
         causal, pruning_advice, causal_note = audit_causal_check(victim, summaries[0], forensics[0], training, settings.seed)

@@ -16,6 +16,10 @@ class InputError(AuditorError, ValueError):
     """A request or input that cannot be processed as given (empty text, too long, bad option…)."""
 
 
+class RequestRefused(AuditorError):
+    """A server refused one request as given (HTTP 400: over its limits), the others may still be answered."""
+
+
 class ModelLoadError(AuditorError):
     """A model directory or name that cannot be loaded as a supported sequence classifier."""
 

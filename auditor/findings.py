@@ -10,7 +10,7 @@ from collections.abc import Callable
 from auditor.causal import DEFAULT_K, causal_check, prune_advice
 from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset
-from auditor.errors import InputError
+from auditor.errors import InputError, RequestRefused
 from auditor.forensics import implicated_heads, success_forensics
 from auditor.heads import ImportanceCache, compute_importance
 from auditor.models import Classifier, load_classifier
@@ -27,7 +27,9 @@ def attack_forensics(
     victim: Victim, outcomes: dict[str, list[AttackOutcome]], checkpoint: Checkpoint, lexicon: LabelLexicon, progress: Progress | None = None
 ) -> dict[str, list[AttackOutcome]]:
     """Every attack's outcomes, each success with its ``forensics`` (``auditor.forensics.success_forensics``),
-    computed once: each goes to ``checkpoint`` (key ``forensics:NAME:INDEX``) before the next starts."""
+    computed once: each goes to ``checkpoint`` (key ``forensics:NAME:INDEX``) before the next starts. A success
+    whose explanation an endpoint refuses (``RequestRefused``: an answer over its size limit, a long RTE pair
+    with every head's matrices) keeps ``forensics`` None, the refusal checkpointed, and the audit goes on."""
     if victim.tokenizer is None:
         raise InputError("forensics map the model's tokens to words and need its tokenizer: pass --tokenizer DIR, or --no-forensics")
     explained: dict[str, list[AttackOutcome]] = {}
@@ -36,14 +38,19 @@ def attack_forensics(
         for done, outcome in enumerate(successes, start=1):
             key = f"forensics:{name}:{outcome.index}"
             if key not in checkpoint:
-                checkpoint.put(key, success_forensics(outcome, victim.explain, victim.tokenizer, lexicon.words).model_dump(mode="json"))
+                try:
+                    checkpoint.put(key, success_forensics(outcome, victim.explain, victim.tokenizer, lexicon.words).model_dump(mode="json"))
+                except RequestRefused as refusal:
+                    checkpoint.put(key, {"refused": str(refusal)})
             if progress:
                 progress(f"{name} forensics", done, len(successes))
-        explained[name] = [
-            o.model_copy(update={"forensics": Forensics.model_validate(checkpoint[f"forensics:{name}:{o.index}"])}) if o.status == "succeeded" else o
-            for o in items
-        ]
+        explained[name] = [o.model_copy(update={"forensics": stored_forensics(checkpoint[f"forensics:{name}:{o.index}"])}) if o.status == "succeeded" else o for o in items]
     return explained
+
+
+def stored_forensics(record: dict) -> Forensics | None:
+    """A success's checkpointed forensics; None for an explanation the endpoint refused."""
+    return None if "refused" in record else Forensics.model_validate(record)
 
 
 def victim_weights(victim: Victim) -> Classifier | None:

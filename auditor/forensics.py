@@ -332,11 +332,13 @@ def success_forensics(
     return compare_explanations(before, after, units, before.target_label, time.perf_counter() - started)
 
 
-def forensics_summary(attack: str, forensics: Sequence[Forensics]) -> ForensicsSummary:
-    """The heads most often among the first ``IMPLICATED_PER_SUCCESS`` head changes of a success (ties: the
+def forensics_summary(attack: str, explained: Sequence[Forensics | None]) -> ForensicsSummary:
+    """Over one attack's successes (``explained``: their forensics, None where an endpoint refused the
+    explanation, counted in ``refused``): the heads most often among the first ``IMPLICATED_PER_SUCCESS`` head changes of a success (ties: the
     larger mean |change|, then layer and head) and the kinds of pair most often among its first
     ``BROKEN_PER_SUCCESS`` fallen pairs (ties: by name), each counted once per success, with Wilson
     intervals over the successes."""
+    forensics = [item for item in explained if item is not None]
     successes = len(forensics)
     changes: dict[tuple[int, int], list[float]] = defaultdict(list)
     kinds: Counter[str] = Counter()
@@ -348,6 +350,7 @@ def forensics_summary(attack: str, forensics: Sequence[Forensics]) -> ForensicsS
     return ForensicsSummary(
         attack=attack,
         successes=successes,
+        refused=len(explained) - successes,
         implicated_per_success=IMPLICATED_PER_SUCCESS,
         broken_per_success=BROKEN_PER_SUCCESS,
         heads=[

@@ -219,7 +219,8 @@ def forensics_table(report: RobustnessReport, shown: int = 3) -> list[str]:
     for s in report.forensics_summary:
         heads = ", ".join(f"{head_name(h.layer, h.head)} {h.count} ({interval(h.rate)})" for h in s.heads[:shown]) or "–"
         kinds = ", ".join(f"{k.kind} {k.count} ({interval(k.rate)})" for k in s.pair_kinds[:shown]) or "–"
-        lines.append(f"| {s.attack} | {s.successes} | {heads} | {kinds} | {interval(s.edited)} |")
+        refused = f" ({s.refused} more refused by the endpoint)" if s.refused else ""
+        lines.append(f"| {s.attack} | {s.successes}{refused} | {heads} | {kinds} | {interval(s.edited)} |")
     return lines
 
 

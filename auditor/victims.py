@@ -31,7 +31,7 @@ import auditor.textattack_env  # noqa: F401  (NLTK_DATA before textattack)
 from textattack.models.wrappers import ModelWrapper
 
 from auditor.edits import Tokenizer
-from auditor.errors import AuditorError, InputError
+from auditor.errors import AuditorError, InputError, RequestRefused
 from auditor.live.identity import model_from_headers
 from auditor.models import Classifier, load_classifier
 from auditor.predict import softmax, torch_logits
@@ -256,7 +256,8 @@ class RemoteVictim(Victim):
         if response.status_code in RETRIED_STATUSES:
             raise AuditorError(f"{url} is unreachable {attempts}: HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code != 200:
-            raise AuditorError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
+            refused = RequestRefused if response.status_code == 400 else AuditorError
+            raise refused(f"{url} refused the request: HTTP {response.status_code}: {response.text[:300]}")
         self._check_served(model_from_headers(response.headers))
         return response.content
 

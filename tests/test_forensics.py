@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from auditor.attribution import SelfAttentionAttribution
+from auditor.checkpoint import Checkpoint
+from auditor.errors import RequestRefused
+from auditor.findings import attack_forensics
 from auditor.forensics import NEGATION_SCOPE, UnitInfo, forensics_summary, implicated_heads, pair_kind, success_forensics
 from auditor.schemas import AttackOutcome, ExplanationOptions
+from auditor.validity import build_lexicon
 from auditor.victims import LocalVictim, open_victim
 
 SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "minilm-sst2"
@@ -112,3 +116,30 @@ def test_pair_kinds() -> None:
     assert pair_kind(cls, label_word) == "label word + special token"
     assert pair_kind(label_word, label_word) == "within one word" and pair_kind(cls, cls) == "special token with itself"
     assert pair_kind(unit("punctuation", None, "."), unit("word", (0, 0))) == "word + punctuation"
+
+
+class RefusingEndpoint(LocalVictim):
+    """The fixture model with an endpoint's answer limit: an explanation of a text longer than ``max_chars`` is
+    refused as TorchServe's worker refuses one over ``max_response_bytes`` (HTTP 400, ``RequestRefused``)."""
+
+    max_chars = 20
+
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions):
+        if len(text) > self.max_chars:
+            raise RequestRefused(f"http://127.0.0.1:8080/explanations/sst2 refused the request: HTTP 400: the answer could be more than the limit ({len(text)} chars)")
+        return super()._explain(text, text_pair, options)
+
+
+def test_a_success_whose_explanation_the_endpoint_refuses_keeps_no_forensics_and_the_audit_goes_on(victim: LocalVictim, tmp_path: Path) -> None:
+    refusing = RefusingEndpoint(victim.classifier)
+    short = outcome(victim, ORIGINAL, ADVERSARIAL)
+    long = outcome(victim, "a charming movie , truly charming .", "a cgharming movie , truly cgharming .").model_copy(update={"index": 1})
+    lexicon = build_lexicon(None, victim.labels)
+    checkpoint = Checkpoint(tmp_path / "checkpoint.jsonl", {})
+    explained = attack_forensics(refusing, {"attribution": [short, long]}, checkpoint, lexicon)["attribution"]
+    assert explained[0].forensics is not None and explained[1].forensics is None
+    assert "HTTP 400" in checkpoint["forensics:attribution:1"]["refused"]
+    summary = forensics_summary("attribution", [o.forensics for o in explained])
+    assert (summary.successes, summary.refused) == (1, 1) and summary.edited.total == 1
+    again = attack_forensics(refusing, {"attribution": [short, long]}, Checkpoint(tmp_path / "checkpoint.jsonl", {}), lexicon)["attribution"]
+    assert [o.forensics is None for o in again] == [False, True]  # resumed from the checkpoint, the refusal included

@@ -94,7 +94,8 @@ class ForensicsSummary(BaseModel):
     successes whose largest fall is a pair holding a word the attack changed, inserted or deleted."""
 
     attack: str
-    successes: int
+    successes: int = Field(description="successes with forensics: every rate's total")
+    refused: int = Field(default=0, description="successes whose explanation the endpoint refused (over its answer limit): no forensics")
     implicated_per_success: int
     broken_per_success: int
     heads: list[ImplicatedHead]
