@@ -5,10 +5,11 @@ from __future__ import annotations
 
 def without_timing(data: dict, *keys: str) -> dict:
     """A report's JSON (``model_dump(mode="json")`` or ``report.json``) without its timings (the report's, each
-    attack's and outcome's, each invariance check's, each success's forensics' and each forensics summary's ``seconds``) and without the top-level ``keys`` given."""
+    attack's and outcome's (the adaptive audit's too), each invariance check's, each success's forensics', each
+    forensics summary's and the causal check's ``seconds``) and without the top-level ``keys`` given."""
     for key in ("seconds", *keys):
         data.pop(key, None)
-    for attack in [data["attack"], *data["baselines"]]:
+    for attack in [data["attack"], *data["baselines"], *(data.get("defended") or [])]:
         attack.pop("seconds")
         for outcome in attack["outcomes"]:
             outcome.pop("seconds")
@@ -18,4 +19,6 @@ def without_timing(data: dict, *keys: str) -> dict:
         check.pop("seconds")
     for summary in data.get("forensics_summary", []):
         summary.pop("seconds")
+    if data.get("causal_check"):
+        data["causal_check"].pop("seconds")
     return data
