@@ -225,7 +225,8 @@ def forensics_table(report: RobustnessReport, shown: int = 3) -> list[str]:
 
 
 def causal_table(report: RobustnessReport) -> list[str]:
-    """Markdown: the causal check's rows (``RobustnessReport.causal_check``), or why it did not run."""
+    """Markdown: the causal check's rows at the advice's k (``RobustnessReport.causal_check``; every size is in the
+    HTML report), or why it did not run."""
     check = report.causal_check
     if check is None:
         return ["", f"Causal check: {report.causal_check_note}."] if report.causal_check_note else []
@@ -237,7 +238,7 @@ def causal_table(report: RobustnessReport) -> list[str]:
         "| heads masked | k | heads | flips undone | clean examples broken | clean accuracy |",
         "|---|---|---|---|---|---|",
     ]
-    for row in check.rows:
+    for row in [r for r in check.rows if r.k == check.k]:
         lines.append(
             f"| {row.selection} | {row.k} | {head_names(row.heads)} | {interval(row.undone)} | {interval(row.clean_broken)} | {interval(row.clean_accuracy)} |"
         )

@@ -320,7 +320,7 @@ def test_report_files_and_exported_schema(audited: Path) -> None:
         "the report schema changed: bump schema_version and update docs/robustness-report.schema.json"
     )
     markdown = (audited / "report.md").read_text()
-    assert len(markdown.splitlines()) < 60 and "| deepwordbug |" in markdown
+    assert len(markdown.splitlines()) < 80 and "| deepwordbug |" in markdown  # short: printed in CI logs (the HTML has the rest)
     html = (audited / "report.html").read_text()
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html and "<script" not in html
 

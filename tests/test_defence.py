@@ -127,7 +127,7 @@ def test_defended_audit_and_advice(audits: tuple[Path, Path]) -> None:
     for summary in [defended.attack, *defended.baselines]:
         pairs = zip(adaptive[summary.name].outcomes, summary.outcomes)
         assert all((a.status, a.perturbed_text, a.queries) == (b.status, b.perturbed_text, b.queries) for a, b in pairs)
-    (advice,) = bare.advice
+    advice = next(a for a in bare.advice if a.defence == "spellcheck")
     measures = {m.name: m for m in advice.measures}
     victim = LocalVictim(load_classifier(SST2))
     front_end = defend(victim, "spellcheck", build_lexicon(load_dataset("sst2", split="train"), victim.labels))
