@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from auditor.report import comparison_summary, edit_text, flip_summary, flip_text, interval, joined_text, measure_name, percent, verdict, write_atomic
+from auditor.diff_report import comparison_summary, measure_name, verdict
+from auditor.report import edit_text, flip_summary, flip_text, interval, joined_text, percent, write_atomic
 from auditor.schemas import AttackSummary, ComparisonReport, PairedComparison, Rate, RobustnessDiff, RobustnessReport, VictimIdentity
 from auditor.statistics import wilson
 

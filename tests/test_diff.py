@@ -16,7 +16,7 @@ from junitparser import Failure, JUnitXml
 from scipy.stats import binomtest
 
 from auditor.diff import holm_adjusted, mcnemar_exact
-from auditor.report import measure_name
+from auditor.diff_report import measure_name
 from auditor.schemas import RobustnessDiff, RobustnessReport
 from tests.test_audit import SST2, auditor
 from tests.test_cli_usage import run_main

@@ -263,7 +263,8 @@ def publish_audit(
     ``max_flip_rates`` limit, or the audit regressed, else 0."""
     from auditor.ci import Annotation, audit_suites, diff_annotations, diff_suites, fail_under_message, flip_rate_failures, invariance_suite, write_junit
     from auditor.diff import diff_reports
-    from auditor.report import render_diff_markdown, render_markdown, write_diff, write_report
+    from auditor.diff_report import render_diff_markdown, write_diff
+    from auditor.report import render_markdown, write_report
 
     write_report(report, out)
     markdown = render_markdown(report)

@@ -28,7 +28,7 @@ def diff(
     input (a missing file, reports of other examples or settings)."""
     from auditor.ci import diff_annotations, diff_suites, write_junit
     from auditor.diff import diff_reports, load_report
-    from auditor.report import render_diff_markdown, write_diff
+    from auditor.diff_report import render_diff_markdown, write_diff
 
     report = diff_reports(load_report(base, "base"), load_report(new, "new"), max_drop, alpha, str(base), str(new), correction)
     markdown = render_diff_markdown(report)
