@@ -148,7 +148,10 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost_or_counted_twice(cluster
         report = audit(setup, path, examples, executor, kill_after_two)
         assert killed and pool.replaced == 1
     keys = checkpoint_keys(path)
-    assert sorted(keys) == sorted([attack_key(n, i) for n in ATTACKS for i in range(examples)] + [k for k in keys if k.startswith("triggers:")])
+    driver = [k for k in keys if k.startswith(("triggers:", "forensics:"))]  # computed by the driver after the attacks
+    assert sorted(keys) == sorted([attack_key(n, i) for n in ATTACKS for i in range(examples)] + driver)
+    successes = [f"forensics:{name}:{o['index']}" for name, items in outcomes(report).items() for o in items if o["status"] == "succeeded"]
+    assert sorted(k for k in driver if k.startswith("forensics:")) == sorted(successes)  # each success's forensics once
     expected = {name: attack[:examples] for name, attack in outcomes(single).items()}
     assert differences(outcomes(report), expected, RAY_ULPS) == []
 
