@@ -88,7 +88,8 @@ def audit(setup, path: Path, examples: int, executor=None, progress=None) -> Rob
 
 
 def outcomes(report: RobustnessReport) -> dict[str, list[dict]]:
-    return {a.name: [o.model_dump(exclude={"seconds"}) for o in a.outcomes] for a in [report.attack, *report.baselines]}
+    untimed = {"seconds": True, "forensics": {"seconds": True}}
+    return {a.name: [o.model_dump(exclude=untimed) for o in a.outcomes] for a in [report.attack, *report.baselines]}
 
 
 def without_timing(report: RobustnessReport) -> dict:
