@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.serving.capacity import ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes, thread_cpu_seconds
+from auditor.serving.capacity import PRIOR_S, ExplanationSlots, LowPriorityRunner, SlotsTaken, explanation_cost, layer_passes, thread_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,8 @@ def test_the_time_model_separates_the_overhead_from_the_rate(tmp_path: Path) -> 
 
 def test_a_running_explanation_is_measured_by_its_own_pace(tmp_path: Path) -> None:
     """Once the computing thread has used some CPU time, Retry-After is the CPU work left at the pace that thread
-    gets now: here a thread that burns CPU in another process, its work 3 CPU seconds by the time model."""
+    gets now, weighed against PRIOR_S seconds at the recent explanations' pace: here a thread that burns CPU in
+    another process, its work 3 CPU seconds by the time model. On a loaded machine its pace is well under 1."""
     slots = ExplanationSlots(tmp_path, 1)
     slots.record(1000, cpu_s=1.0, wall_s=1.0)  # 1 ms of CPU per token pass: 3000 passes are 3 CPU seconds
     program = textwrap.dedent(
@@ -136,7 +137,8 @@ def test_a_running_explanation_is_measured_by_its_own_pace(tmp_path: Path) -> No
         elapsed = time.time() - held["started"]
         with pytest.raises(SlotsTaken) as refused, slots.reserve(10):
             pass
-        expected = (3.0 - used) * elapsed / used  # the work left at the pace measured so far
+        pace = (used + PRIOR_S / slots.slowdown()) / (elapsed + PRIOR_S)  # measured, weighed against the recent pace (1 here)
+        expected = (3.0 - used) / pace  # the work left at that pace
         assert abs(refused.value.retry_after_s - expected) <= 1 + 0.2 * expected, (refused.value.retry_after_s, expected, used, elapsed)
     finally:
         holder.send_signal(signal.SIGKILL)
