@@ -13,7 +13,7 @@ from auditor.data import Dataset
 from auditor.errors import InputError, RequestRefused
 from auditor.forensics import implicated_heads, success_forensics
 from auditor.heads import ImportanceCache, compute_importance
-from auditor.models import Classifier, load_classifier
+from auditor.models import Classifier
 from auditor.schemas import Advice, AttackOutcome, AttackSummary, CausalCheck, Forensics, ForensicsSummary, LabelLexicon
 from auditor.victims import LocalVictim, OnnxVictim, Victim
 
@@ -61,8 +61,8 @@ def victim_weights(victim: Victim) -> Classifier | None:
         return victim_weights(inner)
     if isinstance(victim, LocalVictim):
         return victim.classifier
-    if isinstance(victim, OnnxVictim) and victim.model_dir is not None:
-        return load_classifier(victim.model_dir)
+    if isinstance(victim, OnnxVictim):
+        return victim.weights()  # the model its explanations already loaded, if they did
     return None
 
 

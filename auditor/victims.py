@@ -137,11 +137,16 @@ class OnnxVictim(Victim):
         self._explainer: LocalVictim | None = None
         self._identity = VictimIdentity(kind="onnx", location=location, labels=labels)
 
-    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
-        if self._explainer is None:
-            if self.model_dir is None:
-                raise InputError(f"{self._identity.location}: explanations need the PyTorch weights beside the ONNX file")
+    def weights(self) -> Classifier | None:
+        """The PyTorch model in ``model_dir``, loaded once on first use (explanations, the causal check); None
+        without it."""
+        if self._explainer is None and self.model_dir is not None:
             self._explainer = LocalVictim(load_classifier(self.model_dir))
+        return None if self._explainer is None else self._explainer.classifier
+
+    def _explain(self, text: str, text_pair: str | None, options: ExplanationOptions) -> Explanation:
+        if self.weights() is None:
+            raise InputError(f"{self._identity.location}: explanations need the PyTorch weights beside the ONNX file")
         return self._explainer._explain(text, text_pair, options)
 
     @property
