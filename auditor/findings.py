@@ -10,6 +10,7 @@ from collections.abc import Callable
 from auditor.causal import DEFAULT_K, causal_check, prune_advice
 from auditor.checkpoint import Checkpoint
 from auditor.data import Dataset
+from auditor.defence import DefendedVictim
 from auditor.errors import InputError, RequestRefused
 from auditor.forensics import implicated_heads, success_forensics
 from auditor.heads import ImportanceCache, compute_importance
@@ -56,9 +57,8 @@ def stored_forensics(record: dict) -> Forensics | None:
 def victim_weights(victim: Victim) -> Classifier | None:
     """The PyTorch model behind ``victim``: a local model's, an ONNX graph's (the weights beside it), a
     defended victim's inner one's; None for an endpoint, or an ONNX graph without its weights."""
-    inner = getattr(victim, "victim", None)  # a DefendedVictim
-    if isinstance(inner, Victim):
-        return victim_weights(inner)
+    if isinstance(victim, DefendedVictim):
+        return victim_weights(victim.victim)
     if isinstance(victim, LocalVictim):
         return victim.classifier
     if isinstance(victim, OnnxVictim):
